@@ -1,0 +1,222 @@
+//! Typed, layered configuration: defaults, then an optional `.env` file, then
+//! environment variables, then command-line flags. `synctalk --help` lists every
+//! setting with its variable; secrets are never printed.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use synctalk_kernel::Secret;
+
+/// SyncTalk: a real-time chat backend.
+#[derive(Debug, Parser)]
+#[command(name = "synctalk", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// What the binary does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the OpenAPI document (what `openapi/openapi.json` holds) and exit.
+    Openapi,
+    /// Run pending migrations and exit.
+    Migrate,
+}
+
+/// Deployment environment: decides defaults that differ between a laptop and
+/// production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Swagger UI on; a JWT secret is generated under the data dir when none is set.
+    Development,
+    /// Swagger UI off unless asked for; JWT_SECRET is required.
+    Production,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Deployment environment.
+    #[arg(long, env = "SYNCTALK_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+    /// Address to listen on.
+    #[arg(long, env = "SYNCTALK_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "SYNCTALK_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SYNCTALK_WORKERS")]
+    pub workers: Option<usize>,
+    /// PostgreSQL URL. When unset, SyncTalk starts its own cluster under the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// Where the self-managed PostgreSQL cluster (and a generated dev JWT secret) live.
+    #[arg(long, env = "SYNCTALK_DATA_DIR", default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// Run pending migrations at start-up.
+    #[arg(long, env = "SYNCTALK_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
+    /// How long to wait for a database connection, in seconds.
+    #[arg(long, env = "DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    pub database_timeout_secs: u64,
+    /// HS256 secret for access tokens, at least 32 bytes. Required in production.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Access-token lifetime, in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Session lifetime without a refresh, in seconds (default 30 days).
+    #[arg(long, env = "REFRESH_TOKEN_TTL_SECS", default_value_t = 2_592_000)]
+    pub refresh_token_ttl_secs: u64,
+    /// Argon2id memory cost, in KiB.
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations.
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Argon2id parallelism.
+    #[arg(long, env = "ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Requests per minute per IP on register, login and refresh.
+    #[arg(long, env = "RATE_LIMIT_AUTH_PER_MINUTE", default_value_t = 20)]
+    pub rate_limit_auth_per_minute: u32,
+    /// Requests per minute per user (per IP when unauthenticated) on other routes.
+    #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_user_per_minute: u32,
+    /// Largest JSON body, in bytes.
+    #[arg(long, env = "JSON_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub json_body_limit: usize,
+    /// Serve Swagger UI at /docs (default: on in development, off in production).
+    #[arg(long, env = "SYNCTALK_DOCS", action = clap::ArgAction::Set)]
+    pub docs: Option<bool>,
+    /// Take client addresses from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+    /// Log filter, in `tracing` EnvFilter syntax (RUST_LOG wins when set).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Seconds to let requests finish on shutdown.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Settings {
+    /// The defaults, as if nothing were set (for tests).
+    pub fn defaults() -> Self {
+        let cli = Cli::parse_from(["synctalk"]);
+        cli.settings
+    }
+
+    /// Whether Swagger UI is served.
+    pub fn docs_enabled(&self) -> bool {
+        self.docs
+            .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// The auth crate's settings; `jwt_secret` must be resolved first.
+    pub fn auth_config(&self, jwt_secret: Secret) -> synctalk_auth::AuthConfig {
+        synctalk_auth::AuthConfig {
+            jwt_secret,
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+            argon2: synctalk_auth::Argon2Params {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.jwt_secret {
+            anyhow::ensure!(
+                secret.expose().len() >= 32,
+                "JWT_SECRET must be at least 32 bytes"
+            );
+        }
+        anyhow::ensure!(
+            self.environment != Environment::Production || self.jwt_secret.is_some(),
+            "JWT_SECRET is required when SYNCTALK_ENV=production"
+        );
+        anyhow::ensure!(
+            self.rate_limit_auth_per_minute > 0,
+            "RATE_LIMIT_AUTH_PER_MINUTE must be > 0"
+        );
+        anyhow::ensure!(
+            self.rate_limit_user_per_minute > 0,
+            "RATE_LIMIT_USER_PER_MINUTE must be > 0"
+        );
+        anyhow::ensure!(
+            self.database_pool_size > 0,
+            "DATABASE_POOL_SIZE must be > 0"
+        );
+        anyhow::ensure!(
+            self.access_token_ttl_secs > 0,
+            "ACCESS_TOKEN_TTL_SECS must be > 0"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.port, 8080);
+        assert_eq!(settings.host.to_string(), "127.0.0.1");
+        assert!(settings.docs_enabled());
+        assert!(settings.auto_migrate);
+        assert_eq!(settings.json_body_limit, 1024 * 1024);
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut settings = Settings::defaults();
+        settings.jwt_secret = Some(Secret::new("super-secret-value-that-is-long-enough"));
+        settings.database_url = Some(Secret::new("postgres://u:pw@host/db"));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("super-secret"), "{printed}");
+        assert!(!printed.contains("pw@host"), "{printed}");
+    }
+
+    #[test]
+    fn production_needs_a_secret() {
+        let mut settings = Settings::defaults();
+        settings.environment = Environment::Production;
+        assert!(settings.validate().is_err());
+        settings.jwt_secret = Some(Secret::new("short"));
+        assert!(settings.validate().is_err());
+        settings.jwt_secret = Some(Secret::new("x".repeat(32)));
+        assert!(settings.validate().is_ok());
+        assert!(!settings.docs_enabled());
+    }
+}

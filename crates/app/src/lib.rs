@@ -1,0 +1,228 @@
+//! The SyncTalk server: wires the domain crates into one actix-web app.
+//!
+//! [`Application::build`] binds (port 0 picks a free port, which tests use) and
+//! returns the app with its port; [`resolve_database`] finds or starts the database.
+
+pub mod config;
+mod middleware;
+pub mod openapi;
+mod routes;
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use synctalk_auth::AuthService;
+use synctalk_db::Pool;
+use synctalk_db::cluster::{Durability, LocalCluster};
+use synctalk_kernel::Secret;
+use synctalk_kernel::http::{self as kernel_http, TrustForwardedFor};
+use tracing_actix_web::TracingLogger;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::{Cli, Command, Settings};
+
+/// A bound, not yet running server.
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Builds the app on a pool of an already migrated database.
+    pub async fn build(
+        settings: &Settings,
+        pool: Pool,
+        jwt_secret: Secret,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+
+        let auth = web::Data::new(AuthService::new(
+            pool.clone(),
+            &settings.auth_config(jwt_secret),
+        )?);
+        let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
+        let pool = web::Data::new(pool);
+        let limits = web::Data::new(middleware::RateLimits::new(
+            settings.rate_limit_auth_per_minute,
+            settings.rate_limit_user_per_minute,
+        ));
+        let doc = web::Data::new(openapi::document_json());
+        let trust = web::Data::new(TrustForwardedFor(settings.trust_forwarded_for));
+        let json_limit = settings.json_body_limit;
+        let docs = settings.docs_enabled();
+        telemetry::metrics();
+
+        let prune = limits.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                prune.prune();
+            }
+        });
+
+        let mut server = HttpServer::new(move || {
+            let api = web::scope("/api/v1")
+                .wrap(from_fn(middleware::rate_limit))
+                .route("/openapi.json", web::get().to(routes::openapi_json))
+                .configure(synctalk_auth::configure)
+                .configure(synctalk_users::configure);
+            let mut app = App::new()
+                .app_data(pool.clone())
+                .app_data(auth.clone())
+                .app_data(authenticator.clone())
+                .app_data(limits.clone())
+                .app_data(doc.clone())
+                .app_data(trust.clone())
+                .app_data(kernel_http::json_config(json_limit))
+                .app_data(kernel_http::query_config())
+                .app_data(kernel_http::path_config())
+                .wrap(from_fn(middleware::request_meta))
+                .wrap(TracingLogger::default())
+                .service(kernel_http::resource("/health").route(web::get().to(routes::health)))
+                .service(kernel_http::resource("/ready").route(web::get().to(routes::ready)))
+                .service(kernel_http::resource("/metrics").route(web::get().to(routes::metrics)))
+                .service(api);
+            if docs {
+                app = app.service(web::redirect("/docs", "/docs/")).service(
+                    SwaggerUi::new("/docs/{_:.*}").config(
+                        utoipa_swagger_ui::Config::from("/api/v1/openapi.json")
+                            .persist_authorization(true),
+                    ),
+                );
+            }
+            app.default_service(web::to(kernel_http::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout_secs);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            server: server.run(),
+            port,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop it.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT or SIGTERM: graceful, in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The database to use, and the local cluster if we started one.
+pub struct Database {
+    /// The URL of SyncTalk's database.
+    pub url: Secret,
+    /// Set when SyncTalk manages the cluster itself (no `DATABASE_URL`).
+    pub cluster: Option<LocalCluster>,
+}
+
+/// Uses `DATABASE_URL`, or starts the local cluster under the data dir and makes sure
+/// its `synctalk` database exists.
+pub async fn resolve_database(settings: &Settings) -> anyhow::Result<Database> {
+    if let Some(url) = &settings.database_url {
+        return Ok(Database {
+            url: url.clone(),
+            cluster: None,
+        });
+    }
+    let root = settings.data_dir.clone();
+    let cluster =
+        tokio::task::spawn_blocking(move || LocalCluster::start(&root, Durability::Durable))
+            .await??;
+    tracing::info!(port = cluster.port(), dir = %settings.data_dir.display(), "local PostgreSQL cluster is up");
+    let admin = cluster.url("postgres");
+    if !synctalk_db::database_exists(&admin, "synctalk").await? {
+        synctalk_db::create_database(&admin, "synctalk", None).await?;
+    }
+    Ok(Database {
+        url: Secret::new(cluster.url("synctalk")),
+        cluster: Some(cluster),
+    })
+}
+
+/// The JWT secret: configured, or in development one generated once and kept under the
+/// data dir (so tokens survive restarts).
+pub fn resolve_jwt_secret(settings: &Settings) -> anyhow::Result<Secret> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.clone());
+    }
+    anyhow::ensure!(
+        settings.environment == config::Environment::Development,
+        "JWT_SECRET is required in production"
+    );
+    let path = settings.data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if existing.trim().len() >= 32 {
+            return Ok(Secret::new(existing.trim()));
+        }
+    }
+    let secret = random_secret()?;
+    write_private(&path, &secret)?;
+    Ok(Secret::new(secret))
+}
+
+fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom_fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn getrandom_fill(bytes: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(bytes)?;
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Connects a pool to a database and, if asked, migrates it first.
+pub async fn connect(settings: &Settings, url: &Secret) -> anyhow::Result<Pool> {
+    let timeout = Duration::from_secs(settings.database_timeout_secs);
+    let pool = synctalk_db::connect(url.expose(), settings.database_pool_size, timeout)
+        .await
+        .context("cannot connect to the database (check DATABASE_URL)")?;
+    if settings.auto_migrate {
+        let ran = synctalk_db::run_migrations(url.expose()).await?;
+        if ran > 0 {
+            tracing::info!(migrations = ran, "database migrated");
+        }
+    }
+    Ok(pool)
+}

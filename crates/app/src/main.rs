@@ -1,0 +1,72 @@
+//! `synctalk`: the server binary. `synctalk --help` lists every setting.
+
+use clap::Parser;
+use synctalk_app::{Application, Cli, Command, telemetry};
+
+fn main() -> std::process::ExitCode {
+    // A missing .env is fine; a malformed one is worth a word.
+    if let Err(error) = dotenvy::dotenv() {
+        if !error.not_found() {
+            eprintln!("ignoring .env: {error}");
+        }
+    }
+    let cli = Cli::parse();
+    let command = cli.command.clone().unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        print!("{}", synctalk_app::openapi::document_json());
+        return std::process::ExitCode::SUCCESS;
+    }
+    telemetry::init_logging(&cli.settings);
+    let result = actix_web::rt::System::new().block_on(run(cli, command));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("synctalk: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    settings.validate()?;
+    let database = synctalk_app::resolve_database(&settings).await?;
+    let result = async {
+        match command {
+            Command::Migrate => {
+                let ran = synctalk_db::run_migrations(database.url.expose()).await?;
+                tracing::info!(migrations = ran, "migrations done");
+                Ok(())
+            }
+            _ => {
+                let pool = synctalk_app::connect(&settings, &database.url).await?;
+                let secret = synctalk_app::resolve_jwt_secret(&settings)?;
+                let app = Application::build(&settings, pool, secret).await?;
+                tracing::info!(
+                    "SyncTalk listening on http://{}:{} (Swagger UI: {})",
+                    settings.host,
+                    app.port(),
+                    if settings.docs_enabled() {
+                        "/docs"
+                    } else {
+                        "off"
+                    }
+                );
+                app.run_until_stopped().await?;
+                tracing::info!("server stopped");
+                Ok(())
+            }
+        }
+    }
+    .await;
+    if let Some(cluster) = &database.cluster {
+        if cluster.started_here() {
+            match cluster.stop() {
+                Ok(()) => tracing::info!("local PostgreSQL cluster stopped"),
+                Err(error) => tracing::warn!(%error, "could not stop the local PostgreSQL cluster"),
+            }
+        }
+    }
+    result
+}

@@ -1,0 +1,158 @@
+//! Cross-cutting middleware: request ids and metrics on every response, rate limits on
+//! `/api/v1`.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, ResponseError, web};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use synctalk_auth::AuthService;
+use synctalk_kernel::{AppError, UserId};
+use tracing_actix_web::RequestId;
+
+/// Sets `X-Request-Id` (the id in every log line of the request) and records
+/// `http_requests_total` and `http_request_duration_seconds`.
+pub async fn request_meta(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let mut res = next.call(req).await?;
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), id);
+    }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", res.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    Ok(res)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Ip(IpAddr),
+    User(UserId),
+}
+
+type Limiter =
+    RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock, StateInformationMiddleware>;
+
+/// The rate limiters: per IP on register, login and refresh; per user elsewhere.
+#[derive(Clone)]
+pub struct RateLimits {
+    auth: Arc<Limiter>,
+    user: Arc<Limiter>,
+}
+
+impl RateLimits {
+    /// Limits of `auth_per_minute` and `user_per_minute` requests, refilled evenly.
+    pub fn new(auth_per_minute: u32, user_per_minute: u32) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            auth: Arc::new(RateLimiter::keyed(quota(auth_per_minute)).with_middleware()),
+            user: Arc::new(RateLimiter::keyed(quota(user_per_minute)).with_middleware()),
+        }
+    }
+
+    /// Forgets keys whose buckets are full again, so memory stays bounded.
+    pub fn prune(&self) {
+        for limiter in [&self.auth, &self.user] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+const IP_LIMITED: &[&str] = &[
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+];
+
+/// Applies the rate limits and sets `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+/// `X-RateLimit-Reset-After` (seconds until the bucket is full again).
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let ip = synctalk_kernel::http::client_ip(req.request())
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let (limiter, key) = if IP_LIMITED.contains(&req.path()) {
+        (&limits.auth, Key::Ip(ip))
+    } else {
+        let user = synctalk_kernel::auth::bearer_token(req.request()).and_then(|token| {
+            req.app_data::<web::Data<AuthService>>()
+                .and_then(|auth| auth.token_user(token))
+        });
+        (&limits.user, user.map_or(Key::Ip(ip), Key::User))
+    };
+    match limiter.check_key(&key) {
+        Ok(snapshot) => {
+            let quota = snapshot.quota();
+            let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
+            let remaining = snapshot.remaining_burst_capacity();
+            let reset_after = per_token * (limit - remaining);
+            let mut res = next.call(req).await?.map_into_boxed_body();
+            set_headers(res.headers_mut(), limit, remaining, reset_after);
+            Ok(res)
+        }
+        Err(not_until) => {
+            let quota = not_until.quota();
+            let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let error =
+                AppError::rate_limited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            let mut response = error.error_response();
+            set_headers(response.headers_mut(), limit, 0, per_token * limit);
+            Ok(req.into_response(response))
+        }
+    }
+}
+
+fn set_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    limit: u32,
+    remaining: u32,
+    reset_after: Duration,
+) {
+    let pairs = [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        (
+            "x-ratelimit-reset-after",
+            format!("{:.3}", reset_after.as_secs_f64()),
+        ),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}

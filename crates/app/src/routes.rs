@@ -1,0 +1,62 @@
+//! The app's own routes: liveness, readiness, metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use synctalk_db::{Pool, RunQueryDsl};
+use synctalk_kernel::{AppError, ErrorCode, ErrorResponse};
+use utoipa::ToSchema;
+
+/// A health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "app",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers within 2 seconds.
+#[utoipa::path(get, path = "/ready", tag = "app",
+    responses(
+        (status = 200, description = "Ready to serve", body = Health),
+        (status = 503, description = "`service_unavailable`: the database does not answer", body = ErrorResponse),
+    ))]
+pub async fn ready(pool: web::Data<Pool>) -> Result<web::Json<Health>, AppError> {
+    let check = async {
+        let mut conn = pool.get().await.ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Some(_)) => Ok(web::Json(Health { status: "ok" })),
+        _ => Err(AppError::new(
+            ErrorCode::ServiceUnavailable,
+            "the database is not reachable",
+        )),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "app",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::metrics().render())
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "app",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json(doc: web::Data<String>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.get_ref().clone())
+}

@@ -1,0 +1,37 @@
+use std::time::Duration;
+
+use synctalk_kernel::Secret;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Iterations (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Settings of the auth crate.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The HS256 signing secret (at least 32 bytes).
+    pub jwt_secret: Secret,
+    /// How long an access token lives.
+    pub access_token_ttl: Duration,
+    /// How long a session lives without a refresh.
+    pub refresh_token_ttl: Duration,
+    /// Password hashing cost.
+    pub argon2: Argon2Params,
+}

@@ -1,0 +1,87 @@
+//! Wire types of the auth API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use synctalk_kernel::SessionId;
+use synctalk_users::dto::CurrentUser;
+use utoipa::ToSchema;
+
+/// Create an account.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// 3-32 of lower-case `a-z`, `0-9`, `_`, `.` (`Alice` is refused).
+    #[schema(example = "alice")]
+    pub username: String,
+    /// Unique without regard to case.
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// 8-128 characters.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+    /// Optional stable id of this device; signing in again with the same id replaces
+    /// that device's previous session.
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+/// Sign in.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Your username or your email.
+    #[schema(example = "alice")]
+    pub login: String,
+    /// Your password.
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+    /// Optional stable id of this device; signing in again with the same id replaces
+    /// that device's previous session.
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+/// Trade a refresh token for a new pair.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    /// The refresh token from register, login or the last refresh. Each works once.
+    pub refresh_token: String,
+}
+
+/// Tokens for a session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// You.
+    pub user: CurrentUser,
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Use once with `POST /auth/refresh` before the session expires; you get a new one.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+    /// The session (device) these tokens belong to.
+    pub session_id: SessionId,
+}
+
+/// A signed-in device.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// The session's id.
+    pub id: SessionId,
+    /// The device id the client gave, if any.
+    pub device_id: Option<String>,
+    /// The user agent at sign-in or last refresh.
+    pub user_agent: Option<String>,
+    /// The client address at sign-in or last refresh.
+    pub ip: Option<String>,
+    /// When it signed in.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used.
+    pub last_used_at: DateTime<Utc>,
+    /// When it ends unless refreshed.
+    pub expires_at: DateTime<Utc>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}

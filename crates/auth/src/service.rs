@@ -1,0 +1,359 @@
+//! The account service behind the routes, and the [`Authenticator`] every route's
+//! [`AuthUser`](synctalk_kernel::AuthUser) goes through.
+
+use chrono::Utc;
+use synctalk_db::{AsyncConnection, AsyncPgConnection, DbError, Pool};
+use synctalk_kernel::auth::BoxFuture;
+use synctalk_kernel::error::FieldErrors;
+use synctalk_kernel::{AppError, AppResult, AuthUser, Authenticator, ErrorCode, SessionId, UserId};
+use synctalk_users::domain::{Email, Username};
+use synctalk_users::dto::CurrentUser;
+use synctalk_users::model::{NewUser, UserRow};
+use synctalk_users::repo::{self as users_repo, CreateUserError};
+
+use crate::config::AuthConfig;
+use crate::domain::{Password, parse_device_id};
+use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, Session, TokenResponse};
+use crate::model::{NewSession, RevokeReason};
+use crate::password::Hasher;
+use crate::repo;
+use crate::tokens::{AccessTokens, hash_refresh_token, new_refresh_token};
+
+/// Where a request comes from, recorded on its session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// `User-Agent`, cut to 512 characters.
+    pub user_agent: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
+/// Accounts, sessions and tokens.
+#[derive(Clone)]
+pub struct AuthService {
+    pool: Pool,
+    tokens: AccessTokens,
+    hasher: Hasher,
+    refresh_ttl: chrono::Duration,
+}
+
+enum RefreshOutcome {
+    Rotated { user: UserRow, session: SessionId },
+    Refused,
+}
+
+impl AuthService {
+    /// Builds the service (computes the dummy hash used for unknown users).
+    pub fn new(pool: Pool, config: &AuthConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            tokens: AccessTokens::new(config.jwt_secret.expose(), config.access_token_ttl)?,
+            hasher: Hasher::new(config.argon2)?,
+            refresh_ttl: chrono::Duration::from_std(config.refresh_token_ttl)?,
+        })
+    }
+
+    async fn conn(&self) -> Result<synctalk_db::PooledConn, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Creates an account and signs it in.
+    pub async fn register(
+        &self,
+        body: RegisterRequest,
+        client: ClientInfo,
+    ) -> AppResult<TokenResponse> {
+        let mut fields = FieldErrors::new();
+        let mut problem =
+            |field: &str, p: String| fields.entry(field.to_owned()).or_default().push(p);
+        let username = Username::parse(&body.username)
+            .map_err(|p| problem("username", p))
+            .ok();
+        let email = Email::parse(&body.email)
+            .map_err(|p| problem("email", p))
+            .ok();
+        let password = Password::parse(&body.password)
+            .map_err(|p| problem("password", p))
+            .ok();
+        let device_id = parse_device_opt(body.device_id.as_deref(), &mut problem);
+        let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+            return Err(AppError::validation(fields));
+        };
+        if !fields.is_empty() {
+            return Err(AppError::validation(fields));
+        }
+
+        let hash = self
+            .hasher
+            .hash(password.expose().to_owned())
+            .await
+            .map_err(AppError::internal)?;
+        let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
+        let expires_at = Utc::now() + self.refresh_ttl;
+        let mut conn = self.conn().await?;
+        let (user, session) = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let user = users_repo::create(
+                    conn,
+                    NewUser {
+                        id: UserId::new(),
+                        username: username.as_str(),
+                        email: email.as_str(),
+                        password_hash: &hash,
+                    },
+                )
+                .await
+                .map_err(|error| match error {
+                    CreateUserError::UsernameTaken => {
+                        AppError::new(ErrorCode::UsernameTaken, "this username is taken")
+                    }
+                    CreateUserError::EmailTaken => {
+                        AppError::new(ErrorCode::EmailTaken, "this email is already registered")
+                    }
+                    CreateUserError::Db(e) => AppError::internal(e),
+                })?;
+                let session = new_session(
+                    conn,
+                    &user,
+                    device_id.as_deref(),
+                    &client,
+                    expires_at,
+                    &refresh_hash,
+                )
+                .await?;
+                Ok((user, session))
+            })
+            .await?;
+        self.token_response(user, session, refresh_token)
+    }
+
+    /// Signs in with a username or email and a password.
+    pub async fn login(&self, body: LoginRequest, client: ClientInfo) -> AppResult<TokenResponse> {
+        let mut fields = FieldErrors::new();
+        let mut problem =
+            |field: &str, p: String| fields.entry(field.to_owned()).or_default().push(p);
+        let device_id = parse_device_opt(body.device_id.as_deref(), &mut problem);
+        if !fields.is_empty() {
+            return Err(AppError::validation(fields));
+        }
+        let login = body.login.trim();
+        let login = if login.contains('@') {
+            login.to_owned()
+        } else {
+            login.to_lowercase()
+        };
+        let invalid = || AppError::new(ErrorCode::InvalidCredentials, "wrong login or password");
+        // Over-long input is refused after the same work as a wrong password.
+        let plausible =
+            !login.is_empty() && login.len() <= 254 && body.password.chars().count() <= 128;
+        let user = if plausible {
+            let mut conn = self.conn().await?;
+            users_repo::find_by_login(&mut conn, &login).await?
+        } else {
+            None
+        };
+        let password = if plausible {
+            body.password
+        } else {
+            String::new()
+        };
+        let ok = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await
+            .map_err(AppError::internal)?;
+        let Some(user) = user.filter(|_| ok) else {
+            return Err(invalid());
+        };
+
+        let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
+        let expires_at = Utc::now() + self.refresh_ttl;
+        let mut conn = self.conn().await?;
+        let session = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                new_session(
+                    conn,
+                    &user,
+                    device_id.as_deref(),
+                    &client,
+                    expires_at,
+                    &refresh_hash,
+                )
+                .await
+            })
+            .await?;
+        self.token_response(user, session, refresh_token)
+    }
+
+    /// Rotates a refresh token. A spent token revokes its whole session.
+    pub async fn refresh(
+        &self,
+        body: RefreshRequest,
+        client: ClientInfo,
+    ) -> AppResult<TokenResponse> {
+        let presented = hash_refresh_token(body.refresh_token.trim());
+        let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
+        let expires_at = Utc::now() + self.refresh_ttl;
+        let mut conn = self.conn().await?;
+        let outcome = conn
+            .transaction::<_, AppError, _>(async |conn| {
+                let Some((token, session)) = repo::lock_refresh_token(conn, &presented).await? else {
+                    return Ok(RefreshOutcome::Refused);
+                };
+                if session.revoked_at.is_some() || session.expires_at <= Utc::now() {
+                    return Ok(RefreshOutcome::Refused);
+                }
+                if token.used_at.is_some() {
+                    // Someone holds a copy of a token that was already rotated: end the
+                    // session for both of them.
+                    tracing::warn!(session_id = %session.id, "refresh token reused; session revoked");
+                    repo::revoke(conn, session.user_id, session.id, RevokeReason::RefreshTokenReused).await?;
+                    return Ok(RefreshOutcome::Refused);
+                }
+                let Some(user) = users_repo::find(conn, session.user_id).await? else {
+                    return Ok(RefreshOutcome::Refused);
+                };
+                repo::spend_refresh_token(conn, &presented).await?;
+                repo::insert_refresh_token(conn, session.id, &refresh_hash).await?;
+                repo::touch_session(conn, session.id, expires_at, client.user_agent.as_deref(), client.ip.as_deref())
+                    .await?;
+                Ok(RefreshOutcome::Rotated { user, session: session.id })
+            })
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { user, session } => {
+                self.token_response(user, session, refresh_token)
+            }
+            RefreshOutcome::Refused => Err(AppError::new(
+                ErrorCode::InvalidRefreshToken,
+                "the refresh token is invalid, expired or already used",
+            )),
+        }
+    }
+
+    /// Ends the session making the request.
+    pub async fn logout(&self, auth: AuthUser) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        repo::revoke(
+            &mut conn,
+            auth.user_id,
+            auth.session_id,
+            RevokeReason::Logout,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, auth: AuthUser) -> AppResult<Vec<Session>> {
+        let mut conn = self.conn().await?;
+        let rows = repo::list_live(&mut conn, auth.user_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Session {
+                current: row.id == auth.session_id,
+                id: row.id,
+                device_id: row.device_id,
+                user_agent: row.user_agent,
+                ip: row.ip,
+                created_at: row.created_at,
+                last_used_at: row.last_used_at,
+                expires_at: row.expires_at,
+            })
+            .collect())
+    }
+
+    /// Ends one of the caller's sessions.
+    pub async fn revoke_session(&self, auth: AuthUser, session: SessionId) -> AppResult<()> {
+        let mut conn = self.conn().await?;
+        if !repo::revoke(&mut conn, auth.user_id, session, RevokeReason::Revoked).await? {
+            return Err(AppError::not_found("session"));
+        }
+        Ok(())
+    }
+
+    fn token_response(
+        &self,
+        user: UserRow,
+        session: SessionId,
+        refresh_token: String,
+    ) -> AppResult<TokenResponse> {
+        let access_token = self
+            .tokens
+            .issue(user.id, session)
+            .map_err(AppError::internal)?;
+        Ok(TokenResponse {
+            user: CurrentUser::from(user),
+            access_token,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: self.tokens.ttl_secs(),
+            session_id: session,
+        })
+    }
+
+    /// Whose token this is, by signature and expiry alone (no database): for rate
+    /// limiting, never for authorisation.
+    pub fn token_user(&self, token: &str) -> Option<UserId> {
+        self.tokens.verify(token).map(|claims| UserId(claims.sub))
+    }
+
+    async fn check(&self, token: &str) -> AppResult<AuthUser> {
+        let invalid = || {
+            AppError::new(
+                ErrorCode::InvalidToken,
+                "the access token is invalid or expired",
+            )
+        };
+        let claims = self.tokens.verify(token).ok_or_else(invalid)?;
+        let auth = AuthUser {
+            user_id: UserId(claims.sub),
+            session_id: SessionId(claims.sid),
+        };
+        let mut conn = self.conn().await?;
+        let last_used = repo::find_live(&mut conn, auth.session_id, auth.user_id)
+            .await?
+            .ok_or_else(invalid)?;
+        if Utc::now() - last_used > chrono::Duration::minutes(1) {
+            repo::mark_used(&mut conn, auth.session_id).await?;
+        }
+        Ok(auth)
+    }
+}
+
+impl Authenticator for AuthService {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthUser, AppError>> {
+        Box::pin(self.check(token))
+    }
+}
+
+fn parse_device_opt(value: Option<&str>, problem: &mut impl FnMut(&str, String)) -> Option<String> {
+    value.and_then(|v| parse_device_id(v).map_err(|p| problem("device_id", p)).ok())
+}
+
+async fn new_session(
+    conn: &mut AsyncPgConnection,
+    user: &UserRow,
+    device_id: Option<&str>,
+    client: &ClientInfo,
+    expires_at: chrono::DateTime<Utc>,
+    refresh_hash: &[u8],
+) -> AppResult<SessionId> {
+    if let Some(device) = device_id {
+        repo::revoke_device(conn, user.id, device).await?;
+    }
+    let session = repo::create_session(
+        conn,
+        NewSession {
+            id: SessionId::new(),
+            user_id: user.id,
+            device_id,
+            user_agent: client.user_agent.as_deref(),
+            ip: client.ip.as_deref(),
+            expires_at,
+        },
+        refresh_hash,
+    )
+    .await?;
+    Ok(session.id)
+}

@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::DbError;
+
+/// The migrations under `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// A pool of PostgreSQL connections.
+pub type Pool = deadpool::Pool<AsyncPgConnection>;
+/// A connection taken from the [`Pool`]; derefs to `AsyncPgConnection`.
+pub type PooledConn = deadpool::Object<AsyncPgConnection>;
+
+impl From<deadpool::PoolError> for DbError {
+    fn from(error: deadpool::PoolError) -> Self {
+        DbError::Unavailable(error.to_string())
+    }
+}
+
+/// Builds a pool and checks, within `timeout`, that the database answers; so a wrong
+/// `DATABASE_URL` fails at start-up with a clear message instead of on the first request.
+pub async fn connect(url: &str, max_size: usize, timeout: Duration) -> Result<Pool, DbError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let pool = Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(::deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .build()
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    drop(conn);
+    Ok(pool)
+}
+
+/// Runs the pending migrations on the database at `url`; returns how many ran.
+///
+/// Diesel's migration harness is synchronous, so it runs on a thread of its own with a
+/// runtime of its own: safe to call from any async context.
+pub async fn run_migrations(url: &str) -> Result<usize, DbError> {
+    with_harness(url, |conn| {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.len())
+    })
+    .await
+}
+
+/// Reverts every migration (for the up-down-up test and `db-reset`).
+pub async fn revert_migrations(url: &str) -> Result<usize, DbError> {
+    with_harness(url, |conn| {
+        conn.revert_all_migrations(MIGRATIONS)
+            .map(|versions| versions.len())
+    })
+    .await
+}
+
+type Harness = AsyncConnectionWrapper<AsyncPgConnection>;
+
+async fn with_harness<F>(url: &str, job: F) -> Result<usize, DbError>
+where
+    F: FnOnce(&mut Harness) -> Result<usize, Box<dyn std::error::Error + Send + Sync + 'static>>
+        + Send
+        + 'static,
+{
+    let url = url.to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = (|| {
+            let mut conn = <Harness as diesel::Connection>::establish(&url)
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            // Two migrating processes must not interleave.
+            conn.batch_execute("SELECT pg_advisory_lock(7307000001)")?;
+            let result = job(&mut conn).map_err(|e| DbError::Migration(e.to_string()));
+            conn.batch_execute("SELECT pg_advisory_unlock(7307000001)")?;
+            result
+        })();
+        let _ = tx.send(result);
+    });
+    rx.await
+        .map_err(|_| DbError::Migration("the migration thread stopped".into()))?
+}
+
+/// Whether a database exists (connected through the maintenance database `admin_url`).
+pub async fn database_exists(admin_url: &str, name: &str) -> Result<bool, DbError> {
+    use diesel::sql_types::{Bool, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let mut conn = establish(admin_url).await?;
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(&mut conn)
+            .await?;
+    Ok(row.exists)
+}
+
+/// Creates database `name`, optionally as a copy of `template`. Names are quoted.
+pub async fn create_database(
+    admin_url: &str,
+    name: &str,
+    template: Option<&str>,
+) -> Result<(), DbError> {
+    let mut conn = establish(admin_url).await?;
+    let mut sql = format!("CREATE DATABASE {}", quote_ident(name));
+    if let Some(template) = template {
+        sql.push_str(&format!(" TEMPLATE {}", quote_ident(template)));
+    }
+    diesel::sql_query(sql).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Drops database `name` if it exists, ending its connections.
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
+    let mut conn = establish(admin_url).await?;
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    diesel::sql_query(sql).execute(&mut conn).await?;
+    Ok(())
+}
+
+async fn establish(url: &str) -> Result<AsyncPgConnection, DbError> {
+    AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

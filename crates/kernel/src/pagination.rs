@@ -1,0 +1,112 @@
+//! Cursor pagination: `limit` (1-100, default 50) and a `before` or `after` id.
+//! Never offsets: a cursor is stable while new rows arrive.
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::error::{AppError, ErrorCode};
+
+/// The largest page a client may ask for.
+pub const MAX_LIMIT: u32 = 100;
+/// The page size when the client does not say.
+pub const DEFAULT_LIMIT: u32 = 50;
+
+/// The cursor query parameters of a list route.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// How many items to return, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Only items whose id sorts before this id.
+    pub before: Option<Uuid>,
+    /// Only items whose id sorts after this id.
+    pub after: Option<Uuid>,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// From the start.
+    Start,
+    /// Items with ids below this one.
+    Before(Uuid),
+    /// Items with ids above this one.
+    After(Uuid),
+}
+
+/// A parsed, valid page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// 1-100.
+    pub limit: i64,
+    /// Where the page starts.
+    pub cursor: Cursor,
+}
+
+impl PageQuery {
+    /// Checks the range of `limit` and that at most one cursor is given.
+    pub fn parse(&self) -> Result<Page, AppError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(AppError::new(
+                ErrorCode::InvalidQuery,
+                "limit must be between 1 and 100",
+            ));
+        }
+        let cursor = match (self.before, self.after) {
+            (None, None) => Cursor::Start,
+            (Some(id), None) => Cursor::Before(id),
+            (None, Some(id)) => Cursor::After(id),
+            (Some(_), Some(_)) => {
+                return Err(AppError::new(
+                    ErrorCode::InvalidQuery,
+                    "give at most one of before and after",
+                ));
+            }
+        };
+        Ok(Page {
+            limit: i64::from(limit),
+            cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_defaults_and_bounds() {
+        assert_eq!(PageQuery::default().parse().unwrap().limit, 50);
+        for bad in [0, 101] {
+            let query = PageQuery {
+                limit: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(query.parse().unwrap_err().code(), ErrorCode::InvalidQuery);
+        }
+        let query = PageQuery {
+            limit: Some(100),
+            ..Default::default()
+        };
+        assert_eq!(query.parse().unwrap().limit, 100);
+    }
+
+    #[test]
+    fn one_cursor_at_most() {
+        let id = Uuid::now_v7();
+        let both = PageQuery {
+            before: Some(id),
+            after: Some(id),
+            ..Default::default()
+        };
+        assert!(both.parse().is_err());
+        let after = PageQuery {
+            after: Some(id),
+            ..Default::default()
+        };
+        assert_eq!(after.parse().unwrap().cursor, Cursor::After(id));
+    }
+}

@@ -1,0 +1,114 @@
+//! Wire types of the users API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use synctalk_kernel::UserId;
+use utoipa::ToSchema;
+
+use crate::model::UserRow;
+
+/// A user as anyone may see them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// Unique, lower-case name: 3-32 of `a-z`, `0-9`, `_`, `.`.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// Shown instead of the username when set.
+    #[schema(example = "Alice")]
+    pub display_name: Option<String>,
+    /// The avatar image.
+    pub avatar_url: Option<String>,
+    /// About me, up to 190 characters.
+    pub bio: Option<String>,
+    /// A custom status, up to 128 characters.
+    pub status_text: Option<String>,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Yourself: a [`User`] plus the fields only you see.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CurrentUser {
+    /// The user's id.
+    pub id: UserId,
+    /// Unique, lower-case name.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// Shown instead of the username when set.
+    pub display_name: Option<String>,
+    /// The avatar image.
+    pub avatar_url: Option<String>,
+    /// About me.
+    pub bio: Option<String>,
+    /// A custom status.
+    pub status_text: Option<String>,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+    /// Your email address (only ever in your own `@me`).
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
+            avatar_url: row.avatar_url,
+            bio: row.bio,
+            status_text: row.status_text,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl From<UserRow> for CurrentUser {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
+            avatar_url: row.avatar_url,
+            bio: row.bio,
+            status_text: row.status_text,
+            created_at: row.created_at,
+            email: row.email,
+        }
+    }
+}
+
+/// A profile change: a field left out stays as it is, `null` clears it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UpdateCurrentUser {
+    /// 1-32 characters, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "synctalk_kernel::serde_ext::double_option"
+    )]
+    #[schema(value_type = Option<String>, nullable, example = "Alice")]
+    pub display_name: Option<Option<String>>,
+    /// An http(s) URL up to 2048 characters, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "synctalk_kernel::serde_ext::double_option"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
+    pub avatar_url: Option<Option<String>>,
+    /// Up to 190 characters, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "synctalk_kernel::serde_ext::double_option"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
+    pub bio: Option<Option<String>>,
+    /// Up to 128 characters on one line, or `null` to clear.
+    #[serde(
+        default,
+        deserialize_with = "synctalk_kernel::serde_ext::double_option"
+    )]
+    #[schema(value_type = Option<String>, nullable, example = "On holiday")]
+    pub status_text: Option<Option<String>>,
+}

@@ -1,0 +1,195 @@
+//! Handlers of the users API.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use synctalk_db::Pool;
+use synctalk_kernel::error::FieldErrors;
+use synctalk_kernel::http::resource;
+use synctalk_kernel::{AppError, AppResult, AuthUser, ErrorResponse, PageQuery, UserId};
+use utoipa::IntoParams;
+
+use crate::domain::{self, Problem};
+use crate::dto::{CurrentUser, UpdateCurrentUser, User};
+use crate::model::UserChanges;
+use crate::repo;
+
+/// Settings of the users routes.
+#[derive(Debug, Clone, Default)]
+pub struct UsersConfig;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/users/@me")
+            .route(web::get().to(get_me))
+            .route(web::patch().to(update_me))
+            .route(web::delete().to(delete_me)),
+    )
+    .service(resource("/users/{user_id}").route(web::get().to(get_user)))
+    .service(resource("/users").route(web::get().to(search_users)));
+}
+
+/// Your own profile, with your email.
+#[utoipa::path(
+    get, path = "/api/v1/users/@me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your profile", body = CurrentUser),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn get_me(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<CurrentUser>> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let user = repo::find(&mut conn, auth.user_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    Ok(web::Json(user.into()))
+}
+
+/// Updates your profile: display name, avatar, bio, custom status. A field left out
+/// stays as it is; `null` clears it.
+#[utoipa::path(
+    patch, path = "/api/v1/users/@me", tag = "users",
+    security(("bearer" = [])),
+    request_body = UpdateCurrentUser,
+    responses(
+        (status = 200, description = "The updated profile", body = CurrentUser),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn update_me(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    body: web::Json<UpdateCurrentUser>,
+) -> AppResult<web::Json<CurrentUser>> {
+    let changes = parse_changes(body.into_inner())?;
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let user = repo::update(&mut conn, auth.user_id, changes)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    Ok(web::Json(user.into()))
+}
+
+fn parse_changes(body: UpdateCurrentUser) -> AppResult<UserChanges> {
+    let mut fields = FieldErrors::new();
+    let mut field =
+        |name: &str, value: Option<Option<String>>, parse: fn(&str) -> Result<String, Problem>| {
+            match value {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(text)) => match parse(&text) {
+                    // An empty optional text clears it, like null.
+                    Ok(parsed) if parsed.is_empty() => Some(None),
+                    Ok(parsed) => Some(Some(parsed)),
+                    Err(problem) => {
+                        fields.entry(name.to_owned()).or_default().push(problem);
+                        None
+                    }
+                },
+            }
+        };
+    let changes = UserChanges {
+        display_name: field(
+            "display_name",
+            body.display_name,
+            domain::parse_display_name,
+        ),
+        avatar_url: field("avatar_url", body.avatar_url, domain::parse_avatar_url),
+        bio: field("bio", body.bio, domain::parse_bio),
+        status_text: field("status_text", body.status_text, domain::parse_status_text),
+        updated_at: Some(chrono::Utc::now()),
+    };
+    if !fields.is_empty() {
+        return Err(AppError::validation(fields));
+    }
+    Ok(changes)
+}
+
+/// Deletes your account (soft): you vanish from every read, your sessions stop working
+/// at once, and your username and email become free.
+#[utoipa::path(
+    delete, path = "/api/v1/users/@me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResult<HttpResponse> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    if !repo::soft_delete(&mut conn, auth.user_id).await? {
+        return Err(AppError::not_found("user"));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A user's public profile.
+#[utoipa::path(
+    get, path = "/api/v1/users/{user_id}", tag = "users",
+    security(("bearer" = [])),
+    params(("user_id" = UserId, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such user (or deleted)", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn get_user(
+    _auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<UserId>,
+) -> AppResult<web::Json<User>> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let user = repo::find(&mut conn, path.into_inner())
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))?;
+    Ok(web::Json(user.into()))
+}
+
+/// The search term of `GET /users`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchQuery {
+    /// Username prefix (lower case); empty or absent lists everyone.
+    query: Option<String>,
+}
+
+/// Lists users, optionally those whose username starts with `query`, in id (creation)
+/// order; page with `after` (or `before`) the last id you got.
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    security(("bearer" = [])),
+    params(SearchQuery, PageQuery),
+    responses(
+        (status = 200, description = "Matching users", body = Vec<User>),
+        (status = 400, description = "Bad query (limit out of 1-100, malformed id)", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn search_users(
+    _auth: AuthUser,
+    pool: web::Data<Pool>,
+    search: web::Query<SearchQuery>,
+    page: web::Query<PageQuery>,
+) -> AppResult<web::Json<Vec<User>>> {
+    let page = page.parse()?;
+    let prefix = search.query.as_deref().unwrap_or("").trim().to_lowercase();
+    if prefix.chars().count() > 32 {
+        return Err(AppError::new(
+            synctalk_kernel::ErrorCode::InvalidQuery,
+            "query is at most 32 characters",
+        ));
+    }
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let users = repo::search(&mut conn, &prefix, page).await?;
+    Ok(web::Json(users.into_iter().map(User::from).collect()))
+}
