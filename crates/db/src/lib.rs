@@ -52,3 +52,38 @@ pub fn unique_violation(error: &diesel::result::Error) -> Option<&str> {
         _ => None,
     }
 }
+
+/// The same server URL with another database name (keeps user, password, host and
+/// query parameters).
+pub fn url_with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap_or(before_query);
+    let mut out = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_the_database_name() {
+        assert_eq!(
+            url_with_database("postgres://u:p@h:5432/app", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(url_with_database("postgres://h", "x"), "postgres://h/x");
+        assert_eq!(
+            url_with_database("postgresql://u@h/app?sslmode=disable", "x"),
+            "postgresql://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The auth API against a real server and a real database.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use synctalk_testkit::{Status, TestApp};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn login(app: &TestApp, login: &str, password: &str) -> synctalk_testkit::Response {
+    app.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"login": login, "password": password}),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn register_returns_the_user_and_tokens() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "alice", "email": "Alice@Example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    let user = &res.body["user"];
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["email"], "Alice@Example.com");
+    assert!(user.get("password_hash").is_none());
+    assert_eq!(res.body["token_type"], "Bearer");
+    assert_eq!(res.body["expires_in"], 900);
+    assert_eq!(res.body["refresh_token"].as_str().unwrap().len(), 43);
+    let token = res.body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3);
+    let me = app.get("/api/v1/users/@me", Some(token)).await;
+    assert_eq!(me.status, Status::OK);
+    assert_eq!(me.body["id"], user["id"]);
+}
+
+#[actix_web::test]
+async fn register_reports_every_invalid_field_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "Alice", "email": "not-an-email", "password": "short"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{}", res.text);
+    assert_eq!(res.code(), "validation_failed");
+    let fields = res.body["error"]["fields"].as_object().unwrap();
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["email", "password", "username"]);
+    assert!(
+        fields["username"][0]
+            .as_str()
+            .unwrap()
+            .contains("lower-case")
+    );
+
+    for (username, problem_field) in [
+        ("ab", "username"),
+        (&"x".repeat(33)[..], "username"),
+        ("al ice", "username"),
+    ] {
+        let res = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"username": username, "email": "a@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+        assert!(
+            res.body["error"]["fields"][problem_field].is_array(),
+            "{}",
+            res.text
+        );
+    }
+    let long = "x".repeat(129);
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "bob", "email": "b@example.com", "password": long}),
+        )
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+
+    let mut conn = app.db.connect().await;
+    let count: i64 = synctalk_db::schema::users::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[actix_web::test]
+async fn register_refuses_a_taken_username_or_email_ignoring_case() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "alice", "email": "other@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CONFLICT);
+    assert_eq!(res.code(), "username_taken");
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "alice2", "email": "ALICE@example.COM", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CONFLICT);
+    assert_eq!(res.code(), "email_taken");
+}
+
+#[actix_web::test]
+async fn malformed_and_incomplete_bodies_are_400() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .raw(
+            synctalk_testkit::Method::POST,
+            "/api/v1/auth/register",
+            "application/json",
+            b"{nope".to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, Status::BAD_REQUEST);
+    assert_eq!(res.code(), "invalid_json");
+    let res = app
+        .post("/api/v1/auth/register", None, json!({"username": "alice"}))
+        .await;
+    assert_eq!(res.status, Status::BAD_REQUEST);
+    assert!(
+        res.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{}",
+        res.text
+    );
+    let res = app
+        .raw(
+            synctalk_testkit::Method::POST,
+            "/api/v1/auth/login",
+            "text/plain",
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, Status::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(res.code(), "unsupported_media_type");
+}
+
+#[actix_web::test]
+async fn login_by_username_or_email_and_one_answer_for_every_failure() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+
+    let by_name = login(&app, "alice", PASSWORD).await;
+    assert_eq!(by_name.status, Status::OK, "{}", by_name.text);
+    assert_eq!(by_name.body["user"]["id"], alice.id.as_str());
+    assert_ne!(
+        by_name.body["session_id"],
+        alice.session_id.as_str(),
+        "each login is a new session"
+    );
+    let by_email = login(&app, "ALICE@example.com", PASSWORD).await;
+    assert_eq!(by_email.status, Status::OK);
+
+    let wrong_password = login(&app, "alice", "wrong password!").await;
+    let unknown_user = login(&app, "nobody", PASSWORD).await;
+    let unknown_email = login(&app, "nobody@example.com", PASSWORD).await;
+    for res in [&wrong_password, &unknown_user, &unknown_email] {
+        assert_eq!(res.status, Status::UNAUTHORIZED);
+        assert_eq!(res.code(), "invalid_credentials");
+    }
+    assert_eq!(
+        wrong_password.body, unknown_user.body,
+        "the answers must not tell the cases apart"
+    );
+}
+
+#[actix_web::test]
+async fn passwords_and_refresh_tokens_are_stored_only_as_hashes() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mut conn = app.db.connect().await;
+    use synctalk_db::schema::{refresh_tokens, users};
+    let hash: String = users::table
+        .select(users::password_hash)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    let stored: Vec<Vec<u8>> = refresh_tokens::table
+        .select(refresh_tokens::token_hash)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].len(), 32);
+    assert_ne!(stored[0], alice.refresh_token.as_bytes());
+}
+
+async fn refresh(app: &TestApp, token: &str) -> synctalk_testkit::Response {
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": token}),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn refresh_rotates_the_token_within_the_same_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let first = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(first.status, Status::OK, "{}", first.text);
+    assert_eq!(first.body["session_id"], alice.session_id.as_str());
+    let rotated = first.body["refresh_token"].as_str().unwrap();
+    assert_ne!(rotated, alice.refresh_token);
+    let access = first.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(access)).await.status,
+        Status::OK
+    );
+
+    let second = refresh(&app, rotated).await;
+    assert_eq!(second.status, Status::OK, "the rotated token works once");
+
+    let unknown = refresh(&app, "not-a-token").await;
+    assert_eq!(unknown.status, Status::UNAUTHORIZED);
+    assert_eq!(unknown.code(), "invalid_refresh_token");
+}
+
+#[actix_web::test]
+async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let other_device = login(&app, "alice", PASSWORD).await;
+    let other_access = other_device.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let rotated = refresh(&app, &alice.refresh_token).await;
+    let new_refresh = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    let new_access = rotated.body["access_token"].as_str().unwrap().to_owned();
+
+    // An attacker replays the spent token.
+    let replay = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(replay.status, Status::UNAUTHORIZED);
+    assert_eq!(replay.code(), "invalid_refresh_token");
+
+    // The whole session is gone: its newest tokens too.
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&new_access)).await.status,
+        Status::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&alice.access_token))
+            .await
+            .status,
+        Status::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(&app, &new_refresh).await.status,
+        Status::UNAUTHORIZED
+    );
+    // Other devices are untouched.
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&other_access))
+            .await
+            .status,
+        Status::OK
+    );
+}
+
+#[actix_web::test]
+async fn logout_stops_the_sessions_tokens_at_once() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let res = app
+        .post("/api/v1/auth/logout", Some(&alice.access_token), json!({}))
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let me = app
+        .get("/api/v1/users/@me", Some(&alice.access_token))
+        .await;
+    assert_eq!(me.status, Status::UNAUTHORIZED);
+    assert_eq!(me.code(), "invalid_token");
+    assert_eq!(
+        refresh(&app, &alice.refresh_token).await.status,
+        Status::UNAUTHORIZED
+    );
+    let again = app
+        .post("/api/v1/auth/logout", Some(&alice.access_token), json!({}))
+        .await;
+    assert_eq!(again.status, Status::UNAUTHORIZED);
+    let no_token = app.post("/api/v1/auth/logout", None, json!({})).await;
+    assert_eq!(no_token.status, Status::UNAUTHORIZED);
+    assert_eq!(no_token.code(), "unauthorized");
+}
+
+#[actix_web::test]
+async fn sessions_are_listed_per_device_and_can_be_revoked() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let phone = app
+        .request(
+            synctalk_testkit::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "alice", "password": PASSWORD})),
+        )
+        .await;
+    let phone_access = phone.body["access_token"].as_str().unwrap().to_owned();
+    let phone_session = phone.body["session_id"].as_str().unwrap().to_owned();
+
+    let list = app
+        .get("/api/v1/auth/sessions", Some(&alice.access_token))
+        .await;
+    assert_eq!(list.status, Status::OK);
+    let sessions = list.body.as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["id"], phone_session.as_str(), "newest first");
+    assert_eq!(sessions[0]["current"], false);
+    assert_eq!(sessions[1]["current"], true);
+    assert_eq!(sessions[1]["ip"], "127.0.0.1");
+    assert!(sessions[1]["last_used_at"].is_string());
+
+    // Bob cannot see or end Alice's sessions.
+    let path = format!("/api/v1/auth/sessions/{phone_session}");
+    assert_eq!(
+        app.delete(&path, Some(&bob.access_token)).await.status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&path, Some(&alice.access_token)).await.status,
+        Status::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&phone_access))
+            .await
+            .status,
+        Status::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.delete(&path, Some(&alice.access_token)).await.status,
+        Status::NOT_FOUND,
+        "already ended"
+    );
+    let unknown = app
+        .delete(
+            "/api/v1/auth/sessions/not-a-uuid",
+            Some(&alice.access_token),
+        )
+        .await;
+    assert_eq!(unknown.status, Status::NOT_FOUND);
+    let list = app
+        .get("/api/v1/auth/sessions", Some(&alice.access_token))
+        .await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/api/v1/auth/sessions", None).await.status,
+        Status::UNAUTHORIZED
+    );
+}
+
+#[actix_web::test]
+async fn signing_in_again_on_a_device_replaces_its_session() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let body = json!({"login": "alice", "password": PASSWORD, "device_id": "phone-1"});
+    let first = app.post("/api/v1/auth/login", None, body.clone()).await;
+    let second = app.post("/api/v1/auth/login", None, body).await;
+    assert_eq!(second.status, Status::OK);
+    let first_access = first.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(first_access))
+            .await
+            .status,
+        Status::UNAUTHORIZED
+    );
+    let second_access = second.body["access_token"].as_str().unwrap();
+    let list = app.get("/api/v1/auth/sessions", Some(second_access)).await;
+    let devices: Vec<&Value> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["device_id"])
+        .collect();
+    assert_eq!(devices.iter().filter(|d| **d == "phone-1").count(), 1);
+
+    let bad = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "alice", "password": PASSWORD, "device_id": ""}),
+        )
+        .await;
+    assert_eq!(bad.status, Status::UNPROCESSABLE_ENTITY);
+    assert!(bad.body["error"]["fields"]["device_id"].is_array());
+}
+
+#[actix_web::test]
+async fn bad_access_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mut tampered = alice.access_token.clone();
+    tampered.replace_range(tampered.len() - 3.., "abc");
+    let (header, rest) = alice.access_token.split_once('.').unwrap();
+    let _ = header;
+    let none_alg = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}",
+        rest.split('.').next().unwrap()
+    );
+    for token in [tampered.as_str(), none_alg.as_str(), "garbage", "a.b.c"] {
+        let res = app.get("/api/v1/users/@me", Some(token)).await;
+        assert_eq!(res.status, Status::UNAUTHORIZED, "{token}");
+        assert_eq!(res.code(), "invalid_token");
+        assert_eq!(res.header("www-authenticate"), Some("Bearer"));
+    }
+}
+
+#[actix_web::test]
+async fn expired_access_tokens_are_refused() {
+    let app = TestApp::spawn_with(|s| s.access_token_ttl_secs = 1).await;
+    let alice = app.register("alice").await;
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&alice.access_token))
+            .await
+            .status,
+        Status::OK
+    );
+    // Past the 1 s lifetime and the 5 s clock leeway.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let res = app
+        .get("/api/v1/users/@me", Some(&alice.access_token))
+        .await;
+    assert_eq!(res.status, Status::UNAUTHORIZED);
+    assert_eq!(res.code(), "invalid_token");
+    // The refresh token still gets a fresh one.
+    let fresh = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(fresh.status, Status::OK);
+}
+
+#[actix_web::test]
+async fn auth_routes_are_rate_limited_per_ip() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_auth_per_minute = 3).await;
+    let mut last = None;
+    for i in 0..3 {
+        let res = login(&app, "nobody", PASSWORD).await;
+        assert_eq!(res.status, Status::UNAUTHORIZED);
+        assert_eq!(res.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(
+            res.header("x-ratelimit-remaining"),
+            Some((2 - i).to_string().as_str())
+        );
+        last = Some(res);
+    }
+    assert!(
+        last.unwrap()
+            .header("x-ratelimit-reset-after")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    let limited = login(&app, "nobody", PASSWORD).await;
+    assert_eq!(limited.status, Status::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry_ms = limited.body["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!(retry_ms > 0 && retry_ms <= 20_000, "{retry_ms}");
+    assert!(
+        limited
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    // Register and refresh share the per-IP bucket.
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "zed", "email": "z@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, Status::TOO_MANY_REQUESTS);
+    // Routes outside auth are not affected by the auth bucket.
+    assert_eq!(app.get("/health", None).await.status, Status::OK);
+}
