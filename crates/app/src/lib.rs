@@ -173,10 +173,10 @@ pub fn resolve_jwt_secret(settings: &Settings) -> anyhow::Result<Secret> {
         "JWT_SECRET is required in production"
     );
     let path = settings.data_dir.join("jwt-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        if existing.trim().len() >= 32 {
-            return Ok(Secret::new(existing.trim()));
-        }
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.trim().len() >= 32
+    {
+        return Ok(Secret::new(existing.trim()));
     }
     let secret = random_secret()?;
     write_private(&path, &secret)?;

@@ -5,10 +5,10 @@ use synctalk_app::{Application, Cli, Command, telemetry};
 
 fn main() -> std::process::ExitCode {
     // A missing .env is fine; a malformed one is worth a word.
-    if let Err(error) = dotenvy::dotenv() {
-        if !error.not_found() {
-            eprintln!("ignoring .env: {error}");
-        }
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("ignoring .env: {error}");
     }
     let cli = Cli::parse();
     let command = cli.command.clone().unwrap_or(Command::Serve);
@@ -60,12 +60,12 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
         }
     }
     .await;
-    if let Some(cluster) = &database.cluster {
-        if cluster.started_here() {
-            match cluster.stop() {
-                Ok(()) => tracing::info!("local PostgreSQL cluster stopped"),
-                Err(error) => tracing::warn!(%error, "could not stop the local PostgreSQL cluster"),
-            }
+    if let Some(cluster) = &database.cluster
+        && cluster.started_here()
+    {
+        match cluster.stop() {
+            Ok(()) => tracing::info!("local PostgreSQL cluster stopped"),
+            Err(error) => tracing::warn!(%error, "could not stop the local PostgreSQL cluster"),
         }
     }
     result

@@ -133,12 +133,10 @@ fn decorate(op: &mut Operation, api: bool) {
             );
         }
     }
-    if let Some(too_many) = op.responses.responses.get_mut("429") {
-        if let RefOr::T(response) = too_many {
-            response.headers.insert(
-                "Retry-After".to_owned(),
-                header("Seconds to wait before retrying", Type::Integer),
-            );
-        }
+    if let Some(RefOr::T(response)) = op.responses.responses.get_mut("429") {
+        response.headers.insert(
+            "Retry-After".to_owned(),
+            header("Seconds to wait before retrying", Type::Integer),
+        );
     }
 }

@@ -37,11 +37,6 @@ pub struct AuthService {
     refresh_ttl: chrono::Duration,
 }
 
-enum RefreshOutcome {
-    Rotated { user: UserRow, session: SessionId },
-    Refused,
-}
-
 impl AuthService {
     /// Builds the service (computes the dummy hash used for unknown users).
     pub fn new(pool: Pool, config: &AuthConfig) -> anyhow::Result<Self> {
@@ -195,36 +190,37 @@ impl AuthService {
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
         let expires_at = Utc::now() + self.refresh_ttl;
         let mut conn = self.conn().await?;
+        // `None`: refused (the reuse revocation above still commits).
         let outcome = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let Some((token, session)) = repo::lock_refresh_token(conn, &presented).await? else {
-                    return Ok(RefreshOutcome::Refused);
+                    return Ok(None);
                 };
                 if session.revoked_at.is_some() || session.expires_at <= Utc::now() {
-                    return Ok(RefreshOutcome::Refused);
+                    return Ok(None);
                 }
                 if token.used_at.is_some() {
                     // Someone holds a copy of a token that was already rotated: end the
                     // session for both of them.
                     tracing::warn!(session_id = %session.id, "refresh token reused; session revoked");
                     repo::revoke(conn, session.user_id, session.id, RevokeReason::RefreshTokenReused).await?;
-                    return Ok(RefreshOutcome::Refused);
+                    return Ok(None);
                 }
                 let Some(user) = users_repo::find(conn, session.user_id).await? else {
-                    return Ok(RefreshOutcome::Refused);
+                    return Ok(None);
                 };
                 repo::spend_refresh_token(conn, &presented).await?;
                 repo::insert_refresh_token(conn, session.id, &refresh_hash).await?;
                 repo::touch_session(conn, session.id, expires_at, client.user_agent.as_deref(), client.ip.as_deref())
                     .await?;
-                Ok(RefreshOutcome::Rotated { user, session: session.id })
+                Ok(Some((user, session.id)))
             })
             .await?;
         match outcome {
-            RefreshOutcome::Rotated { user, session } => {
+            Some((user, session)) => {
                 self.token_response(user, session, refresh_token)
             }
-            RefreshOutcome::Refused => Err(AppError::new(
+            None => Err(AppError::new(
                 ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid, expired or already used",
             )),

@@ -149,8 +149,6 @@ mod tests {
             Duration::from_secs(0),
         )
         .unwrap();
-        let mut claims_token = tokens.issue(UserId::new(), SessionId::new()).unwrap();
-        // exp = now, leeway 5 s: still valid; forge an old one instead.
         let now = chrono::Utc::now().timestamp();
         let old = Claims {
             sub: Uuid::now_v7(),
@@ -159,7 +157,7 @@ mod tests {
             exp: now - 60,
             iss: ISSUER.into(),
         };
-        claims_token =
+        let claims_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &tokens.encoding).unwrap();
         assert!(tokens.verify(&claims_token).is_none());
     }

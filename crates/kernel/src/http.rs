@@ -79,10 +79,8 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
     let trust = req
         .app_data::<web::Data<TrustForwardedFor>>()
         .is_some_and(|t| t.0);
-    if trust {
-        if let Some(ip) = req.connection_info().realip_remote_addr() {
-            return Some(strip_port(ip).to_owned());
-        }
+    if trust && let Some(ip) = req.connection_info().realip_remote_addr() {
+        return Some(strip_port(ip).to_owned());
     }
     req.peer_addr().map(|addr| addr.ip().to_string())
 }

@@ -78,6 +78,18 @@ async fn init_shared() -> anyhow::Result<Shared> {
     })
 }
 
+/// A database migrated from scratch (not from the template), replaced on each call:
+/// what `diesel print-schema` reads in CI to prove `schema.rs` matches the migrations.
+pub async fn schema_check_database() -> anyhow::Result<String> {
+    let shared = init_shared().await?;
+    let name = "synctalk_schema_check";
+    synctalk_db::drop_database(&shared.admin_url, name).await?;
+    synctalk_db::create_database(&shared.admin_url, name, None).await?;
+    let url = synctalk_db::url_with_database(&shared.admin_url, name);
+    synctalk_db::run_migrations(&url).await?;
+    Ok(url)
+}
+
 /// Where the private cluster lives: one per checkout, under the temp dir (which the
 /// unprivileged `postgres` user can reach even when the checkout is under /root).
 fn cluster_root() -> PathBuf {

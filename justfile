@@ -1,0 +1,30 @@
+# SyncTalk recipes. The README's two commands need only cargo; these are shortcuts.
+
+# Run the server (its own PostgreSQL under ./.data unless DATABASE_URL is set).
+run:
+    cargo run --release
+
+# Every test, against real PostgreSQL.
+test:
+    cargo test --workspace
+
+# What CI runs: fmt, clippy, tests and the contract checks.
+ci:
+    bash .ci/run
+
+# Regenerate openapi/openapi.json from the code.
+openapi:
+    cargo run -q -p synctalk-app -- openapi > openapi/openapi.json
+
+# Regenerate crates/db/src/schema.rs from the migrations.
+schema:
+    diesel print-schema --database-url "$(cargo run -q -p synctalk-testkit --bin synctalk-testdb)" > crates/db/src/schema.rs
+
+# Validate asyncapi.yaml.
+asyncapi:
+    npx --yes @asyncapi/cli@4.1.1 validate asyncapi.yaml
+
+# Stop and delete the local development cluster (./.data); the next run makes a new one.
+db-reset:
+    -pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -n1); [ -d .data/postgres ] && if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" stop -D "$PWD/.data/postgres" -m fast; else "$pg_ctl" stop -D .data/postgres -m fast; fi
+    rm -rf .data
