@@ -11,7 +11,7 @@ use synctalk_kernel::Secret;
 
 /// SyncTalk: a real-time chat backend.
 #[derive(Debug, Parser)]
-#[command(name = "synctalk", version, about, long_about = None)]
+#[command(name = "synctalk", version, about = "SyncTalk: a real-time chat backend. Every setting below is also read from its environment variable (and from a .env file).", long_about = None)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]

@@ -213,3 +213,21 @@ async fn migrations_run_up_down_and_up_again() {
     assert_eq!(left.n, 0, "down.sql left tables behind");
     assert_eq!(synctalk_db::run_migrations(db.url()).await.unwrap(), up);
 }
+
+#[test]
+fn the_readme_documents_every_error_code_and_setting() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for code in synctalk_kernel::ErrorCode::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+        assert!(readme.contains(&row), "README lacks the error row {row}");
+    }
+    use clap::CommandFactory;
+    let command = synctalk_app::Cli::command();
+    for arg in command.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            let name = format!("| `{}` |", env.to_string_lossy());
+            assert!(readme.contains(&name), "README lacks the setting {name}");
+        }
+    }
+}

@@ -217,9 +217,7 @@ impl AuthService {
             })
             .await?;
         match outcome {
-            Some((user, session)) => {
-                self.token_response(user, session, refresh_token)
-            }
+            Some((user, session)) => self.token_response(user, session, refresh_token),
             None => Err(AppError::new(
                 ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid, expired or already used",
