@@ -62,12 +62,19 @@ impl Application {
         let docs = settings.docs_enabled();
         telemetry::metrics();
 
-        let prune = limits.clone();
+        let (prune_limits, prune_auth) = (limits.clone(), auth.clone());
         actix_web::rt::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            for round in 0u64.. {
                 tick.tick().await;
-                prune.prune();
+                prune_limits.prune();
+                if round % 60 == 0 {
+                    match prune_auth.prune().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "pruned old sessions"),
+                        Err(error) => tracing::warn!(%error, "could not prune old sessions"),
+                    }
+                }
             }
         });
 

@@ -231,3 +231,133 @@ fn the_readme_documents_every_error_code_and_setting() {
         }
     }
 }
+
+#[actix_web::test]
+async fn an_unreachable_database_fails_start_up_fast_and_clearly() {
+    let mut settings = synctalk_testkit::test_settings();
+    settings.database_timeout_secs = 2;
+    let url = synctalk_kernel::Secret::new("postgres://nobody:nothing@127.0.0.1:1/none");
+    let started = std::time::Instant::now();
+    let error = synctalk_app::connect(&settings, &url)
+        .await
+        .err()
+        .expect("connected to nothing");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("cannot connect to the database"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("nothing@"),
+        "the password leaked: {message}"
+    );
+}
+
+#[actix_web::test]
+async fn every_authenticated_route_needs_a_token_and_shares_the_users_rate_limit() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_user_per_minute = 1).await;
+    let alice = app.register("alice").await;
+    let routes = authenticated_routes(&alice);
+    for (method, path) in &routes {
+        let body = (*method == Method::PATCH).then(|| json!({}));
+        let res = app
+            .request(method.clone(), path, Some("not-a-token"), body.clone())
+            .await;
+        // Without a valid token the bucket is the IP's, which the first call empties.
+        assert!(
+            res.status == Status::UNAUTHORIZED || res.status == Status::TOO_MANY_REQUESTS,
+            "{method} {path}: {}",
+            res.status
+        );
+    }
+    // Alice's own bucket: one request, then 429 everywhere, and nothing changes.
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&alice.access_token))
+            .await
+            .status,
+        Status::OK
+    );
+    for (method, path) in &routes {
+        let body = (*method == Method::PATCH).then(|| json!({"bio": "changed"}));
+        let res = app
+            .request(method.clone(), path, Some(&alice.access_token), body)
+            .await;
+        assert_eq!(res.status, Status::TOO_MANY_REQUESTS, "{method} {path}");
+        assert_eq!(res.code(), "rate_limited");
+        assert!(res.header("retry-after").is_some());
+    }
+    let mut conn = app.db.connect().await;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use synctalk_db::schema::users;
+    let bio: Option<String> = users::table
+        .select(users::bio)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(bio, None, "a limited request changed something");
+}
+
+#[actix_web::test]
+async fn without_a_token_each_route_is_401() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    for (method, path) in authenticated_routes(&alice) {
+        let body = (method == Method::PATCH).then(|| json!({}));
+        let res = app.request(method.clone(), &path, None, body).await;
+        assert_eq!(res.status, Status::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(res.code(), "unauthorized");
+    }
+    // Nothing was done: Alice is still there and signed in.
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&alice.access_token))
+            .await
+            .status,
+        Status::OK
+    );
+}
+
+#[actix_web::test]
+async fn malformed_bodies_on_every_json_route_are_400() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+    ] {
+        let res = app
+            .raw(Method::POST, path, "application/json", b"{\"x\":".to_vec())
+            .await;
+        assert_eq!(res.status, Status::BAD_REQUEST, "{path}");
+        assert_eq!(res.code(), "invalid_json");
+    }
+    let res = app
+        .request(
+            Method::PATCH,
+            "/api/v1/users/@me",
+            Some(&alice.access_token),
+            Some(json!("not an object")),
+        )
+        .await;
+    assert_eq!(res.status, Status::BAD_REQUEST);
+    assert_eq!(res.code(), "invalid_json");
+}
+
+/// Every route that needs a bearer token, with paths that exist for `alice`.
+fn authenticated_routes(alice: &synctalk_testkit::TestUser) -> Vec<(Method, String)> {
+    vec![
+        (Method::POST, "/api/v1/auth/logout".to_owned()),
+        (Method::GET, "/api/v1/auth/sessions".to_owned()),
+        (
+            Method::DELETE,
+            format!("/api/v1/auth/sessions/{}", alice.session_id),
+        ),
+        (Method::GET, "/api/v1/users/@me".to_owned()),
+        (Method::PATCH, "/api/v1/users/@me".to_owned()),
+        (Method::DELETE, "/api/v1/users/@me".to_owned()),
+        (Method::GET, format!("/api/v1/users/{}", alice.id)),
+        (Method::GET, "/api/v1/users?query=a".to_owned()),
+    ]
+}

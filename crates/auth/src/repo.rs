@@ -172,3 +172,22 @@ pub async fn revoke_device(
     .execute(conn)
     .await
 }
+
+/// Deletes sessions (and, by cascade, their refresh tokens) that ended or expired more
+/// than `keep` ago; returns how many. Spent refresh tokens are kept while their session
+/// lives, so that reuse is always detected.
+pub async fn prune_sessions(
+    conn: &mut AsyncPgConnection,
+    keep: chrono::Duration,
+) -> QueryResult<usize> {
+    let cutoff = Utc::now() - keep;
+    diesel::delete(
+        sessions::table.filter(
+            sessions::revoked_at
+                .lt(cutoff)
+                .or(sessions::expires_at.lt(cutoff)),
+        ),
+    )
+    .execute(conn)
+    .await
+}

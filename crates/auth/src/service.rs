@@ -286,6 +286,12 @@ impl AuthService {
         })
     }
 
+    /// Deletes sessions that ended or expired more than a week ago.
+    pub async fn prune(&self) -> AppResult<usize> {
+        let mut conn = self.conn().await?;
+        Ok(repo::prune_sessions(&mut conn, chrono::Duration::days(7)).await?)
+    }
+
     /// Whose token this is, by signature and expiry alone (no database): for rate
     /// limiting, never for authorisation.
     pub fn token_user(&self, token: &str) -> Option<UserId> {

@@ -509,3 +509,48 @@ async fn auth_routes_are_rate_limited_per_ip() {
     // Routes outside auth are not affected by the auth bucket.
     assert_eq!(app.get("/health", None).await.status, Status::OK);
 }
+
+#[actix_web::test]
+async fn long_ended_sessions_are_pruned_with_their_tokens() {
+    use synctalk_db::schema::{refresh_tokens, sessions};
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let live = app.register("bob").await;
+    app.post("/api/v1/auth/logout", Some(&alice.access_token), json!({}))
+        .await;
+    let mut conn = app.db.connect().await;
+    let keep = chrono::Duration::days(7);
+    assert_eq!(
+        synctalk_auth::repo::prune_sessions(&mut conn, keep)
+            .await
+            .unwrap(),
+        0,
+        "ended just now: kept"
+    );
+    diesel::sql_query(
+        "UPDATE sessions SET revoked_at = now() - interval '8 days' WHERE revoked_at IS NOT NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        synctalk_auth::repo::prune_sessions(&mut conn, keep)
+            .await
+            .unwrap(),
+        1
+    );
+    let left: i64 = sessions::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(left, 1);
+    let tokens: i64 = refresh_tokens::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tokens, 1, "the pruned session's tokens went with it");
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&live.access_token))
+            .await
+            .status,
+        Status::OK
+    );
+}

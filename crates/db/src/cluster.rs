@@ -43,6 +43,13 @@ pub enum ClusterError {
         /// Its output or error.
         detail: String,
     },
+    /// The unprivileged user cannot reach the cluster's folder.
+    #[error(
+        "PostgreSQL runs as the `postgres` user, which cannot reach {0} (a parent folder is \
+         closed to other users): set SYNCTALK_DATA_DIR to a folder it can reach, such as \
+         /var/tmp/synctalk, or set DATABASE_URL"
+    )]
+    Unreachable(PathBuf),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -93,6 +100,9 @@ impl LocalCluster {
         let lock = File::create(&lock_path).map_err(|source| io(&lock_path, source))?;
         lock.lock().map_err(|source| io(&lock_path, source))?;
 
+        if let Some((uid, gid)) = run_as {
+            reachable_by(&root, uid, gid)?;
+        }
         let mut cluster = Self {
             root: root.clone(),
             bin_dir,
@@ -305,6 +315,25 @@ fn unprivileged_user() -> Result<(u32, u32), ClusterError> {
         })
         .next()
         .ok_or(ClusterError::NoUnprivilegedUser)
+}
+
+/// Checks that every folder above `root` lets `uid` pass through.
+fn reachable_by(root: &Path, uid: u32, gid: u32) -> Result<(), ClusterError> {
+    for dir in root.ancestors().skip(1) {
+        let meta = fs::metadata(dir).map_err(|source| io(dir, source))?;
+        let mode = meta.mode();
+        let passable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !passable {
+            return Err(ClusterError::Unreachable(root.to_path_buf()));
+        }
+    }
+    Ok(())
 }
 
 fn free_port() -> Result<u16, ClusterError> {
