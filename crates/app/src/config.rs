@@ -114,6 +114,36 @@ pub struct Settings {
     /// Take client addresses from X-Forwarded-For (only behind a trusted proxy).
     #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
+    /// NATS server URL: turns on the multi-node bus. Unset: one node, in-process bus.
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<Secret>,
+    /// Subject prefix on NATS (nodes of one deployment share it).
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "synctalk")]
+    pub nats_subject_prefix: String,
+    /// How often gateway clients must heartbeat, in milliseconds.
+    #[arg(long, env = "GATEWAY_HEARTBEAT_INTERVAL_MS", default_value_t = 41_250)]
+    pub gateway_heartbeat_interval_ms: u64,
+    /// How long a new socket has to IDENTIFY or RESUME, in milliseconds.
+    #[arg(long, env = "GATEWAY_IDENTIFY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub gateway_identify_timeout_ms: u64,
+    /// How long a dropped gateway session stays resumable, in seconds.
+    #[arg(long, env = "GATEWAY_RESUME_WINDOW_SECS", default_value_t = 300)]
+    pub gateway_resume_window_secs: u64,
+    /// How long a user stays online after their last socket goes, in milliseconds.
+    #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 5_000)]
+    pub presence_grace_ms: u64,
+    /// Largest inbound gateway frame, in bytes.
+    #[arg(long, env = "GATEWAY_MAX_FRAME_BYTES", default_value_t = 16_384)]
+    pub gateway_max_frame_bytes: usize,
+    /// Frames per minute a gateway socket may send (heartbeats included).
+    #[arg(long, env = "GATEWAY_COMMANDS_PER_MINUTE", default_value_t = 120)]
+    pub gateway_commands_per_minute: u32,
+    /// Outbound frames queued per socket before it counts as too slow and is closed.
+    #[arg(long, env = "GATEWAY_QUEUE", default_value_t = 256)]
+    pub gateway_queue: usize,
+    /// How often the outbox relay looks for new events when idle, in milliseconds.
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 20)]
+    pub outbox_poll_ms: u64,
     /// Log filter, in `tracing` EnvFilter syntax (RUST_LOG wins when set).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -149,6 +179,25 @@ impl Settings {
                 iterations: self.argon2_iterations,
                 parallelism: self.argon2_parallelism,
             },
+        }
+    }
+
+    /// The gateway's settings.
+    pub fn gateway_config(&self) -> synctalk_gateway::GatewayConfig {
+        synctalk_gateway::GatewayConfig {
+            heartbeat_interval: Duration::from_millis(self.gateway_heartbeat_interval_ms),
+            identify_timeout: Duration::from_millis(self.gateway_identify_timeout_ms),
+            max_frame_bytes: self.gateway_max_frame_bytes,
+            commands_per_minute: self.gateway_commands_per_minute,
+        }
+    }
+
+    /// The hub's settings.
+    pub fn hub_config(&self) -> synctalk_gateway::HubConfig {
+        synctalk_gateway::HubConfig {
+            resume_window: Duration::from_secs(self.gateway_resume_window_secs),
+            presence_grace: Duration::from_millis(self.presence_grace_ms),
+            queue: self.gateway_queue.max(1),
         }
     }
 

@@ -21,6 +21,7 @@ use anyhow::Context;
 use synctalk_auth::AuthService;
 use synctalk_db::Pool;
 use synctalk_db::cluster::{Durability, LocalCluster};
+use synctalk_gateway::{Bus, Gateway, Hub};
 use synctalk_kernel::Secret;
 use synctalk_kernel::http::{self as kernel_http, TrustForwardedFor};
 use tracing_actix_web::TracingLogger;
@@ -32,13 +33,16 @@ pub use config::{Cli, Command, Settings};
 pub struct Application {
     server: Server,
     port: u16,
+    hub: Arc<Hub>,
 }
 
 impl Application {
-    /// Builds the app on a pool of an already migrated database.
+    /// Builds the app on an already migrated database (`url` is for the outbox relay's
+    /// own connection).
     pub async fn build(
         settings: &Settings,
         pool: Pool,
+        url: &Secret,
         jwt_secret: Secret,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
@@ -46,10 +50,40 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
 
+        let bus = match &settings.nats_url {
+            Some(nats) => Bus::nats(nats.expose(), &settings.nats_subject_prefix).await?,
+            None => Bus::local(),
+        };
+        let hub = Hub::start(pool.clone(), bus.clone(), settings.hub_config()).await?;
+        hub.on_presence(synctalk_users::gateway::presence_hook(
+            pool.clone(),
+            Arc::downgrade(&hub),
+        ));
+        let relay_config = synctalk_gateway::relay::RelayConfig {
+            poll: Duration::from_millis(settings.outbox_poll_ms.max(1)),
+            retention: Duration::from_secs(settings.gateway_resume_window_secs + 120),
+        };
+        actix_web::rt::spawn(synctalk_gateway::relay::run(
+            url.expose().to_owned(),
+            bus.clone(),
+            relay_config,
+        ));
+
         let auth = web::Data::new(AuthService::new(
             pool.clone(),
+            bus.clone(),
             &settings.auth_config(jwt_secret),
         )?);
+        let gateway = web::Data::new(Gateway {
+            hub: hub.clone(),
+            domains: vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
+                pool.clone(),
+            ))],
+            authenticator: Arc::new(auth.get_ref().clone()),
+            user_loader: user_loader(pool.clone()),
+            config: settings.gateway_config(),
+        });
+        let bus_data = web::Data::new(bus.clone());
         let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
         let pool = web::Data::new(pool);
         let limits = web::Data::new(middleware::RateLimits::new(
@@ -91,6 +125,8 @@ impl Application {
                 .app_data(limits.clone())
                 .app_data(doc.clone())
                 .app_data(trust.clone())
+                .app_data(gateway.clone())
+                .app_data(bus_data.clone())
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())
@@ -99,6 +135,7 @@ impl Application {
                 .service(kernel_http::resource("/health").route(web::get().to(routes::health)))
                 .service(kernel_http::resource("/ready").route(web::get().to(routes::ready)))
                 .service(kernel_http::resource("/metrics").route(web::get().to(routes::metrics)))
+                .configure(Gateway::configure)
                 .service(api);
             if docs {
                 app = app.service(web::redirect("/docs", "/docs/")).service(
@@ -111,6 +148,7 @@ impl Application {
             app.default_service(web::to(kernel_http::not_found))
         })
         .listen(listener)?
+        .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout_secs);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -118,7 +156,20 @@ impl Application {
         Ok(Self {
             server: server.run(),
             port,
+            hub,
         })
+    }
+
+    /// The node's gateway hub.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Graceful stop: every gateway socket gets RECONNECT (its session stays
+    /// resumable on another node), then in-flight requests finish.
+    pub async fn shutdown(hub: &Hub, handle: &ServerHandle) {
+        hub.shutdown().await;
+        handle.stop(true).await;
     }
 
     /// The port it listens on.
@@ -135,6 +186,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+fn user_loader(pool: Pool) -> synctalk_gateway::UserLoader {
+    Arc::new(move |auth: synctalk_kernel::AuthUser| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+            let user = synctalk_users::repo::find(&mut conn, auth.user_id)
+                .await?
+                .ok_or_else(|| synctalk_kernel::AppError::not_found("user"))?;
+            Ok(
+                serde_json::to_value(synctalk_users::dto::CurrentUser::from(user))
+                    .unwrap_or_default(),
+            )
+        })
+    })
 }
 
 /// The database to use, and the local cluster if we started one.

@@ -42,7 +42,13 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
             _ => {
                 let pool = synctalk_app::connect(&settings, &database.url).await?;
                 let secret = synctalk_app::resolve_jwt_secret(&settings)?;
-                let app = Application::build(&settings, pool, secret).await?;
+                let app = Application::build(&settings, pool, &database.url, secret).await?;
+                let (hub, handle) = (app.hub(), app.handle());
+                actix_web::rt::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("shutting down: sending RECONNECT to gateway sockets");
+                    Application::shutdown(&hub, &handle).await;
+                });
                 tracing::info!(
                     "SyncTalk listening on http://{}:{} (Swagger UI: {})",
                     settings.host,
@@ -69,4 +75,19 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -23,13 +23,22 @@ pub async fn health() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers within 2 seconds.
+/// Readiness: the database answers within 2 seconds and the bus is connected.
 #[utoipa::path(get, path = "/ready", tag = "app",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
-        (status = 503, description = "`service_unavailable`: the database does not answer", body = ErrorResponse),
+        (status = 503, description = "`service_unavailable`: the database or the bus does not answer", body = ErrorResponse),
     ))]
-pub async fn ready(pool: web::Data<Pool>) -> Result<web::Json<Health>, AppError> {
+pub async fn ready(
+    pool: web::Data<Pool>,
+    bus: web::Data<synctalk_gateway::Bus>,
+) -> Result<web::Json<Health>, AppError> {
+    if !bus.is_healthy() {
+        return Err(AppError::new(
+            ErrorCode::ServiceUnavailable,
+            "the bus (NATS) is not reachable",
+        ));
+    }
     let check = async {
         let mut conn = pool.get().await.ok()?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()

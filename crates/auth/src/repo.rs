@@ -158,7 +158,7 @@ pub async fn revoke_device(
     conn: &mut AsyncPgConnection,
     user: UserId,
     device_id: &str,
-) -> QueryResult<usize> {
+) -> QueryResult<Vec<SessionId>> {
     diesel::update(
         sessions::table
             .filter(sessions::user_id.eq(user))
@@ -169,7 +169,8 @@ pub async fn revoke_device(
         sessions::revoked_at.eq(Utc::now()),
         sessions::revoked_reason.eq(RevokeReason::Replaced.as_str()),
     ))
-    .execute(conn)
+    .returning(sessions::id)
+    .get_results(conn)
     .await
 }
 

@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use synctalk_db::{AsyncConnection, AsyncPgConnection, DbError, Pool};
+use synctalk_gateway::{Bus, BusMessage, Control};
 use synctalk_kernel::auth::BoxFuture;
 use synctalk_kernel::error::FieldErrors;
 use synctalk_kernel::{AppError, AppResult, AuthUser, Authenticator, ErrorCode, SessionId, UserId};
@@ -32,6 +33,7 @@ pub struct ClientInfo {
 #[derive(Clone)]
 pub struct AuthService {
     pool: Pool,
+    bus: Bus,
     tokens: AccessTokens,
     hasher: Hasher,
     refresh_ttl: chrono::Duration,
@@ -39,9 +41,10 @@ pub struct AuthService {
 
 impl AuthService {
     /// Builds the service (computes the dummy hash used for unknown users).
-    pub fn new(pool: Pool, config: &AuthConfig) -> anyhow::Result<Self> {
+    pub fn new(pool: Pool, bus: Bus, config: &AuthConfig) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
+            bus,
             tokens: AccessTokens::new(config.jwt_secret.expose(), config.access_token_ttl)?,
             hasher: Hasher::new(config.argon2)?,
             refresh_ttl: chrono::Duration::from_std(config.refresh_token_ttl)?,
@@ -107,7 +110,7 @@ impl AuthService {
                     }
                     CreateUserError::Db(e) => AppError::internal(e),
                 })?;
-                let session = new_session(
+                let (session, _) = new_session(
                     conn,
                     &user,
                     device_id.as_deref(),
@@ -164,7 +167,7 @@ impl AuthService {
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
         let expires_at = Utc::now() + self.refresh_ttl;
         let mut conn = self.conn().await?;
-        let session = conn
+        let (session, replaced) = conn
             .transaction::<_, AppError, _>(async |conn| {
                 new_session(
                     conn,
@@ -177,6 +180,9 @@ impl AuthService {
                 .await
             })
             .await?;
+        for old in replaced {
+            self.ended(old).await;
+        }
         self.token_response(user, session, refresh_token)
     }
 
@@ -191,6 +197,8 @@ impl AuthService {
         let expires_at = Utc::now() + self.refresh_ttl;
         let mut conn = self.conn().await?;
         // `None`: refused (the reuse revocation above still commits).
+        let mut reused_session = None;
+        let reused = &mut reused_session;
         let outcome = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let Some((token, session)) = repo::lock_refresh_token(conn, &presented).await? else {
@@ -204,6 +212,7 @@ impl AuthService {
                     // session for both of them.
                     tracing::warn!(session_id = %session.id, "refresh token reused; session revoked");
                     repo::revoke(conn, session.user_id, session.id, RevokeReason::RefreshTokenReused).await?;
+                    *reused = Some(session.id);
                     return Ok(None);
                 }
                 let Some(user) = users_repo::find(conn, session.user_id).await? else {
@@ -216,6 +225,9 @@ impl AuthService {
                 Ok(Some((user, session.id)))
             })
             .await?;
+        if let Some(session) = reused_session {
+            self.ended(session).await;
+        }
         match outcome {
             Some((user, session)) => self.token_response(user, session, refresh_token),
             None => Err(AppError::new(
@@ -235,6 +247,8 @@ impl AuthService {
             RevokeReason::Logout,
         )
         .await?;
+        drop(conn);
+        self.ended(auth.session_id).await;
         Ok(())
     }
 
@@ -263,7 +277,16 @@ impl AuthService {
         if !repo::revoke(&mut conn, auth.user_id, session, RevokeReason::Revoked).await? {
             return Err(AppError::not_found("session"));
         }
+        drop(conn);
+        self.ended(session).await;
         Ok(())
+    }
+
+    /// Closes the gateway sockets of a session that just ended, on every node.
+    async fn ended(&self, session: SessionId) {
+        self.bus
+            .publish(BusMessage::Control(Control::RevokeAuthSession(session)))
+            .await;
     }
 
     fn token_response(
@@ -338,9 +361,10 @@ async fn new_session(
     client: &ClientInfo,
     expires_at: chrono::DateTime<Utc>,
     refresh_hash: &[u8],
-) -> AppResult<SessionId> {
+) -> AppResult<(SessionId, Vec<SessionId>)> {
+    let mut replaced = Vec::new();
     if let Some(device) = device_id {
-        repo::revoke_device(conn, user.id, device).await?;
+        replaced = repo::revoke_device(conn, user.id, device).await?;
     }
     let session = repo::create_session(
         conn,
@@ -355,5 +379,5 @@ async fn new_session(
         refresh_hash,
     )
     .await?;
-    Ok(session.id)
+    Ok((session.id, replaced))
 }

@@ -1,11 +1,72 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    gateway_nodes (id) {
+        id -> Uuid,
+        started_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        auth_session_id -> Uuid,
+        domains -> Array<Nullable<Text>>,
+        node_id -> Nullable<Uuid>,
+        epoch -> Int4,
+        seq -> Int8,
+        position -> Int8,
+        recent -> Array<Nullable<Int8>>,
+        connected -> Bool,
+        status -> Text,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (position) {
+        position -> Int8,
+        domain -> Text,
+        name -> Text,
+        payload -> Jsonb,
+        audience -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox_relay (id) {
+        id -> Int4,
+        position -> Int8,
+    }
+}
+
+diesel::table! {
+    presences (user_id) {
+        user_id -> Uuid,
+        status -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         session_id -> Uuid,
         created_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    relationships (user_id, other_id) {
+        user_id -> Uuid,
+        other_id -> Uuid,
+        kind -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -40,7 +101,20 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(gateway_sessions -> sessions (auth_session_id));
+diesel::joinable!(gateway_sessions -> users (user_id));
+diesel::joinable!(presences -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    gateway_nodes,
+    gateway_sessions,
+    outbox,
+    outbox_relay,
+    presences,
+    refresh_tokens,
+    relationships,
+    sessions,
+    users,
+);

@@ -72,6 +72,7 @@ async fn init_shared() -> anyhow::Result<Shared> {
         .execute(&mut lock)
         .await?;
     made?;
+    drop_stale_databases(&admin_url);
     Ok(Shared {
         admin_url,
         template,
@@ -88,6 +89,54 @@ pub async fn schema_check_database() -> anyhow::Result<String> {
     let url = synctalk_db::url_with_database(&shared.admin_url, name);
     synctalk_db::run_migrations(&url).await?;
     Ok(url)
+}
+
+/// Drops, in the background, test databases older than an hour (their names carry a
+/// UUIDv7, so their age) that earlier runs left behind.
+fn drop_stale_databases(admin_url: &str) {
+    let admin = admin_url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            #[derive(diesel::QueryableByName)]
+            struct Name {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                datname: String,
+            }
+            let mut conn = AsyncPgConnection::establish(&admin).await.ok()?;
+            let names: Vec<Name> = diesel::sql_query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'synctalk\\_test\\_%'",
+            )
+            .load(&mut conn)
+            .await
+            .ok()?;
+            let hour_ago = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs()
+                - 3600;
+            for name in names {
+                let Some(id) = name
+                    .datname
+                    .strip_prefix("synctalk_test_")
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                else {
+                    continue;
+                };
+                let created = id
+                    .get_timestamp()
+                    .map(|t| t.to_unix().0)
+                    .unwrap_or(u64::MAX);
+                if created < hour_ago {
+                    let _ = synctalk_db::drop_database(&admin, &name.datname).await;
+                }
+            }
+            Some(())
+        })
+    });
 }
 
 /// Where the private cluster lives: one per checkout, under the temp dir (which the
@@ -193,9 +242,12 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // Its own thread and runtime (Drop may run inside or after the test's runtime),
+        // not waited for: PostgreSQL's DROP DATABASE can take a while to collect every
+        // backend's acknowledgement, and a database left behind by an exiting process
+        // is removed by a later run (see `drop_stale_databases`).
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
-        // Its own thread and runtime: Drop may run inside (or after) the test's runtime.
-        let _ = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -203,8 +255,7 @@ impl Drop for TestDb {
             runtime
                 .block_on(synctalk_db::drop_database(&admin, &name))
                 .ok()
-        })
-        .join();
+        });
     }
 }
 
@@ -235,8 +286,9 @@ pub struct TestApp {
     /// The port.
     pub port: u16,
     /// Its database.
-    pub db: TestDb,
+    pub db: std::sync::Arc<TestDb>,
     handle: ServerHandle,
+    hub: std::sync::Arc<synctalk_gateway::Hub>,
     client: awc::Client,
 }
 
@@ -290,9 +342,15 @@ impl TestApp {
 
     /// A server with changed settings.
     pub async fn spawn_with(change: impl FnOnce(&mut Settings)) -> Self {
+        let db = std::sync::Arc::new(TestDb::migrated().await);
+        Self::spawn_on(db, change).await
+    }
+
+    /// A server on an existing database (several servers on one database are the
+    /// nodes of one deployment; give them one NATS with [`nats_url`]).
+    pub async fn spawn_on(db: std::sync::Arc<TestDb>, change: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = test_settings();
         change(&mut settings);
-        let db = TestDb::migrated().await;
         let pool = synctalk_db::connect(
             db.url(),
             settings.database_pool_size,
@@ -301,9 +359,13 @@ impl TestApp {
         .await
         .unwrap();
         let secret = settings.jwt_secret.clone().unwrap();
-        let app = Application::build(&settings, pool, secret).await.unwrap();
+        let url = Secret::new(db.url());
+        let app = Application::build(&settings, pool, &url, secret)
+            .await
+            .unwrap();
         let port = app.port();
         let handle = app.handle();
+        let hub = app.hub();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -313,6 +375,7 @@ impl TestApp {
             port,
             db,
             handle,
+            hub,
             client,
         }
     }
@@ -424,3 +487,202 @@ where
 
 pub use actix_web::http::StatusCode as Status;
 pub use serde_json::json as body;
+
+/// What a WebSocket client received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A JSON frame.
+    Frame(Value),
+    /// The server closed with this code (None: no close frame; the socket just ended).
+    Closed(Option<u16>),
+}
+
+/// A real WebSocket client of a gateway.
+pub struct WsClient {
+    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+}
+
+impl TestApp {
+    /// Connects a WebSocket to `path` (e.g. `/gateway/users`).
+    pub async fn ws(&self, path: &str) -> WsClient {
+        let url = format!("ws://127.0.0.1:{}{path}", self.port);
+        let (_, framed) = self
+            .client
+            .ws(url)
+            .max_frame_size(64 * 1024 * 1024)
+            .connect()
+            .await
+            .unwrap();
+        WsClient { framed }
+    }
+
+    /// Connects to `path`, expects HELLO, identifies with `token` and returns READY's `d`.
+    pub async fn gateway(&self, path: &str, token: &str) -> (WsClient, Value) {
+        let mut ws = self.ws(path).await;
+        let hello = ws.frame().await;
+        assert_eq!(hello["op"], 10, "{hello}");
+        let ready = ws.identify(token).await;
+        (ws, ready)
+    }
+
+    /// Stops this server the graceful way (RECONNECT to every gateway socket).
+    pub async fn shutdown(&self) {
+        Application::shutdown(&self.hub, &self.handle).await;
+    }
+}
+
+/// How long a test waits for any one frame.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl WsClient {
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        use futures_util::SinkExt;
+        self.framed
+            .send(awc::ws::Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.framed
+            .send(awc::ws::Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        use futures_util::SinkExt;
+        self.framed
+            .send(awc::ws::Message::Binary(bytes.into()))
+            .await
+            .unwrap();
+    }
+
+    /// Closes cleanly (1000): the session ends.
+    pub async fn close(mut self) {
+        use futures_util::SinkExt;
+        let reason = awc::ws::CloseReason {
+            code: awc::ws::CloseCode::Normal,
+            description: None,
+        };
+        let _ = self
+            .framed
+            .send(awc::ws::Message::Close(Some(reason)))
+            .await;
+        // Wait for the server's close so the session is ended before we go on.
+        let _ = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Received::Closed(_) = self.recv_any().await {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The next frame or close, within [`WAIT`].
+    pub async fn recv(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.recv_any())
+            .await
+            .expect("no frame within the wait")
+    }
+
+    /// Whether anything arrives within `wait` (None: nothing did).
+    pub async fn recv_within(&mut self, wait: std::time::Duration) -> Option<Received> {
+        tokio::time::timeout(wait, self.recv_any()).await.ok()
+    }
+
+    async fn recv_any(&mut self) -> Received {
+        use futures_util::{SinkExt, StreamExt};
+        loop {
+            match self.framed.next().await {
+                None => return Received::Closed(None),
+                Some(Err(_)) => return Received::Closed(None),
+                Some(Ok(awc::ws::Frame::Text(bytes))) => {
+                    return Received::Frame(serde_json::from_slice(&bytes).expect("a JSON frame"));
+                }
+                Some(Ok(awc::ws::Frame::Close(reason))) => {
+                    return Received::Closed(reason.map(|r| u16::from(r.code)));
+                }
+                Some(Ok(awc::ws::Frame::Ping(data))) => {
+                    let _ = self.framed.send(awc::ws::Message::Pong(data)).await;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next frame, which must not be a close.
+    pub async fn frame(&mut self) -> Value {
+        match self.recv().await {
+            Received::Frame(frame) => frame,
+            Received::Closed(code) => panic!("closed ({code:?}) while a frame was expected"),
+        }
+    }
+
+    /// The next DISPATCH, skipping heartbeat acks (and presence updates, unless
+    /// `name` is PRESENCE_UPDATE: they come and go with every socket); it must be
+    /// `name`.
+    pub async fn dispatch(&mut self, name: &str) -> Value {
+        loop {
+            let frame = self.frame().await;
+            if frame["op"] == 11 || (name != "PRESENCE_UPDATE" && frame["t"] == "PRESENCE_UPDATE") {
+                continue;
+            }
+            assert_eq!(frame["op"], 0, "expected {name}, got {frame}");
+            assert_eq!(frame["t"], name, "expected {name}, got {frame}");
+            return frame;
+        }
+    }
+
+    /// Expects the server to close, and returns the code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.recv().await {
+                Received::Closed(code) => return code,
+                Received::Frame(frame)
+                    if frame["op"] == 11 || frame["op"] == 7 || frame["t"] == "PRESENCE_UPDATE" =>
+                {
+                    continue;
+                }
+                Received::Frame(frame) => panic!("expected a close, got {frame}"),
+            }
+        }
+    }
+
+    /// Identifies and returns READY's `d`.
+    pub async fn identify(&mut self, token: &str) -> Value {
+        self.send(json!({"op": 2, "d": {"token": token}})).await;
+        let ready = self.dispatch("READY").await;
+        assert!(ready["s"].is_null(), "READY is not replayable: {ready}");
+        ready["d"].clone()
+    }
+
+    /// Sends a heartbeat and waits for its ack.
+    pub async fn heartbeat(&mut self) {
+        self.send(json!({"op": 1, "d": null})).await;
+        loop {
+            let frame = self.frame().await;
+            if frame["op"] == 11 {
+                return;
+            }
+        }
+    }
+
+    /// Sends a REQUEST and returns the RESPONSE's `d`.
+    pub async fn request(&mut self, command: &str, nonce: &str, data: Value) -> Value {
+        self.send(json!({"op": 12, "t": command, "nonce": nonce, "d": data}))
+            .await;
+        loop {
+            let frame = self.frame().await;
+            if frame["op"] == 13 {
+                assert_eq!(frame["nonce"], nonce);
+                return frame["d"].clone();
+            }
+        }
+    }
+}

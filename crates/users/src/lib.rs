@@ -6,7 +6,9 @@
 
 pub mod domain;
 pub mod dto;
+pub mod gateway;
 pub mod model;
+pub mod relationships;
 pub mod repo;
 mod routes;
 
@@ -23,8 +25,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The users crate's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::get_me, routes::update_me, routes::delete_me, routes::get_user, routes::search_users),
-    components(schemas(dto::User, dto::CurrentUser, dto::UpdateCurrentUser)),
+    paths(
+        routes::get_me, routes::update_me, routes::delete_me, routes::get_user, routes::search_users,
+        routes::list_relationships, routes::send_friend_request, routes::update_relationship,
+        routes::delete_relationship
+    ),
+    components(schemas(
+        dto::User, dto::CurrentUser, dto::UpdateCurrentUser, relationships::Relationship,
+        relationships::RelationshipType, relationships::RelationshipRemoved, relationships::FriendRequest,
+        relationships::RelationshipUpdate, gateway::Presence
+    )),
     tags((name = "users", description = "Users and profiles"))
 )]
 pub struct UsersApi;

@@ -11,7 +11,12 @@ use utoipa::IntoParams;
 use crate::domain::{self, Problem};
 use crate::dto::{CurrentUser, UpdateCurrentUser, User};
 use crate::model::UserChanges;
+use crate::relationships::{
+    self, FriendRequest, Relationship, RelationshipType, RelationshipUpdate,
+};
 use crate::repo;
+use diesel_async::AsyncConnection;
+use synctalk_gateway::{Bus, BusMessage, Control, Domain, Event, Topic};
 
 /// Settings of the users routes.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +24,16 @@ pub struct UsersConfig;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        resource("/users/@me/relationships")
+            .route(web::get().to(list_relationships))
+            .route(web::post().to(send_friend_request)),
+    )
+    .service(
+        resource("/users/@me/relationships/{user_id}")
+            .route(web::put().to(update_relationship))
+            .route(web::delete().to(delete_relationship)),
+    )
+    .service(
         resource("/users/@me")
             .route(web::get().to(get_me))
             .route(web::patch().to(update_me))
@@ -70,10 +85,31 @@ pub(crate) async fn update_me(
 ) -> AppResult<web::Json<CurrentUser>> {
     let changes = parse_changes(body.into_inner())?;
     let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
-    let user = repo::update(&mut conn, auth.user_id, changes)
-        .await?
-        .ok_or_else(|| AppError::not_found("user"))?;
-    Ok(web::Json(user.into()))
+    let user = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let user = repo::update(conn, auth.user_id, changes)
+                .await?
+                .ok_or_else(|| AppError::not_found("user"))?;
+            // You get your own profile (with email); your friends get the public one.
+            let me = CurrentUser::from(user.clone());
+            let own = Event::new(
+                Domain::Users,
+                "USER_UPDATE",
+                &me,
+                vec![Topic::User(auth.user_id)],
+            );
+            synctalk_gateway::event::append(conn, &own).await?;
+            let friends = relationships::friend_ids(conn, auth.user_id).await?;
+            if !friends.is_empty() {
+                let public = User::from(user.clone());
+                let audience = friends.into_iter().map(Topic::User).collect();
+                let event = Event::new(Domain::Users, "USER_UPDATE", &public, audience);
+                synctalk_gateway::event::append(conn, &event).await?;
+            }
+            Ok(me)
+        })
+        .await?;
+    Ok(web::Json(user))
 }
 
 fn parse_changes(body: UpdateCurrentUser) -> AppResult<UserChanges> {
@@ -122,11 +158,17 @@ fn parse_changes(body: UpdateCurrentUser) -> AppResult<UserChanges> {
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
-pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResult<HttpResponse> {
+pub(crate) async fn delete_me(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    bus: web::Data<Bus>,
+) -> AppResult<HttpResponse> {
     let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
     if !repo::soft_delete(&mut conn, auth.user_id).await? {
         return Err(AppError::not_found("user"));
     }
+    bus.publish(BusMessage::Control(Control::CloseUser(auth.user_id)))
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -192,4 +234,113 @@ pub(crate) async fn search_users(
     let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
     let users = repo::search(&mut conn, &prefix, page).await?;
     Ok(web::Json(users.into_iter().map(User::from).collect()))
+}
+
+/// Your relationships: friends, requests both ways, and whom you blocked.
+#[utoipa::path(
+    get, path = "/api/v1/users/@me/relationships", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your relationships", body = Vec<Relationship>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_relationships(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<Vec<Relationship>>> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    Ok(web::Json(
+        relationships::list(&mut conn, auth.user_id).await?,
+    ))
+}
+
+/// Sends a friend request by username; if they already asked you, you become friends.
+/// Both of you get RELATIONSHIP_ADD.
+#[utoipa::path(
+    post, path = "/api/v1/users/@me/relationships", tag = "users",
+    security(("bearer" = [])),
+    request_body = FriendRequest,
+    responses(
+        (status = 204, description = "Request sent (or accepted)"),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`blocked`: this user has blocked you", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+        (status = 409, description = "`conflict`: already friends, already requested, or you blocked them", body = ErrorResponse),
+        (status = 422, description = "You cannot befriend yourself", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn send_friend_request(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    body: web::Json<FriendRequest>,
+) -> AppResult<HttpResponse> {
+    relationships::request(&pool, auth.user_id, &body.username).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Accepts this user's friend request (empty body, `{}` or `{"type": "friend"}`), or
+/// blocks them (`{"type": "blocked"}`): a blocked user cannot send you requests or
+/// DMs and does not see your presence.
+#[utoipa::path(
+    put, path = "/api/v1/users/@me/relationships/{user_id}", tag = "users",
+    security(("bearer" = [])),
+    params(("user_id" = UserId, Path, description = "The other user")),
+    request_body(content = RelationshipUpdate, description = "Optional; empty accepts"),
+    responses(
+        (status = 204, description = "Accepted or blocked"),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such user, or no request from them to accept", body = ErrorResponse),
+        (status = 422, description = "`type` is not friend or blocked", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn update_relationship(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<UserId>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    let update: RelationshipUpdate = if body.iter().all(u8::is_ascii_whitespace) {
+        RelationshipUpdate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                AppError::field("type", "must be friend or blocked")
+            } else {
+                AppError::new(
+                    synctalk_kernel::ErrorCode::InvalidJson,
+                    format!("invalid JSON body: {e}"),
+                )
+            }
+        })?
+    };
+    let kind = update.kind.unwrap_or(RelationshipType::Friend);
+    relationships::update(&pool, auth.user_id, path.into_inner(), kind).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Declines their request, cancels yours, unfriends or unblocks.
+#[utoipa::path(
+    delete, path = "/api/v1/users/@me/relationships/{user_id}", tag = "users",
+    security(("bearer" = [])),
+    params(("user_id" = UserId, Path, description = "The other user")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No relationship with this user", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_relationship(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<UserId>,
+) -> AppResult<HttpResponse> {
+    relationships::delete(&pool, auth.user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

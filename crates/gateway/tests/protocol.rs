@@ -1,0 +1,375 @@
+//! The gateway protocol over real sockets: HELLO, IDENTIFY, heartbeats, sequence
+//! numbers, resume, and every way of getting closed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synctalk_testkit::{Received, Status, TestApp, TestUser, WsClient};
+
+/// Makes `n` USER_UPDATE events for `user` (each profile change is one, to yourself).
+async fn updates(app: &TestApp, user: &TestUser, from: usize, n: usize) {
+    for i in from..from + n {
+        let res = app
+            .patch(
+                "/api/v1/users/@me",
+                Some(&user.access_token),
+                json!({"bio": format!("bio {i}")}),
+            )
+            .await;
+        assert_eq!(res.status, Status::OK);
+    }
+}
+
+async fn seq_of(ws: &mut WsClient, name: &str) -> (i64, Value) {
+    let frame = ws.dispatch(name).await;
+    (
+        frame["s"].as_i64().expect("a replayable event has s"),
+        frame["d"].clone(),
+    )
+}
+
+#[actix_web::test]
+async fn hello_identify_ready() {
+    let app = TestApp::spawn_with(|s| s.gateway_heartbeat_interval_ms = 5_000).await;
+    let alice = app.register("alice").await;
+    let mut ws = app.ws("/gateway/users").await;
+    let hello = ws.frame().await;
+    assert_eq!(
+        hello,
+        json!({"op": 10, "t": null, "s": null, "d": {"heartbeat_interval_ms": 5000}})
+    );
+    let ready = ws.identify(&alice.access_token).await;
+    assert_eq!(ready["user"]["id"], alice.id.as_str());
+    assert_eq!(ready["user"]["email"], "alice@example.com");
+    assert!(uuid::Uuid::parse_str(ready["session_id"].as_str().unwrap()).is_ok());
+    assert_eq!(ready["relationships"], json!([]));
+    assert_eq!(ready["presences"], json!([]));
+    assert_eq!(ready["domains"], json!(["users"]));
+    ws.heartbeat().await;
+}
+
+#[actix_web::test]
+async fn the_combined_gateway_carries_named_domains() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (_ws, ready) = app
+        .gateway("/gateway?domains=users", &alice.access_token)
+        .await;
+    assert_eq!(ready["domains"], json!(["users"]));
+    let (_all, ready) = app.gateway("/gateway", &alice.access_token).await;
+    assert_eq!(ready["domains"], json!(["users"]));
+    let unknown = app.get("/gateway?domains=users,nope", None).await;
+    assert_eq!(unknown.status, Status::BAD_REQUEST);
+    assert_eq!(unknown.code(), "invalid_query");
+    assert_eq!(
+        app.get("/gateway/nope", None).await.status,
+        Status::NOT_FOUND
+    );
+}
+
+#[actix_web::test]
+async fn no_identify_in_time_closes_4003() {
+    let app = TestApp::spawn_with(|s| s.gateway_identify_timeout_ms = 300).await;
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    assert_eq!(ws.closed().await, Some(4003));
+}
+
+#[actix_web::test]
+async fn bad_expired_or_revoked_tokens_close_4004() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    for token in ["garbage", "a.b.c"] {
+        let mut ws = app.ws("/gateway/users").await;
+        ws.frame().await;
+        ws.send(json!({"op": 2, "d": {"token": token}})).await;
+        assert_eq!(ws.closed().await, Some(4004), "{token}");
+    }
+    // A live socket whose session is revoked is closed at once.
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    assert_eq!(
+        app.post("/api/v1/auth/logout", Some(&alice.access_token), json!({}))
+            .await
+            .status,
+        Status::NO_CONTENT
+    );
+    assert_eq!(ws.closed().await, Some(4004));
+    let mut again = app.ws("/gateway/users").await;
+    again.frame().await;
+    again
+        .send(json!({"op": 2, "d": {"token": alice.access_token}}))
+        .await;
+    assert_eq!(again.closed().await, Some(4004));
+}
+
+#[actix_web::test]
+async fn expired_access_tokens_cannot_identify() {
+    let app = TestApp::spawn_with(|s| s.access_token_ttl_secs = 1).await;
+    let alice = app.register("alice").await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(json!({"op": 2, "d": {"token": alice.access_token}}))
+        .await;
+    assert_eq!(ws.closed().await, Some(4004));
+}
+
+#[actix_web::test]
+async fn a_missed_heartbeat_closes_4009() {
+    let app = TestApp::spawn_with(|s| s.gateway_heartbeat_interval_ms = 300).await;
+    let alice = app.register("alice").await;
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    // Heartbeats on time keep it open...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ws.heartbeat().await;
+    }
+    // ...and silence closes it.
+    assert_eq!(ws.closed().await, Some(4009));
+}
+
+#[actix_web::test]
+async fn bad_frames_close_with_their_codes() {
+    let app = TestApp::spawn_with(|s| {
+        s.gateway_max_frame_bytes = 1024;
+        s.gateway_commands_per_minute = 5;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let cases = [
+        ("unknown op", json!({"op": 99, "d": null}), 4001),
+        (
+            "op before identify",
+            json!({"op": 12, "t": "PRESENCE", "nonce": "x", "d": {}}),
+            4003,
+        ),
+    ];
+    for (what, frame, code) in cases {
+        let mut ws = app.ws("/gateway/users").await;
+        ws.frame().await;
+        ws.send(frame).await;
+        assert_eq!(ws.closed().await, Some(code), "{what}");
+    }
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send_text("{not json").await;
+    assert_eq!(ws.closed().await, Some(4002), "undecodable");
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send_binary(vec![1, 2, 3]).await;
+    assert_eq!(ws.closed().await, Some(4002), "binary");
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(json!({"op": 1, "d": "x".repeat(2048)})).await;
+    assert_eq!(ws.closed().await, Some(4002), "oversize");
+
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    ws.send(json!({"op": 2, "d": {"token": alice.access_token}}))
+        .await;
+    assert_eq!(ws.closed().await, Some(4005), "second identify");
+
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    for _ in 0..6 {
+        ws.send(json!({"op": 1, "d": null})).await;
+    }
+    assert_eq!(ws.closed().await, Some(4008), "too many frames");
+
+    // None of that disturbed anyone else.
+    let (mut other, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    other.heartbeat().await;
+}
+
+#[actix_web::test]
+async fn requests_are_answered_with_their_nonce() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    let ok = ws
+        .request("PRESENCE", "n1", json!({"status": "idle"}))
+        .await;
+    assert_eq!(ok, json!({"ok": true, "result": null}));
+    let bad = ws
+        .request("PRESENCE", "n2", json!({"status": "sleeping"}))
+        .await;
+    assert_eq!(bad["ok"], false);
+    assert_eq!(bad["error"]["code"], "validation_failed");
+    let unknown = ws.request("SEND_NOTHING", "n3", json!({})).await;
+    assert_eq!(unknown["ok"], false);
+    assert_eq!(unknown["error"]["code"], "unknown_command");
+}
+
+#[actix_web::test]
+async fn seq_increases_by_one_and_resume_replays_exactly_the_missed_events() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (mut ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    updates(&app, &alice, 0, 3).await;
+    for expected in 1..=3 {
+        let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
+        assert_eq!(seq, expected);
+        assert_eq!(d["bio"], format!("bio {}", expected - 1));
+    }
+    // The client drops (no close frame); more happens meanwhile.
+    drop(ws);
+    updates(&app, &alice, 3, 2).await;
+
+    // Resume from 2: it missed 3 (sent before the drop but, say, never read) and 4, 5.
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(
+        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 2}}),
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
+        got.push((seq, d["bio"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        got,
+        [
+            (3, "bio 2".to_owned()),
+            (4, "bio 3".to_owned()),
+            (5, "bio 4".to_owned())
+        ]
+    );
+    let resumed = ws.dispatch("RESUMED").await;
+    assert_eq!(resumed["d"]["replayed"], 3);
+    // Nothing twice, and the stream goes on from 6.
+    updates(&app, &alice, 5, 1).await;
+    let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
+    assert_eq!((seq, d["bio"].as_str().unwrap()), (6, "bio 5"));
+    while let Some(extra) = ws.recv_within(Duration::from_millis(300)).await {
+        assert!(
+            matches!(&extra, Received::Frame(f) if f["t"] == "PRESENCE_UPDATE"),
+            "unexpected {extra:?}"
+        );
+    }
+
+    // A seq it never reached is 4007.
+    drop(ws);
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(
+        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 99}}),
+    )
+    .await;
+    assert_eq!(ws.closed().await, Some(4007));
+}
+
+#[actix_web::test]
+async fn resume_outside_the_window_or_of_an_ended_session_is_invalid() {
+    let app = TestApp::spawn_with(|s| s.gateway_resume_window_secs = 1).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let (ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let resume =
+        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 0}});
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(resume.clone()).await;
+    assert_eq!(ws.frame().await["op"], 9, "INVALID_SESSION");
+    // The client may identify on the same socket.
+    let ready = ws.identify(&alice.access_token).await;
+    assert_ne!(ready["session_id"], session_id.as_str());
+
+    // A clean close ends the session.
+    let (ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let ended = ready["session_id"].as_str().unwrap().to_owned();
+    ws.close().await;
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(json!({"op": 6, "d": {"token": alice.access_token, "session_id": ended, "seq": 0}}))
+        .await;
+    assert_eq!(ws.frame().await["op"], 9);
+
+    // Someone else's session cannot be resumed.
+    let (theirs, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let id = ready["session_id"].as_str().unwrap().to_owned();
+    drop(theirs);
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(json!({"op": 6, "d": {"token": bob.access_token, "session_id": id, "seq": 0}}))
+        .await;
+    assert_eq!(ws.frame().await["op"], 9);
+}
+
+#[actix_web::test]
+async fn graceful_shutdown_sends_reconnect_and_the_session_resumes() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (mut ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    updates(&app, &alice, 0, 1).await;
+    assert_eq!(seq_of(&mut ws, "USER_UPDATE").await.0, 1);
+
+    let other = TestApp::spawn_on(app.db.clone(), |_| {}).await;
+    app.shutdown().await;
+    assert_eq!(ws.frame().await["op"], 7, "RECONNECT");
+    match ws.recv().await {
+        Received::Closed(_) => {}
+        other => panic!("expected a close after RECONNECT, got {other:?}"),
+    }
+    // The other node takes the session over; the change made meanwhile arrives once,
+    // as seq 2 (replayed before RESUMED, or dispatched after it if the other node had
+    // not seen it yet).
+    updates(&other, &alice, 1, 1).await;
+    let mut ws = other.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(
+        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 1}}),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let frame = ws.frame().await;
+        if frame["t"] == "RESUMED" || frame["t"] == "USER_UPDATE" {
+            seen.push(frame);
+        }
+    }
+    let update = seen.iter().find(|f| f["t"] == "USER_UPDATE").unwrap();
+    assert_eq!(
+        (update["s"].as_i64(), update["d"]["bio"].as_str()),
+        (Some(2), Some("bio 1"))
+    );
+}
+
+#[actix_web::test]
+async fn events_from_rolled_back_changes_never_arrive() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    // An invalid change is refused whole: no event.
+    let res = app
+        .patch(
+            "/api/v1/users/@me",
+            Some(&alice.access_token),
+            json!({"display_name": ""}),
+        )
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+    // A transaction that writes an event and rolls back announces nothing.
+    let mut conn = app.db.connect().await;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let _ = conn
+        .transaction::<(), diesel::result::Error, _>(async |conn| {
+            let event = synctalk_gateway::Event::new(
+                synctalk_gateway::Domain::Users,
+                "USER_UPDATE",
+                &json!({"bio": "rolled back"}),
+                vec![synctalk_gateway::Topic::User(alice.id.parse().unwrap())],
+            );
+            synctalk_gateway::event::append(conn, &event).await?;
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await;
+    updates(&app, &alice, 0, 1).await;
+    let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
+    assert_eq!((seq, d["bio"].as_str().unwrap()), (1, "bio 0"));
+}

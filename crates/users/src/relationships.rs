@@ -1,0 +1,385 @@
+//! Friends as relationships: requests, accept, decline, cancel, unfriend, block and
+//! unblock. Each side has its own row (`kind` is what the other user is to you), and
+//! every change is announced to both sides as RELATIONSHIP_ADD / RELATIONSHIP_REMOVE,
+//! written in the same transaction as the change.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use synctalk_db::schema::{relationships, users};
+use synctalk_db::{AsyncPgConnection, Pool};
+use synctalk_gateway::{Domain, Event, Topic, event};
+use synctalk_kernel::{AppError, AppResult, ErrorCode, UserId};
+use utoipa::ToSchema;
+
+use crate::dto::User;
+use crate::model::UserRow;
+
+/// What another user is to you.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationshipType {
+    /// Friends.
+    Friend,
+    /// They sent you a friend request.
+    Incoming,
+    /// You sent them a friend request.
+    Outgoing,
+    /// You blocked them.
+    Blocked,
+}
+
+impl RelationshipType {
+    fn as_str(self) -> &'static str {
+        match self {
+            RelationshipType::Friend => "friend",
+            RelationshipType::Incoming => "incoming",
+            RelationshipType::Outgoing => "outgoing",
+            RelationshipType::Blocked => "blocked",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "friend" => RelationshipType::Friend,
+            "incoming" => RelationshipType::Incoming,
+            "outgoing" => RelationshipType::Outgoing,
+            "blocked" => RelationshipType::Blocked,
+            _ => return None,
+        })
+    }
+}
+
+/// A relationship as you see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Relationship {
+    /// The other user's id.
+    pub id: UserId,
+    /// What they are to you.
+    #[serde(rename = "type")]
+    pub kind: RelationshipType,
+    /// The other user.
+    pub user: User,
+    /// Since when.
+    pub since: DateTime<Utc>,
+}
+
+/// The payload of RELATIONSHIP_REMOVE.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RelationshipRemoved {
+    /// The other user's id.
+    pub id: UserId,
+    /// What they were to you.
+    #[serde(rename = "type")]
+    pub kind: RelationshipType,
+}
+
+/// Send a friend request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FriendRequest {
+    /// The username of the user to befriend.
+    #[schema(example = "bob")]
+    pub username: String,
+}
+
+/// The body of `PUT /users/@me/relationships/{user_id}`: empty (or `{}` or
+/// `{"type": "friend"}`) accepts their request, `{"type": "blocked"}` blocks them.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RelationshipUpdate {
+    /// `friend` (accept) or `blocked`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<RelationshipType>,
+}
+
+#[derive(Queryable)]
+struct Row {
+    other_id: UserId,
+    kind: String,
+    created_at: DateTime<Utc>,
+}
+
+async fn kind_of(
+    conn: &mut AsyncPgConnection,
+    me: UserId,
+    other: UserId,
+) -> QueryResult<Option<RelationshipType>> {
+    let kind: Option<String> = relationships::table
+        .filter(relationships::user_id.eq(me))
+        .filter(relationships::other_id.eq(other))
+        .select(relationships::kind)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(kind.and_then(|k| RelationshipType::parse(&k)))
+}
+
+async fn set(
+    conn: &mut AsyncPgConnection,
+    me: UserId,
+    other: UserId,
+    kind: RelationshipType,
+) -> QueryResult<()> {
+    diesel::insert_into(relationships::table)
+        .values((
+            relationships::user_id.eq(me),
+            relationships::other_id.eq(other),
+            relationships::kind.eq(kind.as_str()),
+        ))
+        .on_conflict((relationships::user_id, relationships::other_id))
+        .do_update()
+        .set((
+            relationships::kind.eq(kind.as_str()),
+            relationships::created_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn remove(
+    conn: &mut AsyncPgConnection,
+    me: UserId,
+    other: UserId,
+) -> QueryResult<Option<RelationshipType>> {
+    let kind: Option<String> = diesel::delete(
+        relationships::table
+            .filter(relationships::user_id.eq(me))
+            .filter(relationships::other_id.eq(other)),
+    )
+    .returning(relationships::kind)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(kind.and_then(|k| RelationshipType::parse(&k)))
+}
+
+/// Your relationships, with the other users.
+pub async fn list(conn: &mut AsyncPgConnection, me: UserId) -> QueryResult<Vec<Relationship>> {
+    let rows: Vec<(Row, UserRow)> = relationships::table
+        .inner_join(users::table.on(users::id.eq(relationships::other_id)))
+        .filter(relationships::user_id.eq(me))
+        .filter(users::deleted_at.is_null())
+        .order(relationships::created_at.asc())
+        .select((
+            (
+                relationships::other_id,
+                relationships::kind,
+                relationships::created_at,
+            ),
+            UserRow::as_select(),
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(row, user)| {
+            Some(Relationship {
+                id: row.other_id,
+                kind: RelationshipType::parse(&row.kind)?,
+                user: user.into(),
+                since: row.created_at,
+            })
+        })
+        .collect())
+}
+
+/// Your friends' ids.
+pub async fn friend_ids(conn: &mut AsyncPgConnection, me: UserId) -> QueryResult<Vec<UserId>> {
+    relationships::table
+        .filter(relationships::user_id.eq(me))
+        .filter(relationships::kind.eq("friend"))
+        .select(relationships::other_id)
+        .load(conn)
+        .await
+}
+
+/// Whether `blocker` has blocked `other`.
+pub async fn has_blocked(
+    conn: &mut AsyncPgConnection,
+    blocker: UserId,
+    other: UserId,
+) -> QueryResult<bool> {
+    Ok(kind_of(conn, blocker, other).await? == Some(RelationshipType::Blocked))
+}
+
+/// One announcement, to one user.
+enum Change {
+    Add(UserId, RelationshipType, UserId),
+    Remove(UserId, RelationshipType, UserId),
+}
+
+async fn announce(conn: &mut AsyncPgConnection, changes: Vec<Change>) -> AppResult<()> {
+    for change in changes {
+        match change {
+            Change::Add(to, kind, other) => {
+                let Some(user) = crate::repo::find(conn, other).await? else {
+                    continue;
+                };
+                let since = Utc::now();
+                let payload = Relationship {
+                    id: other,
+                    kind,
+                    user: user.into(),
+                    since,
+                };
+                let event = Event::new(
+                    Domain::Users,
+                    "RELATIONSHIP_ADD",
+                    &payload,
+                    vec![Topic::User(to)],
+                );
+                event::append(conn, &event).await?;
+            }
+            Change::Remove(to, kind, other) => {
+                let payload = RelationshipRemoved { id: other, kind };
+                let event = Event::new(
+                    Domain::Users,
+                    "RELATIONSHIP_REMOVE",
+                    &payload,
+                    vec![Topic::User(to)],
+                );
+                event::append(conn, &event).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conflict(message: &'static str) -> AppError {
+    AppError::new(ErrorCode::Conflict, message)
+}
+
+fn blocked() -> AppError {
+    AppError::new(ErrorCode::Blocked, "this user has blocked you")
+}
+
+/// Sends a friend request by username (or accepts theirs, if they sent one).
+pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<()> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let other = crate::repo::find_by_login(&mut conn, &username.trim().to_lowercase())
+        .await?
+        .filter(|_| !username.contains('@'))
+        .ok_or_else(|| AppError::not_found("user"))?;
+    if other.id == me {
+        return Err(AppError::field("username", "you cannot befriend yourself"));
+    }
+    let other = other.id;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        lock_pair(conn, me, other).await?;
+        if has_blocked(conn, other, me).await? {
+            return Err(blocked());
+        }
+        match kind_of(conn, me, other).await? {
+            Some(RelationshipType::Friend) => return Err(conflict("you are already friends")),
+            Some(RelationshipType::Outgoing) => {
+                return Err(conflict("you already sent this user a request"));
+            }
+            Some(RelationshipType::Blocked) => return Err(conflict("unblock this user first")),
+            Some(RelationshipType::Incoming) => return accept_in(conn, me, other).await,
+            None => {}
+        }
+        set(conn, me, other, RelationshipType::Outgoing).await?;
+        set(conn, other, me, RelationshipType::Incoming).await?;
+        announce(
+            conn,
+            vec![
+                Change::Add(me, RelationshipType::Outgoing, other),
+                Change::Add(other, RelationshipType::Incoming, me),
+            ],
+        )
+        .await
+    })
+    .await
+}
+
+async fn accept_in(conn: &mut AsyncPgConnection, me: UserId, other: UserId) -> AppResult<()> {
+    set(conn, me, other, RelationshipType::Friend).await?;
+    set(conn, other, me, RelationshipType::Friend).await?;
+    announce(
+        conn,
+        vec![
+            Change::Add(me, RelationshipType::Friend, other),
+            Change::Add(other, RelationshipType::Friend, me),
+        ],
+    )
+    .await
+}
+
+/// Two changes to one pair never interleave.
+async fn lock_pair(conn: &mut AsyncPgConnection, a: UserId, b: UserId) -> QueryResult<()> {
+    let (low, high) = if a.0 < b.0 { (a, b) } else { (b, a) };
+    let key = format!("{low}{high}");
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Accepts their request, or blocks them.
+pub async fn update(
+    pool: &Pool,
+    me: UserId,
+    other: UserId,
+    kind: RelationshipType,
+) -> AppResult<()> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    if other == me {
+        return Err(AppError::not_found("user"));
+    }
+    if crate::repo::find(&mut conn, other).await?.is_none() {
+        return Err(AppError::not_found("user"));
+    }
+    conn.transaction::<_, AppError, _>(async |conn| {
+        lock_pair(conn, me, other).await?;
+        let mine = kind_of(conn, me, other).await?;
+        match kind {
+            RelationshipType::Friend => match mine {
+                Some(RelationshipType::Incoming) => accept_in(conn, me, other).await,
+                Some(RelationshipType::Friend) => Ok(()),
+                _ => Err(AppError::new(
+                    ErrorCode::NotFound,
+                    "no friend request from this user",
+                )),
+            },
+            RelationshipType::Blocked => {
+                if mine == Some(RelationshipType::Blocked) {
+                    return Ok(());
+                }
+                set(conn, me, other, RelationshipType::Blocked).await?;
+                let mut changes = vec![Change::Add(me, RelationshipType::Blocked, other)];
+                // They lose whatever they had with you, unless they blocked you too.
+                let theirs = kind_of(conn, other, me).await?;
+                if let Some(kind) = theirs.filter(|k| *k != RelationshipType::Blocked) {
+                    remove(conn, other, me).await?;
+                    changes.push(Change::Remove(other, kind, me));
+                }
+                announce(conn, changes).await
+            }
+            _ => Err(AppError::field("type", "must be friend or blocked")),
+        }
+    })
+    .await
+}
+
+/// Declines, cancels, unfriends or unblocks.
+pub async fn delete(pool: &Pool, me: UserId, other: UserId) -> AppResult<()> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        lock_pair(conn, me, other).await?;
+        let Some(mine) = remove(conn, me, other).await? else {
+            return Err(AppError::not_found("relationship"));
+        };
+        let mut changes = vec![Change::Remove(me, mine, other)];
+        if mine != RelationshipType::Blocked {
+            let theirs = kind_of(conn, other, me).await?;
+            if let Some(kind) = theirs.filter(|k| *k != RelationshipType::Blocked) {
+                remove(conn, other, me).await?;
+                changes.push(Change::Remove(other, kind, me));
+            }
+        }
+        announce(conn, changes).await
+    })
+    .await
+}
