@@ -34,6 +34,7 @@ pub struct Application {
     server: Server,
     port: u16,
     hub: Arc<Hub>,
+    relay: tokio::task::AbortHandle,
 }
 
 impl Application {
@@ -63,7 +64,7 @@ impl Application {
             poll: Duration::from_millis(settings.outbox_poll_ms.max(1)),
             retention: Duration::from_secs(settings.gateway_resume_window_secs + 120),
         };
-        actix_web::rt::spawn(synctalk_gateway::relay::run(
+        let relay = actix_web::rt::spawn(synctalk_gateway::relay::run(
             url.expose().to_owned(),
             bus.clone(),
             relay_config,
@@ -157,12 +158,18 @@ impl Application {
             server: server.run(),
             port,
             hub,
+            relay: relay.abort_handle(),
         })
     }
 
     /// The node's gateway hub.
     pub fn hub(&self) -> Arc<Hub> {
         self.hub.clone()
+    }
+
+    /// Stops this node's outbox relay (another node takes over; for failure tests).
+    pub fn relay_handle(&self) -> tokio::task::AbortHandle {
+        self.relay.clone()
     }
 
     /// Graceful stop: every gateway socket gets RECONNECT (its session stays

@@ -41,6 +41,8 @@ struct Entry {
     tx: mpsc::Sender<Outbound>,
     seq: i64,
     epoch: i32,
+    /// Events at or below this position are already in what the client loaded.
+    floor: i64,
 }
 
 #[derive(Default)]
@@ -102,6 +104,9 @@ pub struct Subscriber {
     pub auth: AuthUser,
     /// Which domains the socket carries.
     pub domains: DomainSet,
+    /// The outbox head read before READY was loaded: READY reflects everything up to
+    /// it, so the session's events start after it.
+    pub floor: i64,
 }
 
 impl Subscriber {
@@ -367,6 +372,9 @@ impl Hub {
                 let Some(entry) = state.sessions.get_mut(&id) else {
                     continue;
                 };
+                if record.position <= entry.floor {
+                    continue;
+                }
                 entry.seq += 1;
                 deliveries.push((id, entry.seq, index));
                 let slot = touched.entry(id).or_insert((entry.epoch, 0, Vec::new()));
@@ -492,6 +500,12 @@ impl Hub {
         }
     }
 
+    /// The newest committed outbox position.
+    pub async fn outbox_head(&self) -> anyhow::Result<i64> {
+        let mut conn = self.pool.get().await.map_err(db)?;
+        Ok(event::head(&mut conn).await?)
+    }
+
     /// Opens a new gateway session for an identified socket.
     pub async fn identify(
         &self,
@@ -510,7 +524,7 @@ impl Hub {
         .bind::<SqlUuid, _>(who.auth.session_id.0)
         .bind::<Array<Text>, _>(who.domains.names())
         .bind::<SqlUuid, _>(self.node_id)
-        .bind::<BigInt, _>(state.last_position)
+        .bind::<BigInt, _>(who.floor)
         .execute(&mut conn)
         .await?;
         drop(conn);
@@ -524,6 +538,7 @@ impl Hub {
                 tx,
                 seq: 0,
                 epoch: 1,
+                floor: who.floor,
             },
         );
         Ok(id)
@@ -625,11 +640,11 @@ impl Hub {
                 .bind::<Array<BigInt>, _>(&recent)
                 .execute(conn)
                 .await?;
-                Ok(Ok((Resumed { session_id, epoch, domains, frames }, seq)))
+                Ok(Ok((Resumed { session_id, epoch, domains, frames }, seq, head.max(row.position))))
             })
             .await?;
         drop(conn);
-        let (resumed, seq) = match outcome {
+        let (resumed, seq, floor) = match outcome {
             Ok(ok) => ok,
             Err(error) => return Ok(Err(error)),
         };
@@ -649,6 +664,7 @@ impl Hub {
                 tx,
                 seq,
                 epoch: resumed.epoch,
+                floor,
             },
         );
         drop(state);

@@ -279,6 +279,12 @@ impl Socket {
         let identify: Identify = serde_json::from_value(frame.d)
             .map_err(|_| (CloseCode::DecodeError, "IDENTIFY needs {token}"))?;
         let auth = self.authenticate(&identify.token).await?;
+        // Read where the outbox stands before loading READY: READY reflects at least
+        // that much, and the session's events start after it.
+        let floor = self.gateway.hub.outbox_head().await.map_err(|error| {
+            tracing::error!(%error, "identify failed");
+            (CloseCode::UnknownError, "could not open the session")
+        })?;
         let ready = self
             .ready_state(auth)
             .await
@@ -286,6 +292,7 @@ impl Socket {
         let who = Subscriber {
             auth,
             domains: self.domains,
+            floor,
         };
         let hub = self.gateway.hub.clone();
         let session_id = hub.identify(&who, tx).await.map_err(|error| {

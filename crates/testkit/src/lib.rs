@@ -139,6 +139,70 @@ fn drop_stale_databases(admin_url: &str) {
     });
 }
 
+/// A NATS server for tests: `NATS_URL` when set, else a `nats-server` of the kit's
+/// own (started once per checkout, on a free port, and left running like the
+/// PostgreSQL cluster). Tests isolate themselves with subject prefixes.
+pub async fn nats_url() -> String {
+    static URL: OnceCell<String> = OnceCell::const_new();
+    URL.get_or_init(|| async {
+        match std::env::var("NATS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => tokio::task::spawn_blocking(start_nats).await.unwrap(),
+        }
+    })
+    .await
+    .clone()
+}
+
+fn start_nats() -> String {
+    use std::net::{TcpListener, TcpStream};
+    let dir = std::env::temp_dir().join(format!(
+        "synctalk-test-nats-{:08x}",
+        fnv1a(concat!(env!("CARGO_MANIFEST_DIR"), "/../..").as_bytes()) as u32
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let port_file = dir.join("port");
+    if let Some(port) = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        && TcpStream::connect(("127.0.0.1", port)).is_ok()
+    {
+        return format!("nats://127.0.0.1:{port}");
+    }
+    let binary = ["nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok())
+        .expect("nats-server is not installed (Debian: apt-get install nats-server), and NATS_URL is not set");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join("nats.log")).unwrap();
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::fs::write(&port_file, port.to_string()).unwrap();
+            return format!("nats://127.0.0.1:{port}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "nats-server did not start; see {}",
+        dir.join("nats.log").display()
+    );
+}
+
 /// Where the private cluster lives: one per checkout, under the temp dir (which the
 /// unprivileged `postgres` user can reach even when the checkout is under /root).
 fn cluster_root() -> PathBuf {
@@ -289,6 +353,7 @@ pub struct TestApp {
     pub db: std::sync::Arc<TestDb>,
     handle: ServerHandle,
     hub: std::sync::Arc<synctalk_gateway::Hub>,
+    relay: tokio::task::AbortHandle,
     client: awc::Client,
 }
 
@@ -366,6 +431,7 @@ impl TestApp {
         let port = app.port();
         let handle = app.handle();
         let hub = app.hub();
+        let relay = app.relay_handle();
         actix_web::rt::spawn(app.run_until_stopped());
         let client = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -376,6 +442,7 @@ impl TestApp {
             db,
             handle,
             hub,
+            relay,
             client,
         }
     }
@@ -528,6 +595,33 @@ impl TestApp {
     /// Stops this server the graceful way (RECONNECT to every gateway socket).
     pub async fn shutdown(&self) {
         Application::shutdown(&self.hub, &self.handle).await;
+    }
+
+    /// Kills this node as a crash would: its relay stops, its sockets drop without a
+    /// word, nothing is cleaned up.
+    pub async fn kill(&self) {
+        self.relay.abort();
+        self.handle.stop(false).await;
+    }
+
+    /// Several servers on one database and one NATS: the nodes of one deployment.
+    pub async fn cluster(nodes: usize, change: impl Fn(&mut Settings)) -> Vec<TestApp> {
+        let db = std::sync::Arc::new(TestDb::migrated().await);
+        let nats = nats_url().await;
+        let prefix = format!("synctalk_test_{}", uuid::Uuid::now_v7().simple());
+        let mut apps = Vec::new();
+        for _ in 0..nodes {
+            let (nats, prefix) = (nats.clone(), prefix.clone());
+            apps.push(
+                TestApp::spawn_on(db.clone(), |s| {
+                    s.nats_url = Some(Secret::new(nats));
+                    s.nats_subject_prefix = prefix;
+                    change(s);
+                })
+                .await,
+            );
+        }
+        apps
     }
 }
 
