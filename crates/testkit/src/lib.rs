@@ -154,6 +154,9 @@ pub async fn nats_url() -> String {
     .clone()
 }
 
+// The server outlives this process on purpose (like the test PostgreSQL cluster), so
+// it is never waited for.
+#[allow(clippy::zombie_processes)]
 fn start_nats() -> String {
     use std::net::{TcpListener, TcpStream};
     let dir = std::env::temp_dir().join(format!(
