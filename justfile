@@ -28,3 +28,7 @@ asyncapi:
 db-reset:
     -pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -n1); [ -d .data/postgres ] && if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" stop -D "$PWD/.data/postgres" -m fast; else "$pg_ctl" stop -D .data/postgres -m fast; fi
     rm -rf .data
+
+# Benchmark idle gateway sockets (SOCKETS, NODES, RATE, CLIENTS); writes bench/results/.
+bench:
+    bash bench/run.sh

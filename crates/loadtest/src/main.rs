@@ -1,0 +1,285 @@
+//! `synctalk-load`: an open-loop load tool for the gateways.
+//!
+//! `synctalk-load idle` registers users, then opens gateway sockets at a fixed rate
+//! (each one HELLO, IDENTIFY, READY), whatever the server's pace, records how long each
+//! took in an HDR histogram, keeps every socket alive with heartbeats for the hold
+//! time, and samples the servers' resident memory before and after. Results go to a
+//! JSON file. Every loop is bounded in count and time; it only talks to the URLs given
+//! (loopback in the bench recipe).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "synctalk-load",
+    about = "Open-loop load tool for SyncTalk gateways"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Idle authenticated sockets: how many a node holds, and its memory per socket.
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct IdleArgs {
+    /// Server base URLs (`http://127.0.0.1:8080`); sockets are spread over them.
+    #[arg(long, required = true, num_args = 1..)]
+    url: Vec<String>,
+    /// PIDs of the server processes, to sample their memory (same order as --url).
+    #[arg(long, num_args = 0..)]
+    server_pid: Vec<u32>,
+    /// Sockets to open.
+    #[arg(long, default_value_t = 1000)]
+    sockets: usize,
+    /// Sockets opened per second (open loop).
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Sockets per user.
+    #[arg(long, default_value_t = 20)]
+    per_user: usize,
+    /// Seconds to hold the sockets open after the last one is up.
+    #[arg(long, default_value_t = 10)]
+    hold: u64,
+    /// Heartbeat interval the client uses, in ms (should match the server's).
+    #[arg(long, default_value_t = 41_250)]
+    heartbeat_ms: u64,
+    /// Give up on a socket that is not READY within this many seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Unique prefix for the users this run registers.
+    #[arg(long, default_value = "load")]
+    prefix: String,
+    /// Write the JSON results here.
+    #[arg(long)]
+    out: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Mode::Idle(args) => actix_web::rt::System::new().block_on(idle(args)),
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn register(client: &awc::Client, base: &str, username: &str) -> anyhow::Result<String> {
+    let body = json!({"username": username, "email": format!("{username}@load.test"), "password": "load-test-password"});
+    let mut res = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .send_json(&body)
+        .await
+        .map_err(|e| anyhow::anyhow!("register: {e}"))?;
+    let value: Value = res
+        .json()
+        .await
+        .map_err(|e| anyhow::anyhow!("register body: {e}"))?;
+    value["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("register {username} failed: {value}"))
+}
+
+#[derive(Default)]
+struct Tally {
+    ready: usize,
+    failed: usize,
+    closed_early: usize,
+}
+
+async fn idle(args: IdleArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .finish();
+    let users = args.sockets.div_ceil(args.per_user.max(1));
+    let mut tokens = Vec::with_capacity(users);
+    for i in 0..users {
+        let base = &args.url[i % args.url.len()];
+        tokens.push(register(&client, base, &format!("{}_{i}", args.prefix)).await?);
+    }
+    eprintln!(
+        "registered {users} users in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let before: Vec<Option<u64>> = args.server_pid.iter().map(|pid| rss_kib(*pid)).collect();
+    let histogram = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
+    let tally = Rc::new(std::cell::RefCell::new(Tally::default()));
+    let deadline = Instant::now()
+        + Duration::from_secs_f64(args.sockets as f64 / args.rate.max(1) as f64)
+        + Duration::from_secs(args.timeout + args.hold + 5);
+    let stop_at = Rc::new(std::cell::Cell::new(deadline));
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let opening = Instant::now();
+    let mut tasks = Vec::with_capacity(args.sockets);
+    for i in 0..args.sockets {
+        // Open loop: socket i starts at i / rate, however the earlier ones are doing.
+        let due = opening + interval * u32::try_from(i).unwrap_or(u32::MAX);
+        actix_web::rt::time::sleep_until(due.into()).await;
+        let base = &args.url[i % args.url.len()];
+        let url = format!("{}/gateway/users", base.replacen("http", "ws", 1));
+        let token = tokens[(i / args.per_user.max(1)).min(tokens.len() - 1)].clone();
+        let (histogram, tally, stop_at) = (histogram.clone(), tally.clone(), stop_at.clone());
+        let heartbeat = Duration::from_millis(args.heartbeat_ms);
+        let timeout = Duration::from_secs(args.timeout);
+        tasks.push(actix_web::rt::spawn(async move {
+            let begun = Instant::now();
+            let connect = async {
+                let client = awc::Client::builder().timeout(timeout).finish();
+                let (_, mut framed) = client
+                    .ws(url)
+                    .connect()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let _hello = framed.next().await;
+                let identify = json!({"op": 2, "d": {"token": token}}).to_string();
+                framed.send(awc::ws::Message::Text(identify.into())).await?;
+                loop {
+                    match framed.next().await {
+                        Some(Ok(awc::ws::Frame::Text(text))) => {
+                            let frame: Value = serde_json::from_slice(&text)?;
+                            if frame["t"] == "READY" {
+                                return anyhow::Ok(framed);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => anyhow::bail!("closed before READY"),
+                    }
+                }
+            };
+            let mut framed = match actix_web::rt::time::timeout(timeout, connect).await {
+                Ok(Ok(framed)) => framed,
+                _ => {
+                    tally.borrow_mut().failed += 1;
+                    return;
+                }
+            };
+            let micros = u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let _ = histogram.borrow_mut().record(micros.max(1));
+            tally.borrow_mut().ready += 1;
+            // Idle: heartbeat, drain acks and events, until the hold ends.
+            let mut next_beat = Instant::now() + heartbeat;
+            loop {
+                let until = next_beat.min(stop_at.get());
+                match tokio::time::timeout_at(until.into(), framed.next()).await {
+                    Ok(Some(Ok(awc::ws::Frame::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                        tally.borrow_mut().closed_early += 1;
+                        return;
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Err(_) => {
+                        if Instant::now() >= stop_at.get() {
+                            let _ = framed.close().await;
+                            return;
+                        }
+                        let beat = json!({"op": 1, "d": null}).to_string();
+                        if framed
+                            .send(awc::ws::Message::Text(beat.into()))
+                            .await
+                            .is_err()
+                        {
+                            tally.borrow_mut().closed_early += 1;
+                            return;
+                        }
+                        next_beat = Instant::now() + heartbeat;
+                    }
+                }
+            }
+        }));
+    }
+    let opened_in = opening.elapsed();
+    // Wait until every socket is READY or failed (bounded by the timeout).
+    let wait_until = Instant::now() + Duration::from_secs(args.timeout);
+    while Instant::now() < wait_until {
+        let t = tally.borrow();
+        if t.ready + t.failed >= args.sockets {
+            break;
+        }
+        drop(t);
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_up = opening.elapsed();
+    // Let allocations settle, then measure, then hold.
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let after: Vec<Option<u64>> = args.server_pid.iter().map(|pid| rss_kib(*pid)).collect();
+    stop_at.set(Instant::now() + Duration::from_secs(args.hold));
+    let held = stop_at.get();
+    actix_web::rt::time::sleep_until(held.into()).await;
+    let alive_at_end = {
+        let t = tally.borrow();
+        t.ready - t.closed_early
+    };
+    stop_at.set(Instant::now());
+    for task in tasks {
+        let _ = actix_web::rt::time::timeout(Duration::from_secs(5), task).await;
+    }
+
+    let h = histogram.borrow();
+    let t = tally.borrow();
+    let nodes: Vec<Value> = args
+        .server_pid
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            let (b, a) = (before[i], after[i]);
+            let sockets_here = t.ready.div_ceil(args.url.len());
+            json!({
+                "pid": pid,
+                "url": args.url.get(i),
+                "rss_before_kib": b,
+                "rss_after_kib": a,
+                "sockets": sockets_here,
+                "bytes_per_socket": match (b, a) {
+                    (Some(b), Some(a)) if sockets_here > 0 => Some((a.saturating_sub(b) * 1024) / sockets_here as u64),
+                    _ => None,
+                },
+            })
+        })
+        .collect();
+    let result = json!({
+        "mode": "idle",
+        "sockets_requested": args.sockets,
+        "sockets_ready": t.ready,
+        "sockets_failed": t.failed,
+        "sockets_alive_after_hold": alive_at_end,
+        "rate_per_second": args.rate,
+        "users": users,
+        "open_seconds": opened_in.as_secs_f64(),
+        "all_ready_seconds": all_up.as_secs_f64(),
+        "hold_seconds": args.hold,
+        "identify_latency_ms": {
+            "p50": h.value_at_quantile(0.50) as f64 / 1000.0,
+            "p90": h.value_at_quantile(0.90) as f64 / 1000.0,
+            "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
+            "p999": h.value_at_quantile(0.999) as f64 / 1000.0,
+            "max": h.max() as f64 / 1000.0,
+        },
+        "nodes": nodes,
+    });
+    let text = serde_json::to_string_pretty(&result)?;
+    println!("{text}");
+    if let Some(path) = args.out {
+        std::fs::write(path, text + "\n")?;
+    }
+    Ok(())
+}
