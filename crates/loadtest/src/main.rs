@@ -211,11 +211,13 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     // Wait until every socket is READY or failed (bounded by the timeout).
     let wait_until = Instant::now() + Duration::from_secs(args.timeout);
     while Instant::now() < wait_until {
-        let t = tally.borrow();
-        if t.ready + t.failed >= args.sockets {
+        let done = {
+            let t = tally.borrow();
+            t.ready + t.failed >= args.sockets
+        };
+        if done {
             break;
         }
-        drop(t);
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     }
     let all_up = opening.elapsed();
