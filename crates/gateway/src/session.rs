@@ -167,11 +167,13 @@ impl Socket {
                             return;
                         }
                     }
-                    Some(Op::Identify) => match self.identify(frame, tx.clone()).await {
+                    // Boxed: the set-up futures are large, and would otherwise stay part of
+                    // every socket's task for its whole life.
+                    Some(Op::Identify) => match Box::pin(self.identify(frame, tx.clone())).await {
                         Ok(live) => break live,
                         Err((code, reason)) => return self.close(code, reason).await,
                     },
-                    Some(Op::Resume) => match self.resume(frame, tx.clone()).await {
+                    Some(Op::Resume) => match Box::pin(self.resume(frame, tx.clone())).await {
                         Ok(Some(live)) => break live,
                         Ok(None) => {
                             // Not resumable: say so and let the client identify again.
@@ -195,8 +197,7 @@ impl Socket {
         let hub = self.gateway.hub.clone();
         let (code, clean) = self.serve(&live, &mut stream, &mut rx, &limiter).await;
         metrics::gauge!("gateway_sockets").decrement(1.0);
-        hub.disconnect(live.session_id, live.epoch, live.auth.user_id, clean)
-            .await;
+        Box::pin(hub.disconnect(live.session_id, live.epoch, live.auth.user_id, clean)).await;
         if let Some((code, reason)) = code {
             self.close(code, reason).await;
         }
@@ -247,7 +248,7 @@ impl Socket {
                                 }
                             }
                             Some(Op::Request) => {
-                                let response = self.request(live, frame).await;
+                                let response = Box::pin(self.request(live, frame)).await;
                                 if !self.send(&response).await {
                                     return (None, false);
                                 }
