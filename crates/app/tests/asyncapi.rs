@@ -269,7 +269,18 @@ fn server_frames() -> Vec<(&'static str, Value)> {
                 Err(CommandError {
                     code: "unknown_command".into(),
                     message: "unknown command \"TYPING\"".into(),
+                    fields: None,
                 }),
+            )),
+        ),
+        (
+            "RESPONSE",
+            wire(&Frame::response(
+                "n3".into(),
+                Err(CommandError::from(synctalk_kernel::AppError::field(
+                    "status",
+                    "must be online, idle or dnd",
+                ))),
             )),
         ),
         (

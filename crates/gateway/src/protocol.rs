@@ -212,6 +212,9 @@ pub struct CommandError {
     pub code: String,
     /// Human text.
     pub message: String,
+    /// For `validation_failed`: each invalid field and its problems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<synctalk_kernel::error::FieldErrors>,
 }
 
 impl From<synctalk_kernel::AppError> for CommandError {
@@ -222,6 +225,7 @@ impl From<synctalk_kernel::AppError> for CommandError {
         Self {
             code: error.code().as_str().to_owned(),
             message: error.message().to_owned(),
+            fields: error.fields().cloned(),
         }
     }
 }

@@ -247,6 +247,9 @@ impl Socket {
                                     return (None, false);
                                 }
                             }
+                            Some(Op::Request) if frame.nonce.is_none() || frame.t.is_none() => {
+                                return (Some((CloseCode::DecodeError, "REQUEST needs t and nonce")), false);
+                            }
                             Some(Op::Request) => {
                                 let response = Box::pin(self.request(live, frame)).await;
                                 if !self.send(&response).await {
@@ -393,6 +396,7 @@ impl Socket {
             None => Err(CommandError {
                 code: "unknown_command".into(),
                 message: format!("unknown command {name:?}"),
+                fields: None,
             }),
             Some(handler) => {
                 let ctx = CommandContext {

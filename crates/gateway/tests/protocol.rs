@@ -373,3 +373,71 @@ async fn events_from_rolled_back_changes_never_arrive() {
     let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
     assert_eq!((seq, d["bio"].as_str().unwrap()), (1, "bio 0"));
 }
+
+#[actix_web::test]
+async fn command_errors_carry_their_fields_and_requests_need_a_nonce() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    let bad = ws
+        .request("PRESENCE", "n1", json!({"status": "away"}))
+        .await;
+    assert_eq!(bad["error"]["code"], "validation_failed");
+    assert!(bad["error"]["fields"]["status"].is_array(), "{bad}");
+    ws.send(json!({"op": 12, "t": "PRESENCE", "d": {"status": "idle"}}))
+        .await;
+    assert_eq!(ws.closed().await, Some(4002));
+}
+
+#[actix_web::test]
+async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
+    let app = TestApp::spawn_with(|s| s.gateway_queue = 4).await;
+    let alice = app.register("alice").await;
+    let (mut ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    // 300 events of 64 KiB land at once while the client reads nothing: far more than
+    // the socket buffers and the 4-frame queue hold.
+    let mut conn = app.db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!(
+        "INSERT INTO outbox (domain, name, payload, audience) \
+         SELECT 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n), ARRAY['user:{}'] \
+         FROM generate_series(1, 300) AS n",
+        alice.id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut last = 0;
+    let code = loop {
+        match ws.recv().await {
+            Received::Frame(frame) if frame["t"] == "USER_UPDATE" => {
+                last = frame["s"].as_i64().unwrap();
+            }
+            Received::Frame(_) => {}
+            Received::Closed(code) => break code,
+        }
+    };
+    assert_eq!(code, Some(4000), "closed as too slow");
+    assert!(
+        last < 300,
+        "it was closed before everything was queued ({last})"
+    );
+    // Nothing is lost: a resume gets the rest, in order.
+    let mut ws = app.ws("/gateway/users").await;
+    ws.frame().await;
+    ws.send(
+        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": last}}),
+    )
+    .await;
+    let mut next = last;
+    while next < 300 {
+        let frame = ws.frame().await;
+        if frame["t"] == "USER_UPDATE" {
+            next += 1;
+            assert_eq!(frame["s"], next);
+            assert_eq!(frame["d"]["n"], next);
+        }
+    }
+}

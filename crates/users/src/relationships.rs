@@ -255,7 +255,8 @@ fn blocked() -> AppError {
 }
 
 /// Sends a friend request by username (or accepts theirs, if they sent one).
-pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<()> {
+/// Returns the other user's id.
+pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserId> {
     let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
     let other = crate::repo::find_by_login(&mut conn, &username.trim().to_lowercase())
         .await?
@@ -290,7 +291,14 @@ pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<()> {
         )
         .await
     })
-    .await
+    .await?;
+    Ok(other)
+}
+
+/// Whether two users are friends.
+pub async fn are_friends(pool: &Pool, a: UserId, b: UserId) -> AppResult<bool> {
+    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    Ok(kind_of(&mut conn, a, b).await? == Some(RelationshipType::Friend))
 }
 
 async fn accept_in(conn: &mut AsyncPgConnection, me: UserId, other: UserId) -> AppResult<()> {

@@ -16,7 +16,7 @@ use crate::relationships::{
 };
 use crate::repo;
 use diesel_async::AsyncConnection;
-use synctalk_gateway::{Bus, BusMessage, Control, Domain, Event, Topic};
+use synctalk_gateway::{Bus, BusMessage, Control, Domain, Event, Gateway, Topic};
 
 /// Settings of the users routes.
 #[derive(Debug, Clone, Default)]
@@ -276,9 +276,11 @@ pub(crate) async fn list_relationships(
 pub(crate) async fn send_friend_request(
     auth: AuthUser,
     pool: web::Data<Pool>,
+    gateway: web::Data<Gateway>,
     body: web::Json<FriendRequest>,
 ) -> AppResult<HttpResponse> {
-    relationships::request(&pool, auth.user_id, &body.username).await?;
+    let other = relationships::request(&pool, auth.user_id, &body.username).await?;
+    announce_presences(&pool, &gateway, auth.user_id, other).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -302,6 +304,7 @@ pub(crate) async fn send_friend_request(
 pub(crate) async fn update_relationship(
     auth: AuthUser,
     pool: web::Data<Pool>,
+    gateway: web::Data<Gateway>,
     path: web::Path<UserId>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
@@ -320,7 +323,9 @@ pub(crate) async fn update_relationship(
         })?
     };
     let kind = update.kind.unwrap_or(RelationshipType::Friend);
-    relationships::update(&pool, auth.user_id, path.into_inner(), kind).await?;
+    let other = path.into_inner();
+    relationships::update(&pool, auth.user_id, other, kind).await?;
+    announce_presences(&pool, &gateway, auth.user_id, other).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -343,4 +348,32 @@ pub(crate) async fn delete_relationship(
 ) -> AppResult<HttpResponse> {
     relationships::delete(&pool, auth.user_id, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// New friends learn each other's presence at once (it is ephemeral, so it is sent
+/// now rather than written to the outbox).
+async fn announce_presences(pool: &Pool, gateway: &Gateway, a: UserId, b: UserId) -> AppResult<()> {
+    if !relationships::are_friends(pool, a, b).await? {
+        return Ok(());
+    }
+    let presences = gateway
+        .hub
+        .presences(&[a, b])
+        .await
+        .map_err(AppError::internal)?;
+    for (user, status) in presences {
+        let to = if user == a { b } else { a };
+        let payload = crate::gateway::Presence {
+            user_id: user,
+            status,
+        };
+        let event = Event::new(
+            Domain::Users,
+            "PRESENCE_UPDATE",
+            &payload,
+            vec![Topic::User(to)],
+        );
+        gateway.hub.publish_ephemeral(event).await;
+    }
+    Ok(())
 }

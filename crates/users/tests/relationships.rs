@@ -59,11 +59,11 @@ async fn relationship_event(ws: &mut WsClient) -> (String, Value) {
     }
 }
 
-/// The next PRESENCE_UPDATE about `user`.
+/// The next PRESENCE_UPDATE about `user` (skipping other frames).
 async fn presence_of(ws: &mut WsClient, user: &TestUser) -> String {
     loop {
-        let frame = ws.dispatch("PRESENCE_UPDATE").await;
-        if frame["d"]["user_id"] == user.id.as_str() {
+        let frame = ws.frame().await;
+        if frame["t"] == "PRESENCE_UPDATE" && frame["d"]["user_id"] == user.id.as_str() {
             return frame["d"]["status"].as_str().unwrap().to_owned();
         }
     }
@@ -429,4 +429,20 @@ async fn profile_changes_reach_friends_without_the_email() {
     assert!(to_bob["d"].get("email").is_none(), "{to_bob}");
     let to_alice = alice_ws.dispatch("USER_UPDATE").await;
     assert_eq!(to_alice["d"]["email"], "alice@example.com");
+}
+
+#[actix_web::test]
+async fn new_friends_learn_each_others_presence_at_once() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let (mut alice_ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
+    let (mut bob_ws, _) = app.gateway("/gateway/users", &bob.access_token).await;
+    request(&app, &alice, "bob").await;
+    assert_eq!(
+        put(&app, &bob, &alice, None).await.status,
+        Status::NO_CONTENT
+    );
+    assert_eq!(presence_of(&mut bob_ws, &alice).await, "online");
+    assert_eq!(presence_of(&mut alice_ws, &bob).await, "online");
 }
