@@ -511,20 +511,48 @@ impl Hub {
         &self,
         who: &Subscriber,
         tx: mpsc::Sender<Outbound>,
-    ) -> anyhow::Result<Uuid> {
+    ) -> anyhow::Result<(Uuid, Vec<Frame>)> {
         let id = Uuid::now_v7();
         let mut state = self.state.lock().await;
         let mut conn = self.pool.get().await.map_err(db)?;
+        // Events this node delivered after READY's snapshot but before the session was
+        // registered would be missed: replay them right after READY.
+        let mut frames = Vec::new();
+        let mut recent = Vec::new();
+        if state.last_position > who.floor {
+            let missed = event::read_for(
+                &mut conn,
+                who.floor,
+                state.last_position,
+                &who.topics(),
+                &who.domains.names(),
+                MAX_REPLAY,
+            )
+            .await?;
+            for (i, record) in missed.iter().enumerate() {
+                let seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+                frames.push(Frame::dispatch(
+                    &record.event.name,
+                    Some(seq),
+                    record.event.payload.clone(),
+                ));
+                recent.push(record.position);
+            }
+        }
+        let floor = who.floor.max(state.last_position);
+        let seq = i64::try_from(frames.len()).unwrap_or(0);
         diesel::sql_query(
-            "INSERT INTO gateway_sessions (id, user_id, auth_session_id, domains, node_id, position) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO gateway_sessions (id, user_id, auth_session_id, domains, node_id, position, seq, recent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind::<SqlUuid, _>(id)
         .bind::<SqlUuid, _>(who.auth.user_id.0)
         .bind::<SqlUuid, _>(who.auth.session_id.0)
         .bind::<Array<Text>, _>(who.domains.names())
         .bind::<SqlUuid, _>(self.node_id)
-        .bind::<BigInt, _>(who.floor)
+        .bind::<BigInt, _>(floor)
+        .bind::<BigInt, _>(seq)
+        .bind::<Array<BigInt>, _>(&recent)
         .execute(&mut conn)
         .await?;
         drop(conn);
@@ -536,12 +564,12 @@ impl Hub {
                 domains: who.domains,
                 topics: who.topics(),
                 tx,
-                seq: 0,
+                seq,
                 epoch: 1,
-                floor: who.floor,
+                floor,
             },
         );
-        Ok(id)
+        Ok((id, frames))
     }
 
     /// Resumes a session on this node: takes it over, replays what the client missed.

@@ -299,7 +299,7 @@ impl Socket {
             floor,
         };
         let hub = self.gateway.hub.clone();
-        let session_id = hub.identify(&who, tx).await.map_err(|error| {
+        let (session_id, missed) = hub.identify(&who, tx).await.map_err(|error| {
             tracing::error!(%error, "identify failed");
             (CloseCode::UnknownError, "could not open the session")
         })?;
@@ -320,6 +320,11 @@ impl Socket {
             .await
         {
             return Err((CloseCode::UnknownError, "gone"));
+        }
+        for frame in &missed {
+            if !self.send(frame).await {
+                return Err((CloseCode::UnknownError, "gone"));
+            }
         }
         hub.refresh_presence(auth.user_id).await;
         Ok(Live {

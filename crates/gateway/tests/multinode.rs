@@ -85,12 +85,7 @@ async fn a_client_that_drops_from_one_node_resumes_on_the_other() {
     for bio in ["three", "four"] {
         update(a, &alice, bio).await;
     }
-    let mut ws = b.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 1}}),
-    )
-    .await;
+    let mut ws = b.resume(&alice.access_token, &session_id, 1).await;
     let mut got = Vec::new();
     loop {
         let frame = ws.frame().await;
@@ -136,12 +131,7 @@ async fn sessions_resume_after_the_node_that_held_them_dies() {
     ));
     // The survivor takes over the relay and the session.
     update(b, &alice, "after").await;
-    let mut ws = b.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 1}}),
-    )
-    .await;
+    let mut ws = b.resume(&alice.access_token, &session_id, 1).await;
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while got.is_empty() && tokio::time::Instant::now() < deadline {

@@ -216,12 +216,7 @@ async fn seq_increases_by_one_and_resume_replays_exactly_the_missed_events() {
     updates(&app, &alice, 3, 2).await;
 
     // Resume from 2: it missed 3 (sent before the drop but, say, never read) and 4, 5.
-    let mut ws = app.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 2}}),
-    )
-    .await;
+    let mut ws = app.resume(&alice.access_token, &session_id, 2).await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let (seq, d) = seq_of(&mut ws, "USER_UPDATE").await;
@@ -250,12 +245,7 @@ async fn seq_increases_by_one_and_resume_replays_exactly_the_missed_events() {
 
     // A seq it never reached is 4007.
     drop(ws);
-    let mut ws = app.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 99}}),
-    )
-    .await;
+    let mut ws = app.resume(&alice.access_token, &session_id, 99).await;
     assert_eq!(ws.closed().await, Some(4007));
 }
 
@@ -282,20 +272,14 @@ async fn resume_outside_the_window_or_of_an_ended_session_is_invalid() {
     let (ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
     let ended = ready["session_id"].as_str().unwrap().to_owned();
     ws.close().await;
-    let mut ws = app.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(json!({"op": 6, "d": {"token": alice.access_token, "session_id": ended, "seq": 0}}))
-        .await;
+    let mut ws = app.resume(&alice.access_token, &ended, 0).await;
     assert_eq!(ws.frame().await["op"], 9);
 
     // Someone else's session cannot be resumed.
     let (theirs, ready) = app.gateway("/gateway/users", &alice.access_token).await;
     let id = ready["session_id"].as_str().unwrap().to_owned();
     drop(theirs);
-    let mut ws = app.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(json!({"op": 6, "d": {"token": bob.access_token, "session_id": id, "seq": 0}}))
-        .await;
+    let mut ws = app.resume(&bob.access_token, &id, 0).await;
     assert_eq!(ws.frame().await["op"], 9);
 }
 
@@ -319,12 +303,7 @@ async fn graceful_shutdown_sends_reconnect_and_the_session_resumes() {
     // as seq 2 (replayed before RESUMED, or dispatched after it if the other node had
     // not seen it yet).
     updates(&other, &alice, 1, 1).await;
-    let mut ws = other.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 1}}),
-    )
-    .await;
+    let mut ws = other.resume(&alice.access_token, &session_id, 1).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let frame = ws.frame().await;
@@ -425,12 +404,7 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
         "it was closed before everything was queued ({last})"
     );
     // Nothing is lost: a resume gets the rest, in order.
-    let mut ws = app.ws("/gateway/users").await;
-    ws.frame().await;
-    ws.send(
-        json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": last}}),
-    )
-    .await;
+    let mut ws = app.resume(&alice.access_token, &session_id, last).await;
     let mut next = last;
     while next < 300 {
         let frame = ws.frame().await;

@@ -595,6 +595,16 @@ impl TestApp {
         (ws, ready)
     }
 
+    /// Connects to `/gateway/users`, expects HELLO and sends RESUME.
+    pub async fn resume(&self, token: &str, session_id: &str, seq: i64) -> WsClient {
+        let mut ws = self.ws("/gateway/users").await;
+        let hello = ws.frame().await;
+        assert_eq!(hello["op"], 10, "{hello}");
+        ws.send(json!({"op": 6, "d": {"token": token, "session_id": session_id, "seq": seq}}))
+            .await;
+        ws
+    }
+
     /// Stops this server the graceful way (RECONNECT to every gateway socket).
     pub async fn shutdown(&self) {
         Application::shutdown(&self.hub, &self.handle).await;
