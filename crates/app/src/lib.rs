@@ -132,7 +132,7 @@ impl Application {
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())
                 .wrap(from_fn(middleware::request_meta))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<middleware::RootSpan>::new())
                 .service(kernel_http::resource("/health").route(web::get().to(routes::health)))
                 .service(kernel_http::resource("/ready").route(web::get().to(routes::ready)))
                 .service(kernel_http::resource("/metrics").route(web::get().to(routes::metrics)))

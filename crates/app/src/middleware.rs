@@ -156,3 +156,24 @@ fn set_headers(
         }
     }
 }
+
+/// Request spans for logs: the default fields, except for gateway sockets, whose
+/// request lasts as long as the socket: a span per idle socket would be kept for hours,
+/// so they get none (a socket logs through the gateway's own events instead).
+pub struct RootSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        if request.path().starts_with("/gateway") {
+            return tracing::Span::none();
+        }
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_start(request)
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

@@ -9,9 +9,10 @@ use std::time::Duration;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use futures_channel::mpsc;
 use synctalk_db::{AsyncPgConnection, Pool};
 use synctalk_kernel::{AuthUser, SessionId, UserId};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::bus::Bus;
@@ -428,7 +429,7 @@ impl Hub {
         state.last_position = until;
 
         for id in &fenced {
-            if let Some(entry) = state.remove(*id) {
+            if let Some(mut entry) = state.remove(*id) {
                 let _ = entry.tx.try_send(Outbound::Close(
                     CloseCode::UnknownError,
                     "session resumed elsewhere",
@@ -440,7 +441,7 @@ impl Hub {
             if fenced.contains(&id) || slow.contains(&id) {
                 continue;
             }
-            let Some(entry) = state.sessions.get(&id) else {
+            let Some(entry) = state.sessions.get_mut(&id) else {
                 continue;
             };
             let event = &batch[index].event;
@@ -462,7 +463,7 @@ impl Hub {
         let frame = Frame::dispatch(&event.name, None, event.payload.clone()).to_text();
         let mut slow = Vec::new();
         for id in state.audience(event) {
-            if let Some(entry) = state.sessions.get(&id)
+            if let Some(entry) = state.sessions.get_mut(&id)
                 && entry.tx.try_send(Outbound::Text(frame.clone())).is_err()
             {
                 slow.push(id);
@@ -488,7 +489,7 @@ impl Hub {
             .map(|(id, _)| *id)
             .collect();
         for id in targets {
-            if let Some(entry) = state.remove(id) {
+            if let Some(mut entry) = state.remove(id) {
                 let outbound = match control {
                     Control::TakenOver { .. } => {
                         Outbound::Close(CloseCode::UnknownError, "session resumed elsewhere")
@@ -676,7 +677,7 @@ impl Hub {
             Ok(ok) => ok,
             Err(error) => return Ok(Err(error)),
         };
-        if let Some(old) = state.remove(session_id) {
+        if let Some(mut old) = state.remove(session_id) {
             let _ = old.tx.try_send(Outbound::Close(
                 CloseCode::UnknownError,
                 "session resumed elsewhere",
@@ -892,7 +893,7 @@ impl Hub {
         let mut state = self.state.lock().await;
         let ids: Vec<Uuid> = state.sessions.keys().copied().collect();
         for id in ids {
-            if let Some(entry) = state.remove(id) {
+            if let Some(mut entry) = state.remove(id) {
                 let _ = entry
                     .tx
                     .try_send(Outbound::Text(Frame::reconnect().to_text()));

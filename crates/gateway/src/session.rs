@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseReason, Message, MessageStream, Session};
+use futures_channel::mpsc;
 use futures_util::StreamExt;
 use governor::{Quota, RateLimiter};
 use serde_json::{Map, Value};
 use synctalk_kernel::{AppError, AuthUser, ErrorCode};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::hub::{Outbound, ResumeError, Subscriber};
@@ -218,7 +218,7 @@ impl Socket {
         loop {
             tokio::select! {
                 biased;
-                outbound = rx.recv() => match outbound {
+                outbound = rx.next() => match outbound {
                     Some(Outbound::Text(text)) => {
                         if self.session.text(text).await.is_err() {
                             return (None, false);

@@ -37,9 +37,9 @@ use crate::{
 };
 
 // SyncTalk: 8 KiB read and write buffers per connection dominated the memory of idle
-// WebSocket connections; 2 KiB buffers grow on demand for larger messages.
-const LW_BUFFER_SIZE: usize = 512;
-const HW_BUFFER_SIZE: usize = 1024 * 2;
+// WebSocket connections; 1 KiB buffers grow on demand for larger messages.
+const LW_BUFFER_SIZE: usize = 256;
+const HW_BUFFER_SIZE: usize = 1024;
 const MAX_PIPELINED_MESSAGES: usize = 16;
 
 bitflags! {
