@@ -22,6 +22,8 @@ cargo build --release -q -p synctalk-app -p synctalk-load
 bin=target/release
 data=target/bench-data
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
+# A fresh database every run, so runs compare.
+rm -rf "$data"
 mkdir -p bench/results "$data"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

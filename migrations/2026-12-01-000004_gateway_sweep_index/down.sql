@@ -1,0 +1,1 @@
+DROP INDEX gateway_sessions_dropped;
