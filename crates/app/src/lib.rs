@@ -199,7 +199,7 @@ fn user_loader(pool: Pool) -> synctalk_gateway::UserLoader {
     Arc::new(move |auth: synctalk_kernel::AuthUser| {
         let pool = pool.clone();
         Box::pin(async move {
-            let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+            let mut conn = synctalk_db::conn(&pool).await?;
             let user = synctalk_users::repo::find(&mut conn, auth.user_id)
                 .await?
                 .ok_or_else(|| synctalk_kernel::AppError::not_found("user"))?;

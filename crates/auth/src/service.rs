@@ -52,7 +52,7 @@ impl AuthService {
     }
 
     async fn conn(&self) -> Result<synctalk_db::PooledConn, DbError> {
-        Ok(self.pool.get().await?)
+        synctalk_db::conn(&self.pool).await
     }
 
     /// Creates an account and signs it in.

@@ -23,6 +23,12 @@ impl From<deadpool::PoolError> for DbError {
     }
 }
 
+/// A connection from the pool; a pool that cannot give one within its timeout is
+/// [`DbError::Unavailable`] (a 503 for clients).
+pub async fn conn(pool: &Pool) -> Result<PooledConn, DbError> {
+    Ok(pool.get().await?)
+}
+
 /// Builds a pool and checks, within `timeout`, that the database answers; so a wrong
 /// `DATABASE_URL` fails at start-up with a clear message instead of on the first request.
 pub async fn connect(url: &str, max_size: usize, timeout: Duration) -> Result<Pool, DbError> {

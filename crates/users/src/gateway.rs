@@ -55,7 +55,7 @@ impl GatewayDomain for UsersGateway {
         hub: &'a Hub,
     ) -> BoxFuture<'a, Result<Map<String, Value>, AppError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(synctalk_db::DbError::from)?;
+            let mut conn = synctalk_db::conn(&self.pool).await?;
             let list = relationships::list(&mut conn, auth.user_id).await?;
             let friends = relationships::friend_ids(&mut conn, auth.user_id).await?;
             drop(conn);

@@ -257,7 +257,7 @@ fn blocked() -> AppError {
 /// Sends a friend request by username (or accepts theirs, if they sent one).
 /// Returns the other user's id.
 pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserId> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(pool).await?;
     let other = crate::repo::find_by_login(&mut conn, &username.trim().to_lowercase())
         .await?
         .filter(|_| !username.contains('@'))
@@ -297,7 +297,7 @@ pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserI
 
 /// Whether two users are friends.
 pub async fn are_friends(pool: &Pool, a: UserId, b: UserId) -> AppResult<bool> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(pool).await?;
     Ok(kind_of(&mut conn, a, b).await? == Some(RelationshipType::Friend))
 }
 
@@ -332,7 +332,7 @@ pub async fn update(
     other: UserId,
     kind: RelationshipType,
 ) -> AppResult<()> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(pool).await?;
     if other == me {
         return Err(AppError::not_found("user"));
     }
@@ -373,7 +373,7 @@ pub async fn update(
 
 /// Declines, cancels, unfriends or unblocks.
 pub async fn delete(pool: &Pool, me: UserId, other: UserId) -> AppResult<()> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(pool).await?;
     conn.transaction::<_, AppError, _>(async |conn| {
         lock_pair(conn, me, other).await?;
         let Some(mine) = remove(conn, me, other).await? else {

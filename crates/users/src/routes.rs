@@ -57,7 +57,7 @@ pub(crate) async fn get_me(
     auth: AuthUser,
     pool: web::Data<Pool>,
 ) -> AppResult<web::Json<CurrentUser>> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     let user = repo::find(&mut conn, auth.user_id)
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
@@ -84,7 +84,7 @@ pub(crate) async fn update_me(
     body: web::Json<UpdateCurrentUser>,
 ) -> AppResult<web::Json<CurrentUser>> {
     let changes = parse_changes(body.into_inner())?;
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     let user = conn
         .transaction::<_, AppError, _>(async |conn| {
             let user = repo::update(conn, auth.user_id, changes)
@@ -163,7 +163,7 @@ pub(crate) async fn delete_me(
     pool: web::Data<Pool>,
     bus: web::Data<Bus>,
 ) -> AppResult<HttpResponse> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     if !repo::soft_delete(&mut conn, auth.user_id).await? {
         return Err(AppError::not_found("user"));
     }
@@ -189,7 +189,7 @@ pub(crate) async fn get_user(
     pool: web::Data<Pool>,
     path: web::Path<UserId>,
 ) -> AppResult<web::Json<User>> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     let user = repo::find(&mut conn, path.into_inner())
         .await?
         .ok_or_else(|| AppError::not_found("user"))?;
@@ -231,7 +231,7 @@ pub(crate) async fn search_users(
             "query is at most 32 characters",
         ));
     }
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     let users = repo::search(&mut conn, &prefix, page).await?;
     Ok(web::Json(users.into_iter().map(User::from).collect()))
 }
@@ -250,7 +250,7 @@ pub(crate) async fn list_relationships(
     auth: AuthUser,
     pool: web::Data<Pool>,
 ) -> AppResult<web::Json<Vec<Relationship>>> {
-    let mut conn = pool.get().await.map_err(synctalk_db::DbError::from)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
     Ok(web::Json(
         relationships::list(&mut conn, auth.user_id).await?,
     ))
