@@ -141,6 +141,14 @@ pub struct Settings {
     /// Outbound frames queued per socket before it counts as too slow and is closed.
     #[arg(long, env = "GATEWAY_QUEUE", default_value_t = 256)]
     pub gateway_queue: usize,
+    /// How long one write to a gateway socket may take before the client counts as
+    /// gone (its session stays resumable), in milliseconds.
+    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub gateway_write_timeout_ms: u64,
+    /// How often each node moves its gateway sessions' resume bases forward, in
+    /// seconds (a base is written one interval after it was taken).
+    #[arg(long, env = "GATEWAY_CHECKPOINT_SECS", default_value_t = 30)]
+    pub gateway_checkpoint_secs: u64,
     /// How often the outbox relay looks for new events when idle, in milliseconds.
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 20)]
     pub outbox_poll_ms: u64,
@@ -189,6 +197,7 @@ impl Settings {
             identify_timeout: Duration::from_millis(self.gateway_identify_timeout_ms),
             max_frame_bytes: self.gateway_max_frame_bytes,
             commands_per_minute: self.gateway_commands_per_minute,
+            write_timeout: Duration::from_millis(self.gateway_write_timeout_ms.max(1)),
         }
     }
 
@@ -196,8 +205,9 @@ impl Settings {
     pub fn hub_config(&self) -> synctalk_gateway::HubConfig {
         synctalk_gateway::HubConfig {
             resume_window: Duration::from_secs(self.gateway_resume_window_secs),
-            presence_grace: Duration::from_millis(self.presence_grace_ms),
             queue: self.gateway_queue.max(1),
+            checkpoint_every: Duration::from_secs(self.gateway_checkpoint_secs.max(1)),
+            ..synctalk_gateway::HubConfig::default()
         }
     }
 

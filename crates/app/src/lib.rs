@@ -55,14 +55,32 @@ impl Application {
             Some(nats) => Bus::nats(nats.expose(), &settings.nats_subject_prefix).await?,
             None => Bus::local(),
         };
-        let hub = Hub::start(pool.clone(), bus.clone(), settings.hub_config()).await?;
-        hub.on_presence(synctalk_users::gateway::presence_hook(
+        let hub = Hub::start(
             pool.clone(),
-            Arc::downgrade(&hub),
-        ));
+            url.expose().to_owned(),
+            bus.clone(),
+            settings.hub_config(),
+        )
+        .await?;
+        let presences = synctalk_users::presence::Presences::new(
+            pool.clone(),
+            hub.clone(),
+            Duration::from_millis(settings.presence_grace_ms),
+        );
+        let lost = presences.clone();
+        hub.on_sockets_lost(Arc::new(move |users| {
+            let lost = lost.clone();
+            Box::pin(async move {
+                for user in users {
+                    lost.refresh(user).await;
+                }
+            })
+        }));
         let relay_config = synctalk_gateway::relay::RelayConfig {
             poll: Duration::from_millis(settings.outbox_poll_ms.max(1)),
-            retention: Duration::from_secs(settings.gateway_resume_window_secs + 120),
+            // Sessions of a node that died resume from bases up to two checkpoints old.
+            retention: Duration::from_secs(2 * settings.gateway_checkpoint_secs + 60),
+            prune_every: Duration::from_secs(30),
         };
         let relay = actix_web::rt::spawn(synctalk_gateway::relay::run(
             url.expose().to_owned(),
@@ -72,18 +90,18 @@ impl Application {
 
         let auth = web::Data::new(AuthService::new(
             pool.clone(),
-            bus.clone(),
             &settings.auth_config(jwt_secret),
         )?);
         let gateway = web::Data::new(Gateway {
             hub: hub.clone(),
             domains: vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
-                pool.clone(),
+                presences.clone(),
             ))],
             authenticator: Arc::new(auth.get_ref().clone()),
-            user_loader: user_loader(pool.clone()),
+            user: Arc::new(ReadyMe),
             config: settings.gateway_config(),
         });
+        let presences = web::Data::new(presences);
         let bus_data = web::Data::new(bus.clone());
         let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
         let pool = web::Data::new(pool);
@@ -128,6 +146,7 @@ impl Application {
                 .app_data(trust.clone())
                 .app_data(gateway.clone())
                 .app_data(bus_data.clone())
+                .app_data(presences.clone())
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())
@@ -195,20 +214,32 @@ impl Application {
     }
 }
 
-fn user_loader(pool: Pool) -> synctalk_gateway::UserLoader {
-    Arc::new(move |auth: synctalk_kernel::AuthUser| {
-        let pool = pool.clone();
+/// Every gateway event type of every domain: the registry the AsyncAPI contract test
+/// checks, so no event can exist without its schema.
+pub fn events() -> Vec<synctalk_gateway::EventInfo> {
+    synctalk_users::events::all()
+}
+
+/// READY's `user`: your own profile, with your email.
+struct ReadyMe;
+
+impl synctalk_gateway::ReadyUser for ReadyMe {
+    fn load<'a>(
+        &'a self,
+        conn: &'a mut synctalk_db::AsyncPgConnection,
+        auth: synctalk_kernel::AuthUser,
+    ) -> synctalk_gateway::BoxFuture<'a, Result<Option<serde_json::Value>, synctalk_kernel::AppError>>
+    {
         Box::pin(async move {
-            let mut conn = synctalk_db::conn(&pool).await?;
-            let user = synctalk_users::repo::find(&mut conn, auth.user_id)
-                .await?
-                .ok_or_else(|| synctalk_kernel::AppError::not_found("user"))?;
-            Ok(
-                serde_json::to_value(synctalk_users::dto::CurrentUser::from(user))
-                    .unwrap_or_default(),
-            )
+            let Some(user) = synctalk_users::repo::find(conn, auth.user_id).await? else {
+                return Ok(None);
+            };
+            let me = synctalk_users::dto::CurrentUser::from(user);
+            serde_json::to_value(me)
+                .map(Some)
+                .map_err(synctalk_kernel::AppError::internal)
         })
-    })
+    }
 }
 
 /// The database to use, and the local cluster if we started one.

@@ -10,16 +10,34 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use synctalk_gateway::protocol::{CloseCode, CommandError, Frame, Identify, Op, Resume};
-use synctalk_gateway::{Domain, DomainSet, Event, Status};
+use synctalk_gateway::{Domain, DomainSet, EventInfo};
 use synctalk_kernel::{AppError, ErrorCode, UserId};
 use synctalk_users::dto::{CurrentUser, User};
-use synctalk_users::gateway::Presence;
+use synctalk_users::presence::{Presence, Status};
 use synctalk_users::relationships::{Relationship, RelationshipRemoved, RelationshipType};
 
+/// Every event type of every domain (the registry the server is built from).
+fn registry() -> Vec<EventInfo> {
+    synctalk_app::events()
+}
+
 /// Durable (replayable) dispatches: they carry an integer `s`.
-const DURABLE_EVENTS: &[&str] = &["RELATIONSHIP_ADD", "RELATIONSHIP_REMOVE", "USER_UPDATE"];
+fn durable_events() -> BTreeSet<&'static str> {
+    registry()
+        .iter()
+        .filter(|e| e.replayed)
+        .map(|e| e.name)
+        .collect()
+}
+
 /// Ephemeral dispatches: `s` is null, never replayed.
-const EPHEMERAL_EVENTS: &[&str] = &["PRESENCE_UPDATE"];
+fn ephemeral_events() -> BTreeSet<&'static str> {
+    registry()
+        .iter()
+        .filter(|e| !e.replayed)
+        .map(|e| e.name)
+        .collect()
+}
 /// Dispatches of the session itself: `s` is null.
 const SESSION_EVENTS: &[&str] = &["READY", "RESUMED"];
 /// Commands (op 12 `t`) the gateway handles.
@@ -159,10 +177,13 @@ fn wire(frame: &Frame) -> Value {
     serde_json::from_str(&frame.to_text()).expect("frames are JSON")
 }
 
-/// A durable or ephemeral event's frame, built the way the hub builds it.
+/// A durable or ephemeral event's frame, in the shape the hub renders.
 fn event_frame(name: &str, seq: Option<i64>, payload: &impl serde::Serialize) -> Value {
-    let event = Event::new(Domain::Users, name, payload, Vec::new());
-    wire(&Frame::dispatch(&event.name, seq, event.payload))
+    wire(&Frame::dispatch(
+        name,
+        seq,
+        serde_json::to_value(payload).unwrap(),
+    ))
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -257,7 +278,18 @@ fn server_frames() -> Vec<(&'static str, Value)> {
         ("HELLO", wire(&Frame::hello(41_250))),
         ("HEARTBEAT_ACK", wire(&Frame::heartbeat_ack())),
         ("RECONNECT", wire(&Frame::reconnect())),
-        ("INVALID_SESSION", wire(&Frame::invalid_session())),
+        (
+            "INVALID_SESSION",
+            wire(&Frame::invalid_session(false, "session_expired")),
+        ),
+        (
+            "INVALID_SESSION",
+            wire(&Frame::invalid_session(false, "too_far_behind")),
+        ),
+        (
+            "INVALID_SESSION",
+            wire(&Frame::invalid_session(true, "unavailable")),
+        ),
         (
             "RESPONSE",
             wire(&Frame::response("n1".into(), Ok(Value::Null))),
@@ -371,6 +403,25 @@ fn client_frames() -> Vec<(&'static str, Value)> {
             json!({"op": 12, "t": "PRESENCE", "nonce": "x", "d": {"status": "dnd"}}),
         ),
     ]
+}
+
+#[test]
+fn every_registered_event_type_has_its_schema() {
+    let spec = Spec::load();
+    let events = registry();
+    assert!(!events.is_empty());
+    for event in &events {
+        let seq = event.replayed.then_some(7);
+        let frame = wire(&Frame::dispatch(event.name, seq, event.example.clone()));
+        let problems = errors(&spec.validator(event.name), &frame);
+        assert!(
+            problems.is_empty(),
+            "{} ({}) does not fit {}: {problems:#?}",
+            event.type_name,
+            event.domain.as_str(),
+            event.name
+        );
+    }
 }
 
 #[test]
@@ -568,14 +619,19 @@ fn every_event_name_has_its_message_and_sequence_rule() {
         assert_eq!(frame["properties"]["t"]["const"], name, "{name} fixes t");
         spec.validator_for_schema(&frame["properties"]["s"])
     };
-    for name in DURABLE_EVENTS {
+    let (durable, ephemeral) = (durable_events(), ephemeral_events());
+    assert!(
+        durable.is_disjoint(&ephemeral),
+        "an event is durable or ephemeral"
+    );
+    for name in &durable {
         let s = seq_validator(name);
         assert!(
             s.is_valid(&json!(1)) && !s.is_valid(&Value::Null),
             "{name} is durable: s is an integer"
         );
     }
-    for name in EPHEMERAL_EVENTS.iter().chain(SESSION_EVENTS) {
+    for name in ephemeral.iter().chain(SESSION_EVENTS) {
         let s = seq_validator(name);
         assert!(
             s.is_valid(&Value::Null) && !s.is_valid(&json!(1)),
@@ -583,9 +639,9 @@ fn every_event_name_has_its_message_and_sequence_rule() {
         );
     }
     // ...and the document has no dispatch the code does not send.
-    let known: BTreeSet<&str> = DURABLE_EVENTS
+    let known: BTreeSet<&str> = durable
         .iter()
-        .chain(EPHEMERAL_EVENTS)
+        .chain(&ephemeral)
         .chain(SESSION_EVENTS)
         .copied()
         .collect();

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use synctalk_db::{AsyncConnection, AsyncPgConnection, DbError, Pool};
-use synctalk_gateway::{Bus, BusMessage, Control};
+use synctalk_gateway::{Domain, Outgoing, Topic};
 use synctalk_kernel::auth::BoxFuture;
 use synctalk_kernel::error::FieldErrors;
 use synctalk_kernel::{AppError, AppResult, AuthUser, Authenticator, ErrorCode, SessionId, UserId};
@@ -33,7 +33,6 @@ pub struct ClientInfo {
 #[derive(Clone)]
 pub struct AuthService {
     pool: Pool,
-    bus: Bus,
     tokens: AccessTokens,
     hasher: Hasher,
     refresh_ttl: chrono::Duration,
@@ -41,10 +40,9 @@ pub struct AuthService {
 
 impl AuthService {
     /// Builds the service (computes the dummy hash used for unknown users).
-    pub fn new(pool: Pool, bus: Bus, config: &AuthConfig) -> anyhow::Result<Self> {
+    pub fn new(pool: Pool, config: &AuthConfig) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
-            bus,
             tokens: AccessTokens::new(config.jwt_secret.expose(), config.access_token_ttl)?,
             hasher: Hasher::new(config.argon2)?,
             refresh_ttl: chrono::Duration::from_std(config.refresh_token_ttl)?,
@@ -110,7 +108,7 @@ impl AuthService {
                     }
                     CreateUserError::Db(e) => AppError::internal(e),
                 })?;
-                let (session, _) = new_session(
+                let session = new_session(
                     conn,
                     &user,
                     device_id.as_deref(),
@@ -167,7 +165,7 @@ impl AuthService {
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
         let expires_at = Utc::now() + self.refresh_ttl;
         let mut conn = self.conn().await?;
-        let (session, replaced) = conn
+        let session = conn
             .transaction::<_, AppError, _>(async |conn| {
                 new_session(
                     conn,
@@ -180,9 +178,6 @@ impl AuthService {
                 .await
             })
             .await?;
-        for old in replaced {
-            self.ended(old).await;
-        }
         self.token_response(user, session, refresh_token)
     }
 
@@ -212,6 +207,7 @@ impl AuthService {
                     // session for both of them.
                     tracing::warn!(session_id = %session.id, "refresh token reused; session revoked");
                     repo::revoke(conn, session.user_id, session.id, RevokeReason::RefreshTokenReused).await?;
+                    ended(conn, &[session.id]).await?;
                     *reused = Some(session.id);
                     return Ok(None);
                 }
@@ -226,7 +222,7 @@ impl AuthService {
             })
             .await?;
         if let Some(session) = reused_session {
-            self.ended(session).await;
+            tracing::info!(session_id = %session, "session revoked after refresh token reuse");
         }
         match outcome {
             Some((user, session)) => self.token_response(user, session, refresh_token),
@@ -240,16 +236,13 @@ impl AuthService {
     /// Ends the session making the request.
     pub async fn logout(&self, auth: AuthUser) -> AppResult<()> {
         let mut conn = self.conn().await?;
-        repo::revoke(
-            &mut conn,
-            auth.user_id,
-            auth.session_id,
-            RevokeReason::Logout,
-        )
-        .await?;
-        drop(conn);
-        self.ended(auth.session_id).await;
-        Ok(())
+        conn.transaction::<_, AppError, _>(async |conn| {
+            if repo::revoke(conn, auth.user_id, auth.session_id, RevokeReason::Logout).await? {
+                ended(conn, &[auth.session_id]).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The caller's live sessions, newest first.
@@ -274,19 +267,13 @@ impl AuthService {
     /// Ends one of the caller's sessions.
     pub async fn revoke_session(&self, auth: AuthUser, session: SessionId) -> AppResult<()> {
         let mut conn = self.conn().await?;
-        if !repo::revoke(&mut conn, auth.user_id, session, RevokeReason::Revoked).await? {
-            return Err(AppError::not_found("session"));
-        }
-        drop(conn);
-        self.ended(session).await;
-        Ok(())
-    }
-
-    /// Closes the gateway sockets of a session that just ended, on every node.
-    async fn ended(&self, session: SessionId) {
-        self.bus
-            .publish(BusMessage::Control(Control::RevokeAuthSession(session)))
-            .await;
+        conn.transaction::<_, AppError, _>(async |conn| {
+            if !repo::revoke(conn, auth.user_id, session, RevokeReason::Revoked).await? {
+                return Err(AppError::not_found("session"));
+            }
+            ended(conn, &[session]).await
+        })
+        .await
     }
 
     fn token_response(
@@ -354,6 +341,17 @@ fn parse_device_opt(value: Option<&str>, problem: &mut impl FnMut(&str, String))
     value.and_then(|v| parse_device_id(v).map_err(|p| problem("device_id", p)).ok())
 }
 
+/// Closes the gateway sockets of sessions that end in this transaction, on every node
+/// (through the outbox: durable, and in order with everything else they receive).
+async fn ended(conn: &mut AsyncPgConnection, sessions: &[SessionId]) -> AppResult<()> {
+    let rows = sessions
+        .iter()
+        .map(|s| Outgoing::revoke(Domain::Users, Topic::Session(*s), "session ended"))
+        .collect::<AppResult<Vec<_>>>()?;
+    synctalk_gateway::event::append(conn, &rows).await?;
+    Ok(())
+}
+
 async fn new_session(
     conn: &mut AsyncPgConnection,
     user: &UserRow,
@@ -361,10 +359,10 @@ async fn new_session(
     client: &ClientInfo,
     expires_at: chrono::DateTime<Utc>,
     refresh_hash: &[u8],
-) -> AppResult<(SessionId, Vec<SessionId>)> {
-    let mut replaced = Vec::new();
+) -> AppResult<SessionId> {
     if let Some(device) = device_id {
-        replaced = repo::revoke_device(conn, user.id, device).await?;
+        let replaced = repo::revoke_device(conn, user.id, device).await?;
+        ended(conn, &replaced).await?;
     }
     let session = repo::create_session(
         conn,
@@ -379,5 +377,5 @@ async fn new_session(
         refresh_hash,
     )
     .await?;
-    Ok((session.id, replaced))
+    Ok(session.id)
 }

@@ -5,6 +5,7 @@ diesel::table! {
         id -> Uuid,
         started_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        position -> Int8,
     }
 }
 
@@ -16,9 +17,10 @@ diesel::table! {
         domains -> Array<Nullable<Text>>,
         node_id -> Nullable<Uuid>,
         epoch -> Int4,
-        seq -> Int8,
-        position -> Int8,
-        recent -> Array<Nullable<Int8>>,
+        base_seq -> Int8,
+        base_position -> Int8,
+        base_topics -> Array<Nullable<Text>>,
+        base_skip -> Array<Nullable<Int8>>,
         connected -> Bool,
         status -> Text,
         created_at -> Timestamptz,
@@ -27,12 +29,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox (position) {
-        position -> Int8,
+    outbox (id) {
+        id -> Int8,
+        position -> Nullable<Int8>,
+        topic -> Text,
+        kind -> Text,
         domain -> Text,
         name -> Text,
         payload -> Jsonb,
-        audience -> Array<Nullable<Text>>,
         created_at -> Timestamptz,
     }
 }

@@ -96,6 +96,14 @@ impl Bus {
         self.local.subscribe()
     }
 
+    /// The largest message the bus carries, in bytes.
+    pub fn max_payload(&self) -> usize {
+        match &self.nats {
+            Some((client, _)) => client.server_info().max_payload,
+            None => usize::MAX / 2,
+        }
+    }
+
     /// Checks the NATS connection (always fine in process).
     pub fn is_healthy(&self) -> bool {
         match &self.nats {

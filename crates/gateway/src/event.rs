@@ -1,58 +1,302 @@
-//! Events, the outbox they are written to, and what travels on the bus.
+//! Events as types, the outbox they are written to, and the records read back from it.
+//!
+//! A change and what it causes are appended with [`append`] in the transaction of the
+//! change: events for the topic they concern, and the subscription changes
+//! ([`Outgoing::subscribe`], [`Outgoing::unsubscribe`]) and revocations
+//! ([`Outgoing::revoke`]) that decide who listens.
 
-use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Jsonb, Text};
+use std::sync::Arc;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::RunQueryDsl;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use synctalk_db::AsyncPgConnection;
-use synctalk_kernel::{SessionId, UserId};
+use synctalk_kernel::AppError;
 
 use crate::topic::{Domain, Topic};
 
-/// An event for the gateways: its name (dispatch `t`), domain, payload and audience.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+/// A gateway event: a payload type that knows its dispatch name, the domain whose
+/// gateway carries it, and whether it is stored and replayed (it then carries `s`) or
+/// ephemeral (`s: null`, never replayed).
+pub trait GatewayEvent: Serialize {
+    /// The dispatch `t`, e.g. `USER_UPDATE`.
+    const NAME: &'static str;
     /// The domain whose gateway carries it.
-    #[serde(with = "domain_serde")]
-    pub domain: Domain,
-    /// Dispatch name, e.g. `RELATIONSHIP_ADD`.
-    pub name: String,
-    /// The payload (`d`).
-    pub payload: Value,
-    /// Who receives it.
-    #[serde(with = "topics_serde")]
-    pub audience: Vec<Topic>,
+    const DOMAIN: Domain;
+    /// Stored in the outbox and replayed on resume (`true`), or ephemeral.
+    const REPLAYED: bool;
 }
 
-impl Event {
-    /// An event of `domain` named `name` with a serializable payload.
-    pub fn new(domain: Domain, name: &str, payload: &impl Serialize, audience: Vec<Topic>) -> Self {
-        Self {
-            domain,
-            name: name.to_owned(),
-            payload: serde_json::to_value(payload).unwrap_or(Value::Null),
-            audience,
+/// Declares a payload type a [`GatewayEvent`].
+///
+/// `gateway_event!(UserUpdate, "USER_UPDATE", Users, replayed);` or
+/// `gateway_event!(PresenceUpdate, "PRESENCE_UPDATE", Users, ephemeral);`
+#[macro_export]
+macro_rules! gateway_event {
+    ($ty:ty, $name:literal, $domain:ident, replayed) => {
+        $crate::gateway_event!(@impl $ty, $name, $domain, true);
+    };
+    ($ty:ty, $name:literal, $domain:ident, ephemeral) => {
+        $crate::gateway_event!(@impl $ty, $name, $domain, false);
+    };
+    (@impl $ty:ty, $name:literal, $domain:ident, $replayed:expr) => {
+        impl $crate::event::GatewayEvent for $ty {
+            const NAME: &'static str = $name;
+            const DOMAIN: $crate::Domain = $crate::Domain::$domain;
+            const REPLAYED: bool = $replayed;
         }
+    };
+}
+
+/// One event type as the contract test sees it: its name, domain, whether it is
+/// replayed, and an example payload to validate against `asyncapi.yaml`.
+#[derive(Debug, Clone)]
+pub struct EventInfo {
+    /// The dispatch `t`.
+    pub name: &'static str,
+    /// Its domain.
+    pub domain: Domain,
+    /// Replayed or ephemeral.
+    pub replayed: bool,
+    /// The Rust type, for messages.
+    pub type_name: &'static str,
+    /// An example payload, serialized.
+    pub example: serde_json::Value,
+}
+
+impl EventInfo {
+    /// Describes `E` with an example value.
+    pub fn of<E: GatewayEvent>(example: &E) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            name: E::NAME,
+            domain: E::DOMAIN,
+            replayed: E::REPLAYED,
+            type_name: std::any::type_name::<E>(),
+            example: serde_json::to_value(example)?,
+        })
     }
 }
 
-/// A durable event with its outbox position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxRecord {
-    /// Position in the outbox (commit order).
-    pub position: i64,
-    /// The event.
-    pub event: Event,
+fn raw(payload: &impl Serialize) -> Result<Box<RawValue>, AppError> {
+    serde_json::value::to_raw_value(payload).map_err(|e| {
+        AppError::internal(anyhow::anyhow!("an event payload failed to serialize: {e}"))
+    })
 }
 
-/// Internal commands between nodes.
+/// What a record does to those who listen to its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An event, dispatched to every listener that carries its domain.
+    Event,
+    /// Listeners (a user's sessions) start listening to the topic in the payload.
+    Subscribe,
+    /// Listeners stop listening to the topic in the payload.
+    Unsubscribe,
+    /// Listeners' sockets close with 4004: their session ended.
+    Revoke,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Event => "event",
+            Kind::Subscribe => "subscribe",
+            Kind::Unsubscribe => "unsubscribe",
+            Kind::Revoke => "revoke",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "event" => Kind::Event,
+            "subscribe" => Kind::Subscribe,
+            "unsubscribe" => Kind::Unsubscribe,
+            "revoke" => Kind::Revoke,
+            _ => return None,
+        })
+    }
+}
+
+/// One row a transaction appends to the outbox.
+#[derive(Debug)]
+pub struct Outgoing {
+    topic: Topic,
+    kind: Kind,
+    domain: Domain,
+    name: &'static str,
+    payload: Box<RawValue>,
+}
+
+impl Outgoing {
+    /// A replayed event for those who listen to `topic`.
+    pub fn event<E: GatewayEvent>(topic: Topic, event: &E) -> Result<Self, AppError> {
+        debug_assert!(E::REPLAYED, "{} is ephemeral: publish it", E::NAME);
+        Ok(Self {
+            topic,
+            kind: Kind::Event,
+            domain: E::DOMAIN,
+            name: E::NAME,
+            payload: raw(event)?,
+        })
+    }
+
+    /// Every session listening to `listeners` (a user's topic) starts listening to
+    /// `topic`, from this point of the outbox on.
+    pub fn subscribe(domain: Domain, listeners: Topic, topic: Topic) -> Result<Self, AppError> {
+        Ok(Self {
+            topic: listeners,
+            kind: Kind::Subscribe,
+            domain,
+            name: "SUBSCRIBE",
+            payload: raw(&topic)?,
+        })
+    }
+
+    /// Every session listening to `listeners` stops listening to `topic`: nothing
+    /// written to it after this point reaches them.
+    pub fn unsubscribe(domain: Domain, listeners: Topic, topic: Topic) -> Result<Self, AppError> {
+        Ok(Self {
+            topic: listeners,
+            kind: Kind::Unsubscribe,
+            domain,
+            name: "UNSUBSCRIBE",
+            payload: raw(&topic)?,
+        })
+    }
+
+    /// Closes every socket listening to `listeners` (a session's or a user's topic)
+    /// with 4004, on every node, including one that is registering right now.
+    pub fn revoke(
+        domain: Domain,
+        listeners: Topic,
+        reason: &'static str,
+    ) -> Result<Self, AppError> {
+        Ok(Self {
+            topic: listeners,
+            kind: Kind::Revoke,
+            domain,
+            name: "REVOKE",
+            payload: raw(&reason)?,
+        })
+    }
+}
+
+/// Appends rows to the outbox, in order. Call it once per transaction, as its last
+/// statement. It takes only the advisory locks of its own topics (in one fixed order,
+/// so appends never deadlock), held to commit: writers of one topic commit one after
+/// the other, so each topic's rows are in commit order, while writers of different
+/// topics never wait on each other.
+pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<String> = rows.iter().map(|r| r.topic.to_string()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let domains: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
+    let payloads: Vec<&str> = rows.iter().map(|r| r.payload.get()).collect();
+    diesel::sql_query(
+        "WITH locked AS ( \
+           SELECT count(pg_advisory_xact_lock(k)) AS n FROM ( \
+             SELECT DISTINCT hashtextextended(t, 7307) AS k FROM unnest($1::text[]) AS t ORDER BY k \
+           ) AS keys \
+         ) \
+         INSERT INTO outbox (topic, kind, domain, name, payload) \
+         SELECT u.topic, u.kind, u.domain, u.name, u.payload::jsonb \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+              WITH ORDINALITY AS u(topic, kind, domain, name, payload, n) \
+         WHERE (SELECT n FROM locked) >= 0 \
+         ORDER BY u.n",
+    )
+    .bind::<Array<Text>, _>(&topics)
+    .bind::<Array<Text>, _>(&kinds)
+    .bind::<Array<Text>, _>(&domains)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Text>, _>(&payloads)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An outbox row after the relay gave it its position.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The row id (insertion order).
+    pub id: i64,
+    /// Its place in the published outbox: gap-free, the order every node applies.
+    pub position: i64,
+    /// Who listens.
+    pub topic: Topic,
+    /// What it does.
+    pub kind: Kind,
+    /// The domain that wrote it.
+    pub domain: Domain,
+    /// The dispatch name of an event.
+    pub name: Arc<str>,
+    /// The payload, as JSON text.
+    pub payload: Box<RawValue>,
+}
+
+impl Record {
+    /// The topic a subscribe or unsubscribe record is about.
+    pub fn subject(&self) -> Option<Topic> {
+        matches!(self.kind, Kind::Subscribe | Kind::Unsubscribe)
+            .then(|| serde_json::from_str(self.payload.get()).ok())
+            .flatten()
+    }
+
+    /// The DISPATCH frame of this event with sequence number `seq`.
+    pub fn frame(&self, seq: i64) -> String {
+        format!(
+            r#"{{"op":0,"t":"{}","s":{seq},"d":{}}}"#,
+            self.name,
+            self.payload.get()
+        )
+    }
+}
+
+/// An event that is never stored nor replayed (presence, typing): `s` is null.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ephemeral {
+    /// Who gets it: every session listening to any of these (once).
+    pub topics: Vec<Topic>,
+    /// The domain whose gateway carries it.
+    pub domain: Domain,
+    /// The dispatch name.
+    pub name: Arc<str>,
+    /// The payload, as JSON text.
+    pub payload: Box<RawValue>,
+}
+
+impl Ephemeral {
+    /// An ephemeral event for those who listen to any of `topics`.
+    pub fn new<E: GatewayEvent>(topics: Vec<Topic>, event: &E) -> Result<Self, AppError> {
+        debug_assert!(!E::REPLAYED, "{} is replayed: append it", E::NAME);
+        Ok(Self {
+            topics,
+            domain: E::DOMAIN,
+            name: Arc::from(E::NAME),
+            payload: raw(event)?,
+        })
+    }
+
+    /// Its DISPATCH frame.
+    pub fn frame(&self) -> String {
+        format!(
+            r#"{{"op":0,"t":"{}","s":null,"d":{}}}"#,
+            self.name,
+            self.payload.get()
+        )
+    }
+}
+
+/// Internal commands between nodes (best effort; what must arrive goes through the
+/// outbox).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Control {
-    /// A signed-in session ended: close its sockets (4004).
-    RevokeAuthSession(SessionId),
-    /// A user was deleted: close all their sockets (4004).
-    CloseUser(UserId),
     /// A gateway session was resumed elsewhere: the old socket must go.
     TakenOver {
         /// The gateway session.
@@ -63,172 +307,166 @@ pub enum Control {
 }
 
 /// What travels on the bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BusMessage {
-    /// Outbox records in position order; `prev` is the position published before them.
+    /// The published outbox positions `prev + 1 ..= last`, with the records that fit
+    /// (a receiver reads any that are missing from the outbox).
     Durable {
         /// The last position of the previous message.
         prev: i64,
-        /// The records.
-        records: Vec<OutboxRecord>,
+        /// The last position this message covers.
+        last: i64,
+        /// The records, in position order.
+        records: Vec<Record>,
     },
     /// An event that is never replayed (typing, presence).
-    Ephemeral(Event),
+    Ephemeral(Ephemeral),
     /// A command between nodes.
     Control(Control),
-}
-
-/// Appends an event to the outbox. Call it inside the transaction that makes the
-/// change, as its last statement: it takes a transaction-scoped lock so positions are
-/// handed out in commit order.
-pub async fn append(conn: &mut AsyncPgConnection, event: &Event) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Position {
-        #[diesel(sql_type = BigInt)]
-        position: i64,
-    }
-    diesel::sql_query("SELECT pg_advisory_xact_lock(7307000003)")
-        .execute(conn)
-        .await?;
-    let audience: Vec<String> = event.audience.iter().map(Topic::to_string).collect();
-    let row: Position = diesel::sql_query(
-        "INSERT INTO outbox (domain, name, payload, audience) VALUES ($1, $2, $3, $4) RETURNING position",
-    )
-    .bind::<Text, _>(event.domain.as_str())
-    .bind::<Text, _>(&event.name)
-    .bind::<Jsonb, _>(&event.payload)
-    .bind::<Array<Text>, _>(&audience)
-    .get_result(conn)
-    .await?;
-    Ok(row.position)
 }
 
 #[derive(QueryableByName)]
 struct Row {
     #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
     position: i64,
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Text)]
+    kind: String,
     #[diesel(sql_type = Text)]
     domain: String,
     #[diesel(sql_type = Text)]
     name: String,
-    #[diesel(sql_type = Jsonb)]
-    payload: Value,
-    #[diesel(sql_type = Array<Text>)]
-    audience: Vec<String>,
+    #[diesel(sql_type = Text)]
+    payload: String,
 }
 
 impl Row {
-    fn into_record(self) -> Option<OutboxRecord> {
-        Some(OutboxRecord {
+    fn into_record(self) -> Option<Record> {
+        let record = Record {
+            id: self.id,
             position: self.position,
-            event: Event {
-                domain: Domain::parse(&self.domain)?,
-                name: self.name,
-                payload: self.payload,
-                audience: self
-                    .audience
-                    .iter()
-                    .filter_map(|t| t.parse().ok())
-                    .collect(),
-            },
-        })
+            topic: self.topic.parse().ok()?,
+            kind: Kind::parse(&self.kind)?,
+            domain: Domain::parse(&self.domain)?,
+            name: Arc::from(self.name),
+            payload: RawValue::from_string(self.payload).ok()?,
+        };
+        Some(record)
     }
 }
 
-const COLUMNS: &str = "position, domain, name, payload, audience";
+fn records(rows: Vec<Row>) -> Vec<Record> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let (id, position) = (row.id, row.position);
+            let record = row.into_record();
+            if record.is_none() {
+                tracing::error!(id, position, "an outbox row could not be read; skipped");
+            }
+            record
+        })
+        .collect()
+}
 
-/// Records after `after`, up to `until` (inclusive), at most `limit`, in order.
+/// The columns of a [`Record`].
+pub(crate) const COLUMNS: &str =
+    "id, position, topic, kind, domain, name, payload::text AS payload";
+
+/// Published records after `after` up to `until` (inclusive), at most `limit`, in order.
 pub async fn read_range(
     conn: &mut AsyncPgConnection,
     after: i64,
-    until: Option<i64>,
+    until: i64,
     limit: i64,
-) -> QueryResult<Vec<OutboxRecord>> {
+) -> diesel::QueryResult<Vec<Record>> {
     let rows: Vec<Row> = diesel::sql_query(format!(
         "SELECT {COLUMNS} FROM outbox WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
     ))
     .bind::<BigInt, _>(after)
-    .bind::<BigInt, _>(until.unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(until)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().filter_map(Row::into_record).collect())
+    Ok(records(rows))
 }
 
-/// The records at these positions, in order.
-pub async fn read_positions(
+/// Published records of `topics` after `after` up to `until`, at most `limit`, in
+/// order: through the topic index, whatever the size of the outbox.
+pub async fn read_topics(
     conn: &mut AsyncPgConnection,
-    positions: &[i64],
-) -> QueryResult<Vec<OutboxRecord>> {
-    let rows: Vec<Row> = diesel::sql_query(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE position = ANY($1) ORDER BY position"
-    ))
-    .bind::<Array<BigInt>, _>(positions)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().filter_map(Row::into_record).collect())
-}
-
-/// Records after `after` up to `until` whose audience meets `topics` and whose domain
-/// is one of `domains`, at most `limit`.
-pub async fn read_for(
-    conn: &mut AsyncPgConnection,
+    topics: &[Topic],
     after: i64,
     until: i64,
-    topics: &[Topic],
-    domains: &[String],
     limit: i64,
-) -> QueryResult<Vec<OutboxRecord>> {
+) -> diesel::QueryResult<Vec<Record>> {
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let rows: Vec<Row> = diesel::sql_query(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE position > $1 AND position <= $2 \
-         AND audience && $3 AND domain = ANY($4) ORDER BY position LIMIT $5"
+        "SELECT {COLUMNS} FROM outbox WHERE topic = ANY($1) AND position > $2 AND position <= $3 \
+         ORDER BY position LIMIT $4"
     ))
+    .bind::<Array<Text>, _>(&topics)
     .bind::<BigInt, _>(after)
     .bind::<BigInt, _>(until)
-    .bind::<Array<Text>, _>(&topics)
-    .bind::<Array<Text>, _>(domains)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().filter_map(Row::into_record).collect())
+    Ok(records(rows))
 }
 
-/// The newest position in the outbox (0 when empty).
-pub async fn head(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+/// The ids of committed rows of `topics` that the relay has not published yet.
+pub async fn unpublished(
+    conn: &mut AsyncPgConnection,
+    topics: &[Topic],
+) -> diesel::QueryResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
+    let ids: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
+    )
+    .bind::<Array<Text>, _>(&topics)
+    .load(conn)
+    .await?;
+    Ok(ids.into_iter().map(|i| i.id).collect())
+}
+
+/// Whether every row of `ids` has been published, and the highest position among them.
+pub async fn published(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> diesel::QueryResult<(bool, i64)> {
+    #[derive(QueryableByName)]
+    struct State {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        done: bool,
+        #[diesel(sql_type = BigInt)]
+        last: i64,
+    }
+    let state: State = diesel::sql_query(
+        "SELECT coalesce(bool_and(position IS NOT NULL), true) AS done, \
+                coalesce(max(position), 0) AS last FROM outbox WHERE id = ANY($1)",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .get_result(conn)
+    .await?;
+    Ok((state.done, state.last))
+}
+
+/// How far the relay has published (0 when nothing yet).
+pub async fn head(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Head {
         #[diesel(sql_type = BigInt)]
         position: i64,
     }
-    let row: Head = diesel::sql_query("SELECT coalesce(max(position), 0) AS position FROM outbox")
+    let row: Head = diesel::sql_query("SELECT position FROM outbox_relay WHERE id = 1")
         .get_result(conn)
         .await?;
     Ok(row.position)
-}
-
-mod domain_serde {
-    use super::*;
-    pub fn serialize<S: Serializer>(domain: &Domain, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(domain.as_str())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Domain, D::Error> {
-        let name = String::deserialize(d)?;
-        Domain::parse(&name)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown domain {name}")))
-    }
-}
-
-mod topics_serde {
-    use super::*;
-    pub fn serialize<S: Serializer>(topics: &[Topic], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(topics.iter().map(Topic::to_string))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Topic>, D::Error> {
-        let names = Vec::<String>::deserialize(d)?;
-        names
-            .iter()
-            .map(|n| n.parse().map_err(serde::de::Error::custom))
-            .collect()
-    }
 }

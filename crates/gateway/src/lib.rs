@@ -1,19 +1,23 @@
-//! SyncTalk's realtime core, shared by every domain.
+//! SyncTalk's realtime core, shared by every domain; it knows no domain itself.
 //!
 //! - [`protocol`]: frames, ops, close codes.
-//! - [`session`]: one socket: HELLO, IDENTIFY or RESUME, heartbeats, commands, dispatch.
-//! - [`hub`]: the node's sockets by typed [`Topic`], sequence numbers, durable delivery
-//!   that persists progress before sending, resume on any node, presence.
-//! - [`event`]: events, the transactional outbox, bus messages.
+//! - [`session`]: one socket: HELLO, IDENTIFY or RESUME, heartbeats, commands, writes.
+//! - [`hub`]: the node's sockets by typed [`Topic`], delivery in outbox order,
+//!   resume on any node, node liveness.
+//! - [`event`]: typed events, the outbox (events, subscriptions, revocations).
+//! - [`queue`]: a socket's outbound queue.
 //! - [`relay`]: the one-leader outbox relay. [`bus`]: in-process or NATS.
 //!
-//! A domain crate implements [`GatewayDomain`] (its READY state and its commands) and
-//! writes its events with [`event::append`] inside the transaction of the change.
+//! A domain crate implements [`GatewayDomain`]: its part of READY and the topics a
+//! session listens to, both read from READY's one snapshot, and its commands. It
+//! writes its events and subscription changes with [`event::append`] inside the
+//! transaction of the change.
 
 pub mod bus;
 pub mod event;
 pub mod hub;
 pub mod protocol;
+pub mod queue;
 pub mod relay;
 pub mod session;
 pub mod topic;
@@ -23,12 +27,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
+use synctalk_db::AsyncPgConnection;
 use synctalk_kernel::{AppError, AuthUser};
 
 pub use bus::Bus;
-pub use event::{BusMessage, Control, Event};
-pub use hub::{Hub, HubConfig, Status};
+pub use event::{BusMessage, Control, Ephemeral, EventInfo, GatewayEvent, Outgoing};
+pub use hub::{Hub, HubConfig};
 pub use topic::{Domain, DomainSet, Topic};
 
 /// A boxed future.
@@ -45,17 +51,80 @@ pub struct CommandContext {
     pub hub: Arc<Hub>,
 }
 
+/// One domain's part of READY: its fields, and the topics the session listens to.
+#[derive(Debug, Default)]
+pub struct ReadyPart {
+    fields: Map<String, Value>,
+    topics: Vec<Topic>,
+}
+
+impl ReadyPart {
+    /// From a typed READY part (a struct whose fields become READY's keys).
+    pub fn new(part: &impl Serialize, topics: Vec<Topic>) -> Result<Self, AppError> {
+        match serde_json::to_value(part) {
+            Ok(Value::Object(fields)) => Ok(Self { fields, topics }),
+            Ok(other) => Err(AppError::internal(anyhow::anyhow!(
+                "a READY part must be an object, not {other}"
+            ))),
+            Err(error) => Err(AppError::internal(anyhow::anyhow!(
+                "a READY part failed to serialize: {error}"
+            ))),
+        }
+    }
+
+    /// The topics it listens to.
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+}
+
+/// READY being assembled: two parts can never write the same key.
+#[derive(Debug, Default)]
+pub struct Ready {
+    fields: Map<String, Value>,
+    topics: Vec<Topic>,
+}
+
+impl Ready {
+    /// Adds a field; a key that is already there is an error.
+    pub fn insert(&mut self, key: &str, value: Value) -> Result<(), AppError> {
+        if self.fields.contains_key(key) {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "two READY parts both write `{key}`"
+            )));
+        }
+        self.fields.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Adds a domain's part.
+    pub fn merge(&mut self, part: ReadyPart) -> Result<(), AppError> {
+        for (key, value) in part.fields {
+            self.insert(&key, value)?;
+        }
+        self.topics.extend(part.topics);
+        Ok(())
+    }
+
+    /// The fields and the topics.
+    pub fn into_parts(self) -> (Map<String, Value>, Vec<Topic>) {
+        (self.fields, self.topics)
+    }
+}
+
 /// One domain's part of the gateway.
 pub trait GatewayDomain: Send + Sync + 'static {
     /// Which domain.
     fn domain(&self) -> Domain;
 
-    /// Fields this domain adds to READY.
+    /// Its READY part and the topics a session of `auth` listens to, read on `conn`,
+    /// which is inside READY's repeatable-read snapshot: no event can fall between
+    /// READY and the first live event, and none arrives twice.
     fn ready<'a>(
         &'a self,
+        conn: &'a mut AsyncPgConnection,
         auth: AuthUser,
-        hub: &'a Hub,
-    ) -> BoxFuture<'a, Result<Map<String, Value>, AppError>>;
+    ) -> BoxFuture<'a, Result<ReadyPart, AppError>>;
 
     /// The op 12 commands (`t`) it handles.
     fn commands(&self) -> &'static [&'static str] {
@@ -72,11 +141,34 @@ pub trait GatewayDomain: Send + Sync + 'static {
         let message = format!("unknown command {name}");
         Box::pin(async move { Err(AppError::new(synctalk_kernel::ErrorCode::NotFound, message)) })
     }
+
+    /// A socket of `auth` went live (after READY or RESUMED), whatever domains it
+    /// carries.
+    fn connected<'a>(&'a self, _auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// A socket of `auth` went away, whatever domains it carried.
+    fn disconnected<'a>(&'a self, _auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// Every event type it dispatches, for the contract test.
+    fn events(&self) -> Vec<EventInfo> {
+        Vec::new()
+    }
 }
 
-/// Loads the `user` of READY (the users crate's `@me`).
-pub type UserLoader =
-    Arc<dyn Fn(AuthUser) -> BoxFuture<'static, Result<Value, AppError>> + Send + Sync>;
+/// Loads READY's `user` (the users crate's `@me`) inside READY's snapshot; `None`
+/// when the user is gone.
+pub trait ReadyUser: Send + Sync + 'static {
+    /// The user, as READY shows it.
+    fn load<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        auth: AuthUser,
+    ) -> BoxFuture<'a, Result<Option<Value>, AppError>>;
+}
 
 /// Gateway settings.
 #[derive(Debug, Clone, Copy)]
@@ -85,10 +177,12 @@ pub struct GatewayConfig {
     pub heartbeat_interval: Duration,
     /// How long a client has to IDENTIFY or RESUME.
     pub identify_timeout: Duration,
-    /// The largest inbound frame, in bytes.
+    /// The largest inbound message, in bytes.
     pub max_frame_bytes: usize,
     /// Commands (any op) per minute a socket may send.
     pub commands_per_minute: u32,
+    /// How long one write to a socket may take before the client counts as gone.
+    pub write_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -98,6 +192,7 @@ impl Default for GatewayConfig {
             identify_timeout: Duration::from_secs(10),
             max_frame_bytes: 16 * 1024,
             commands_per_minute: 120,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -111,7 +206,7 @@ pub struct Gateway {
     /// Checks tokens.
     pub authenticator: Arc<dyn synctalk_kernel::Authenticator>,
     /// Loads READY's `user`.
-    pub user_loader: UserLoader,
+    pub user: Arc<dyn ReadyUser>,
     /// Settings.
     pub config: GatewayConfig,
 }
@@ -119,6 +214,11 @@ pub struct Gateway {
 impl Gateway {
     fn domain(&self, domain: Domain) -> Option<&Arc<dyn GatewayDomain>> {
         self.domains.iter().find(|d| d.domain() == domain)
+    }
+
+    /// Every event type of every registered domain.
+    pub fn events(&self) -> Vec<EventInfo> {
+        self.domains.iter().flat_map(|d| d.events()).collect()
     }
 
     /// Mounts `/gateway/{domain}` and `/gateway?domains=a,b`.

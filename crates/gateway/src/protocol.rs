@@ -143,9 +143,13 @@ impl Frame {
         Self::new(Op::Reconnect, Value::Null)
     }
 
-    /// INVALID_SESSION (`d` false: not resumable).
-    pub fn invalid_session() -> Self {
-        Self::new(Op::InvalidSession, Value::Bool(false))
+    /// INVALID_SESSION: whether resuming may work later (a fault on our side) and why
+    /// it did not work now.
+    pub fn invalid_session(resumable: bool, reason: &str) -> Self {
+        Self::new(
+            Op::InvalidSession,
+            serde_json::json!({ "resumable": resumable, "reason": reason }),
+        )
     }
 
     /// A DISPATCH; `seq` only for replayable events.
@@ -188,21 +192,40 @@ pub struct Hello {
 }
 
 /// IDENTIFY payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Identify {
     /// An access token.
     pub token: String,
 }
 
+impl std::fmt::Debug for Identify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identify")
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
 /// RESUME payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Resume {
     /// An access token of the same user.
     pub token: String,
     /// The `session_id` from READY.
     pub session_id: uuid::Uuid,
-    /// The last `s` received.
-    pub seq: i64,
+    /// The last `s` received; `null` when none was (the replay starts at the
+    /// beginning of the session).
+    pub seq: Option<i64>,
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resume")
+            .field("token", &"[redacted]")
+            .field("session_id", &self.session_id)
+            .field("seq", &self.seq)
+            .finish()
+    }
 }
 
 /// The error of a failed command.

@@ -1,26 +1,43 @@
 //! The outbox relay: one node at a time (the holder of a PostgreSQL advisory lock)
-//! reads the outbox in position order and publishes it to the bus. When that node
-//! dies its lock goes with its connection and another node takes over from the stored
-//! cursor; receivers drop what they have already seen, so a takeover repeats nothing.
+//! gives committed rows their positions and publishes them to the bus.
+//!
+//! Mark, then publish: one statement numbers the oldest unpublished committed rows
+//! (in insertion order, which within a topic is commit order, see
+//! [`event::append`](crate::event::append)) right after the stored cursor and moves
+//! the cursor; only after that commits are they published. A row whose transaction
+//! commits late is simply unpublished until then, so nothing is skipped; a row is
+//! numbered once, so nothing is published twice under two positions. A leader that
+//! dies between marking and publishing leaves a gap that every node fills from the
+//! outbox (they watch the cursor).
+//!
+//! Pruning runs on its own schedule, in bounded batches, and never below what a live
+//! node has not delivered or a resumable session may still replay.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Double};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::bus::Bus;
-use crate::event::{self, BusMessage};
+use crate::event::{BusMessage, Record};
 
 const LOCK: i64 = 7_307_000_004;
+/// Rows numbered per statement.
+const BATCH: i64 = 1000;
+/// Rows deleted per pruning statement.
+const PRUNE_BATCH: i64 = 5000;
 
 /// Relay settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayConfig {
     /// How often the leader looks for new rows when idle.
     pub poll: Duration,
-    /// How long rows stay in the outbox (at least the resume window).
+    /// Rows younger than this are kept whatever else holds (at least the resume
+    /// window's worth of history for sessions whose node died).
     pub retention: Duration,
+    /// How often to prune.
+    pub prune_every: Duration,
 }
 
 /// Runs forever: competes for leadership, relays while leader.
@@ -40,14 +57,12 @@ struct Flag {
     ok: bool,
 }
 
-#[derive(QueryableByName)]
-struct Cursor {
-    #[diesel(sql_type = BigInt)]
-    position: i64,
-}
-
 async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     let mut conn = AsyncPgConnection::establish(url).await?;
+    // A relay statement that hangs must not hold the leadership for ever.
+    diesel::sql_query("SET statement_timeout = '30s'")
+        .execute(&mut conn)
+        .await?;
     loop {
         let flag: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
             .bind::<BigInt, _>(LOCK)
@@ -59,37 +74,163 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::info!("this node relays the outbox");
-    let cursor: Cursor = diesel::sql_query("SELECT position FROM outbox_relay WHERE id = 1")
-        .get_result(&mut conn)
-        .await?;
-    let mut cursor = cursor.position;
-    let mut last_prune = std::time::Instant::now();
+    let mut last_prune = Instant::now();
     loop {
-        let records = event::read_range(&mut conn, cursor, None, 500).await?;
-        if let Some(last) = records.last().map(|r| r.position) {
+        let (prev, records) = mark(&mut conn).await?;
+        let busy = !records.is_empty();
+        if busy {
+            publish(bus, prev, records).await;
+        }
+        if last_prune.elapsed() >= config.prune_every {
+            last_prune = Instant::now();
+            match prune(&mut conn, config.retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "pruned the outbox"),
+                Err(error) => tracing::warn!(%error, "outbox pruning failed"),
+            }
+        }
+        if !busy {
+            tokio::time::sleep(config.poll).await;
+        }
+    }
+}
+
+/// Numbers the oldest unpublished committed rows after the cursor; returns the cursor
+/// before them and the records.
+async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)> {
+    #[derive(QueryableByName)]
+    struct Marked {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        position: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        topic: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        domain: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+    }
+    let rows: Vec<Marked> = diesel::sql_query(
+        "WITH cursor AS (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
+         picked AS ( \
+           SELECT id, row_number() OVER (ORDER BY id) AS n FROM ( \
+             SELECT id FROM outbox WHERE position IS NULL ORDER BY id LIMIT $1 \
+           ) AS oldest \
+         ), \
+         marked AS ( \
+           UPDATE outbox o SET position = (SELECT position FROM cursor) + p.n \
+           FROM picked p WHERE o.id = p.id AND o.position IS NULL \
+           RETURNING o.id, o.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
+         ), \
+         moved AS ( \
+           UPDATE outbox_relay SET position = position + (SELECT count(*) FROM marked) WHERE id = 1 \
+         ) \
+         SELECT * FROM marked ORDER BY position",
+    )
+    .bind::<BigInt, _>(BATCH)
+    .load(conn)
+    .await?;
+    let Some(first) = <[Marked]>::first(&rows).map(|r| r.position) else {
+        return Ok((0, Vec::new()));
+    };
+    let records = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(Record {
+                id: r.id,
+                position: r.position,
+                topic: r.topic.parse().ok()?,
+                kind: serde_json::from_value(serde_json::Value::String(r.kind)).ok()?,
+                domain: crate::Domain::parse(&r.domain)?,
+                name: r.name.into(),
+                payload: serde_json::value::RawValue::from_string(r.payload).ok()?,
+            })
+        })
+        .collect();
+    Ok((first - 1, records))
+}
+
+/// Publishes records as messages no larger than the bus allows. A record too large
+/// for any message is announced by its position only; nodes read it from the outbox.
+async fn publish(bus: &Bus, mut prev: i64, records: Vec<Record>) {
+    let Some(last) = records.last().map(|r| r.position) else {
+        return;
+    };
+    // Leave room for the envelope.
+    let budget = bus.max_payload().saturating_sub(1024).max(1024);
+    let mut chunk: Vec<Record> = Vec::new();
+    let mut size = 0;
+    for record in records {
+        let cost = record.payload.get().len() + record.name.len() + 160;
+        if !chunk.is_empty() && size + cost > budget {
+            let end = chunk.last().map_or(prev, |r| r.position);
+            let sent = std::mem::take(&mut chunk);
             bus.publish(BusMessage::Durable {
-                prev: cursor,
-                records,
+                prev,
+                last: end,
+                records: sent,
             })
             .await;
-            diesel::sql_query("UPDATE outbox_relay SET position = $1 WHERE id = 1")
-                .bind::<BigInt, _>(last)
-                .execute(&mut conn)
-                .await?;
-            cursor = last;
+            prev = end;
+            size = 0;
+        }
+        if cost > budget {
+            bus.publish(BusMessage::Durable {
+                prev,
+                last: record.position,
+                records: Vec::new(),
+            })
+            .await;
+            prev = record.position;
             continue;
         }
-        if last_prune.elapsed() > Duration::from_secs(60) {
-            let secs = config.retention.as_secs_f64();
-            diesel::sql_query(
-                "DELETE FROM outbox WHERE position <= $1 AND created_at < now() - make_interval(secs => $2)",
-            )
-            .bind::<BigInt, _>(cursor)
-            .bind::<diesel::sql_types::Double, _>(secs)
-            .execute(&mut conn)
-            .await?;
-            last_prune = std::time::Instant::now();
+        size += cost;
+        chunk.push(record);
+    }
+    if prev < last {
+        bus.publish(BusMessage::Durable {
+            prev,
+            last,
+            records: chunk,
+        })
+        .await;
+    }
+}
+
+/// Deletes published rows older than `retention` that no live node still has to
+/// deliver and no resumable session may replay, a batch at a time.
+async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let deleted = diesel::sql_query(
+            "WITH safe AS ( \
+               SELECT least( \
+                 (SELECT position FROM outbox_relay WHERE id = 1), \
+                 (SELECT min(position) FROM gateway_nodes WHERE last_seen_at > now() - interval '30 seconds'), \
+                 (SELECT min(base_position) FROM gateway_sessions) \
+               ) AS position \
+             ) \
+             DELETE FROM outbox WHERE id IN ( \
+               SELECT id FROM outbox \
+               WHERE position <= (SELECT position FROM safe) \
+                 AND created_at < now() - make_interval(secs => $1) \
+               ORDER BY position LIMIT $2 \
+             )",
+        )
+        .bind::<Double, _>(retention.as_secs_f64())
+        .bind::<BigInt, _>(PRUNE_BATCH)
+        .execute(conn)
+        .await?;
+        total += deleted;
+        if deleted < usize::try_from(PRUNE_BATCH).unwrap_or(usize::MAX) {
+            return Ok(total);
         }
-        tokio::time::sleep(config.poll).await;
+        // Let writers breathe between batches.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,21 +1,26 @@
 //! One gateway socket, from HELLO to close.
+//!
+//! The socket task owns the WebSocket: it reads frames, answers heartbeats and
+//! commands, and writes what the hub queued, each write with a deadline. Every exit
+//! path after registration goes through the hub's `disconnect` and the domains'
+//! `disconnected`, so no session stays marked connected.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseReason, Message, MessageStream, Session};
-use futures_channel::mpsc;
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, Session};
 use futures_util::StreamExt;
 use governor::{Quota, RateLimiter};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use synctalk_kernel::{AppError, AuthUser, ErrorCode};
 use tokio::time::{Instant, sleep_until};
 
-use crate::hub::{Outbound, ResumeError, Subscriber};
+use crate::hub::{Opening, Refused, Registration};
 use crate::protocol::{CloseCode, CommandError, Frame, Identify, Op, Resume};
+use crate::queue::{Next, Queue};
 use crate::topic::{Domain, DomainSet};
-use crate::{CommandContext, Gateway};
+use crate::{CommandContext, Gateway, Ready};
 
 #[derive(serde::Deserialize)]
 pub(crate) struct DomainsQuery {
@@ -86,7 +91,11 @@ fn upgrade(
             format!("not a WebSocket upgrade: {e}"),
         )
     })?;
-    let stream = stream.max_frame_size(gateway.config.max_frame_bytes);
+    let max = gateway.config.max_frame_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
     actix_web::rt::spawn(async move {
         let socket = Socket {
             gateway,
@@ -106,49 +115,58 @@ struct Socket {
 
 enum Inbound {
     Frame(Frame),
+    Ping(actix_web::web::Bytes),
     Closed { clean: bool },
     Fail(CloseCode, &'static str),
 }
 
-struct Live {
-    auth: AuthUser,
-    session_id: uuid::Uuid,
-    epoch: i32,
-}
+/// Why a socket could not be identified or resumed.
+type Refusal = (CloseCode, &'static str);
+
+/// How the identified loop ended: the close to send, and whether the session ended.
+type Ending = (Option<(CloseCode, &'static str)>, bool);
 
 impl Socket {
+    /// Writes one frame within the write deadline.
+    async fn write(&mut self, text: String) -> bool {
+        let deadline = self.gateway.config.write_timeout;
+        matches!(
+            tokio::time::timeout(deadline, self.session.text(text)).await,
+            Ok(Ok(()))
+        )
+    }
+
     async fn send(&mut self, frame: &Frame) -> bool {
-        self.session.text(frame.to_text()).await.is_ok()
+        self.write(frame.to_text()).await
     }
 
     async fn close(self, code: CloseCode, reason: &str) {
         tracing::debug!(code = code.code(), reason, "closing gateway socket");
-        let _ = self
-            .session
-            .close(Some(CloseReason {
+        let deadline = self.gateway.config.write_timeout;
+        let _ = tokio::time::timeout(
+            deadline,
+            self.session.close(Some(CloseReason {
                 code: code.code().into(),
                 description: Some(reason.to_owned()),
-            }))
-            .await;
+            })),
+        )
+        .await;
     }
 
-    async fn run(mut self, mut stream: MessageStream) {
+    async fn run(mut self, mut stream: AggregatedMessageStream) {
         let config = self.gateway.config;
         let limiter = RateLimiter::direct(Quota::per_minute(
             NonZeroU32::new(config.commands_per_minute).unwrap_or(NonZeroU32::MIN),
         ));
-        if !self
-            .send(&Frame::hello(
-                u64::try_from(config.heartbeat_interval.as_millis()).unwrap_or(41_250),
-            ))
-            .await
-        {
+        let hello =
+            Frame::hello(u64::try_from(config.heartbeat_interval.as_millis()).unwrap_or(41_250));
+        if !self.send(&hello).await {
             return;
         }
         // Until IDENTIFY or RESUME.
         let deadline = Instant::now() + config.identify_timeout;
-        let (tx, mut rx) = mpsc::channel::<Outbound>(self.gateway.hub.config().queue);
-        let live = loop {
+        let queue = Queue::new(self.gateway.hub.config().queue);
+        let (live, auth) = loop {
             let inbound = tokio::select! {
                 inbound = next(&mut stream) => inbound,
                 _ = sleep_until(deadline) => {
@@ -158,77 +176,89 @@ impl Socket {
             if limiter.check().is_err() {
                 return self.close(CloseCode::RateLimited, "too many frames").await;
             }
-            match inbound {
+            let frame = match inbound {
                 Inbound::Closed { .. } => return,
                 Inbound::Fail(code, reason) => return self.close(code, reason).await,
-                Inbound::Frame(frame) => match Op::from_u8(frame.op) {
-                    Some(Op::Heartbeat) => {
-                        if !self.send(&Frame::heartbeat_ack()).await {
-                            return;
-                        }
+                Inbound::Ping(bytes) => {
+                    if self.session.pong(&bytes).await.is_err() {
+                        return;
                     }
-                    // Boxed: the set-up futures are large, and would otherwise stay part of
-                    // every socket's task for its whole life.
-                    Some(Op::Identify) => match Box::pin(self.identify(frame, tx.clone())).await {
-                        Ok(live) => break live,
-                        Err((code, reason)) => return self.close(code, reason).await,
-                    },
-                    Some(Op::Resume) => match Box::pin(self.resume(frame, tx.clone())).await {
-                        Ok(Some(live)) => break live,
-                        Ok(None) => {
-                            // Not resumable: say so and let the client identify again.
-                            if !self.send(&Frame::invalid_session()).await {
-                                return;
-                            }
-                        }
-                        Err((code, reason)) => return self.close(code, reason).await,
-                    },
-                    Some(_) => {
-                        return self
-                            .close(CloseCode::NotAuthenticated, "identify first")
-                            .await;
+                    continue;
+                }
+                Inbound::Frame(frame) => frame,
+            };
+            let attempt = match Op::from_u8(frame.op) {
+                Some(Op::Heartbeat) => {
+                    if !self.send(&Frame::heartbeat_ack()).await {
+                        return;
                     }
-                    None => return self.close(CloseCode::UnknownOp, "unknown op").await,
-                },
+                    continue;
+                }
+                // Boxed: the set-up futures are large, and would otherwise stay part of
+                // every socket's task for its whole life.
+                Some(Op::Identify) => Box::pin(self.identify(frame, queue.clone()))
+                    .await
+                    .map(Some),
+                Some(Op::Resume) => Box::pin(self.resume(frame, queue.clone())).await,
+                Some(_) => {
+                    return self
+                        .close(CloseCode::NotAuthenticated, "identify first")
+                        .await;
+                }
+                None => return self.close(CloseCode::UnknownOp, "unknown op").await,
+            };
+            match attempt {
+                Ok(Some(live)) => break live,
+                // Not resumable: INVALID_SESSION was sent; the client identifies again.
+                Ok(None) => {}
+                Err((code, reason)) => return self.close(code, reason).await,
             }
         };
-        drop(tx);
         metrics::gauge!("gateway_sockets").increment(1.0);
-        let hub = self.gateway.hub.clone();
-        let (code, clean) = self.serve(&live, &mut stream, &mut rx, &limiter).await;
+        for domain in &self.gateway.domains {
+            domain.connected(auth, live.session_id).await;
+        }
+        let (code, clean) = self.serve(auth, &live, &mut stream, &queue, &limiter).await;
         metrics::gauge!("gateway_sockets").decrement(1.0);
-        Box::pin(hub.disconnect(live.session_id, live.epoch, live.auth.user_id, clean)).await;
+        let gateway = self.gateway.clone();
+        Box::pin(gateway.hub.disconnect(live.session_id, live.epoch, clean)).await;
+        for domain in &gateway.domains {
+            domain.disconnected(auth, live.session_id).await;
+        }
         if let Some((code, reason)) = code {
             self.close(code, reason).await;
         }
     }
 
-    /// The identified loop; returns how to close and whether the session ended.
+    /// The identified loop.
     async fn serve(
         &mut self,
-        live: &Live,
-        stream: &mut MessageStream,
-        rx: &mut mpsc::Receiver<Outbound>,
+        auth: AuthUser,
+        live: &Registration,
+        stream: &mut AggregatedMessageStream,
+        queue: &Queue,
         limiter: &governor::DefaultDirectRateLimiter,
-    ) -> (Option<(CloseCode, &'static str)>, bool) {
+    ) -> Ending {
         let interval = self.gateway.config.heartbeat_interval;
         // A heartbeat may come up to half an interval late.
         let allowance = interval + interval / 2;
         let mut heartbeat_due = Instant::now() + allowance;
         loop {
             tokio::select! {
-                biased;
-                outbound = rx.next() => match outbound {
-                    Some(Outbound::Text(text)) => {
-                        if self.session.text(text).await.is_err() {
-                            return (None, false);
+                next = queue.next() => match next {
+                    Next::Frame(item) => {
+                        if !self.write(item.render()).await {
+                            // Gone, or not reading: resumable.
+                            return (Some((CloseCode::UnknownError, "too slow; resume to continue")), false);
                         }
                     }
-                    Some(Outbound::Close(code, reason)) => {
-                        let ended = code == CloseCode::AuthenticationFailed;
-                        return (Some((code, reason)), ended);
+                    Next::Reconnect => {
+                        let _ = self.send(&Frame::reconnect()).await;
+                        return (Some((CloseCode::UnknownError, "server restarting; resume")), false);
                     }
-                    None => return (Some((CloseCode::UnknownError, "too slow; resume to continue")), false),
+                    Next::Close(code, reason) => {
+                        return (Some((code, reason)), code == CloseCode::AuthenticationFailed);
+                    }
                 },
                 _ = sleep_until(heartbeat_due) => {
                     return (Some((CloseCode::SessionTimedOut, "no heartbeat")), false);
@@ -240,6 +270,11 @@ impl Socket {
                     match inbound {
                         Inbound::Closed { clean } => return (None, clean),
                         Inbound::Fail(code, reason) => return (Some((code, reason)), false),
+                        Inbound::Ping(bytes) => {
+                            if self.session.pong(&bytes).await.is_err() {
+                                return (None, false);
+                            }
+                        }
                         Inbound::Frame(frame) => match Op::from_u8(frame.op) {
                             Some(Op::Heartbeat) => {
                                 heartbeat_due = Instant::now() + allowance;
@@ -251,7 +286,7 @@ impl Socket {
                                 return (Some((CloseCode::DecodeError, "REQUEST needs t and nonce")), false);
                             }
                             Some(Op::Request) => {
-                                let response = Box::pin(self.request(live, frame)).await;
+                                let response = Box::pin(self.request(auth, live, frame)).await;
                                 if !self.send(&response).await {
                                     return (None, false);
                                 }
@@ -267,89 +302,139 @@ impl Socket {
         }
     }
 
-    async fn authenticate(&self, token: &str) -> Result<AuthUser, (CloseCode, &'static str)> {
-        self.gateway
-            .authenticator
-            .authenticate(token)
-            .await
-            .map_err(|_| (CloseCode::AuthenticationFailed, "invalid token"))
+    /// Only a bad token closes with 4004; a fault on our side is 4000 (try again).
+    async fn authenticate(&self, token: &str) -> Result<AuthUser, Refusal> {
+        match self.gateway.authenticator.authenticate(token).await {
+            Ok(auth) => Ok(auth),
+            Err(error)
+                if matches!(
+                    error.code(),
+                    ErrorCode::InvalidToken | ErrorCode::Unauthorized
+                ) =>
+            {
+                Err((CloseCode::AuthenticationFailed, "invalid token"))
+            }
+            Err(error) => {
+                tracing::warn!(?error, "could not check a gateway token");
+                Err((
+                    CloseCode::UnknownError,
+                    "could not check the token; try again",
+                ))
+            }
+        }
+    }
+
+    async fn refuse_shutdown(&mut self) -> Refusal {
+        let _ = self.send(&Frame::reconnect()).await;
+        (CloseCode::UnknownError, "server restarting; connect again")
     }
 
     async fn identify(
         &mut self,
         frame: Frame,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<Live, (CloseCode, &'static str)> {
+        queue: Arc<Queue>,
+    ) -> Result<(Registration, AuthUser), Refusal> {
+        if self.gateway.hub.is_shutting_down() {
+            return Err(self.refuse_shutdown().await);
+        }
         let identify: Identify = serde_json::from_value(frame.d)
             .map_err(|_| (CloseCode::DecodeError, "IDENTIFY needs {token}"))?;
         let auth = self.authenticate(&identify.token).await?;
-        // Read where the outbox stands before loading READY: READY reflects at least
-        // that much, and the session's events start after it.
-        let floor = self.gateway.hub.outbox_head().await.map_err(|error| {
-            tracing::error!(%error, "identify failed");
-            (CloseCode::UnknownError, "could not open the session")
-        })?;
-        let ready = self
-            .ready_state(auth)
-            .await
-            .map_err(|_| (CloseCode::UnknownError, "could not load READY"))?;
-        let who = Subscriber {
-            auth,
-            domains: self.domains,
-            floor,
+        let session_id = uuid::Uuid::now_v7();
+        let (opening, ready) = match self.snapshot(auth, session_id).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Err((CloseCode::AuthenticationFailed, "session ended")),
+            Err(error) => {
+                tracing::error!(?error, "could not load READY");
+                return Err((
+                    CloseCode::UnknownError,
+                    "could not open the session; try again",
+                ));
+            }
         };
-        let hub = self.gateway.hub.clone();
-        let (session_id, missed) = hub.identify(&who, tx).await.map_err(|error| {
-            tracing::error!(%error, "identify failed");
-            (CloseCode::UnknownError, "could not open the session")
-        })?;
-        let mut ready = ready;
-        ready.insert("session_id".into(), Value::String(session_id.to_string()));
-        ready.insert(
-            "domains".into(),
-            Value::Array(
-                self.domains
-                    .names()
-                    .into_iter()
-                    .map(Value::String)
-                    .collect(),
-            ),
-        );
-        if !self
-            .send(&Frame::dispatch("READY", None, Value::Object(ready)))
-            .await
-        {
-            return Err((CloseCode::UnknownError, "gone"));
-        }
-        for frame in &missed {
-            if !self.send(frame).await {
-                return Err((CloseCode::UnknownError, "gone"));
+        match self.gateway.hub.open(opening, ready, queue).await {
+            Ok(Ok(live)) => Ok((live, auth)),
+            Ok(Err(Refused::Revoked)) => Err((CloseCode::AuthenticationFailed, "session ended")),
+            Ok(Err(Refused::ShuttingDown)) => Err(self.refuse_shutdown().await),
+            Ok(Err(_)) => Err((
+                CloseCode::UnknownError,
+                "could not open the session; try again",
+            )),
+            Err(error) => {
+                tracing::error!(%error, "identify failed");
+                Err((
+                    CloseCode::UnknownError,
+                    "could not open the session; try again",
+                ))
             }
         }
-        hub.refresh_presence(auth.user_id).await;
-        Ok(Live {
-            auth,
-            session_id,
-            epoch: 1,
-        })
     }
 
-    async fn ready_state(&self, auth: AuthUser) -> Result<Map<String, Value>, AppError> {
-        let mut ready = Map::new();
-        ready.insert("user".into(), (self.gateway.user_loader)(auth).await?);
-        for domain in self.domains.iter() {
-            if let Some(handler) = self.gateway.domain(domain) {
-                ready.extend(handler.ready(auth, &self.gateway.hub).await?);
-            }
-        }
-        Ok(ready)
+    /// READY and what the session listens to, from one repeatable-read snapshot that
+    /// also fixes the outbox position READY reflects. `None`: the session or the
+    /// user is gone.
+    async fn snapshot(
+        &self,
+        auth: AuthUser,
+        session_id: uuid::Uuid,
+    ) -> Result<Option<(Opening, String)>, AppError> {
+        let gateway = self.gateway.clone();
+        let domains = self.domains;
+        let mut conn = synctalk_db::conn(gateway.hub.pool()).await?;
+        let loaded = conn
+            .build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run::<_, AppError, _>(async |conn| {
+                if !session_live(conn, auth).await? {
+                    return Ok(None);
+                }
+                let position = crate::event::head(conn).await?;
+                let Some(user) = gateway.user.load(conn, auth).await? else {
+                    return Ok(None);
+                };
+                let mut ready = Ready::default();
+                ready.insert("user", user)?;
+                for domain in domains.iter() {
+                    if let Some(handler) = gateway.domain(domain) {
+                        ready.merge(handler.ready(conn, auth).await?)?;
+                    }
+                }
+                let (mut fields, mut topics) = ready.into_parts();
+                topics.extend(crate::Topic::pinned(auth.user_id, auth.session_id));
+                topics.sort_unstable();
+                topics.dedup();
+                let skip = crate::event::unpublished(conn, &topics).await?;
+                fields.insert("session_id".into(), Value::String(session_id.to_string()));
+                fields.insert(
+                    "domains".into(),
+                    Value::Array(domains.names().into_iter().map(Value::String).collect()),
+                );
+                let frame = Frame::dispatch("READY", None, Value::Object(fields)).to_text();
+                Ok(Some((
+                    Opening {
+                        session_id,
+                        auth,
+                        domains,
+                        position,
+                        topics,
+                        skip,
+                    },
+                    frame,
+                )))
+            })
+            .await?;
+        Ok(loaded)
     }
 
     async fn resume(
         &mut self,
         frame: Frame,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<Option<Live>, (CloseCode, &'static str)> {
+        queue: Arc<Queue>,
+    ) -> Result<Option<(Registration, AuthUser)>, Refusal> {
+        if self.gateway.hub.is_shutting_down() {
+            return Err(self.refuse_shutdown().await);
+        }
         let resume: Resume = serde_json::from_value(frame.d).map_err(|_| {
             (
                 CloseCode::DecodeError,
@@ -358,38 +443,35 @@ impl Socket {
         })?;
         let auth = self.authenticate(&resume.token).await?;
         let hub = self.gateway.hub.clone();
-        let outcome = hub
-            .resume(auth, resume.session_id, resume.seq, tx)
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "resume failed");
-                (CloseCode::UnknownError, "could not resume")
-            })?;
-        match outcome {
-            Ok(resumed) => {
-                self.domains = resumed.domains;
-                for frame in &resumed.frames {
-                    if !self.send(frame).await {
-                        return Err((CloseCode::UnknownError, "gone"));
-                    }
-                }
-                let done = serde_json::json!({"session_id": resumed.session_id, "replayed": resumed.frames.len()});
-                if !self.send(&Frame::dispatch("RESUMED", None, done)).await {
+        match hub.resume(auth, resume.session_id, resume.seq, queue).await {
+            Ok(Ok(live)) => {
+                self.domains = live.domains;
+                Ok(Some((live, auth)))
+            }
+            Ok(Err(Refused::Invalid(reason))) => {
+                if !self
+                    .send(&Frame::invalid_session(false, reason.as_str()))
+                    .await
+                {
                     return Err((CloseCode::UnknownError, "gone"));
                 }
-                hub.refresh_presence(auth.user_id).await;
-                Ok(Some(Live {
-                    auth,
-                    session_id: resumed.session_id,
-                    epoch: resumed.epoch,
-                }))
+                Ok(None)
             }
-            Err(ResumeError::Invalid) => Ok(None),
-            Err(ResumeError::InvalidSeq) => Err((CloseCode::InvalidSeq, "invalid seq")),
+            Ok(Err(Refused::InvalidSeq)) => Err((CloseCode::InvalidSeq, "invalid seq")),
+            Ok(Err(Refused::Revoked)) => Err((CloseCode::AuthenticationFailed, "session ended")),
+            Ok(Err(Refused::ShuttingDown)) => Err(self.refuse_shutdown().await),
+            Err(error) => {
+                // A fault on our side: the session is still resumable.
+                tracing::error!(%error, "resume failed");
+                let _ = self
+                    .send(&Frame::invalid_session(true, "unavailable"))
+                    .await;
+                Err((CloseCode::UnknownError, "could not resume; try again"))
+            }
         }
     }
 
-    async fn request(&self, live: &Live, frame: Frame) -> Frame {
+    async fn request(&self, auth: AuthUser, live: &Registration, frame: Frame) -> Frame {
         let nonce = frame.nonce.clone().unwrap_or_default();
         let name = frame.t.clone().unwrap_or_default();
         let handler = self
@@ -405,7 +487,7 @@ impl Socket {
             }),
             Some(handler) => {
                 let ctx = CommandContext {
-                    auth: live.auth,
+                    auth,
                     session_id: live.session_id,
                     hub: self.gateway.hub.clone(),
                 };
@@ -419,7 +501,29 @@ impl Socket {
     }
 }
 
-async fn next(stream: &mut MessageStream) -> Inbound {
+/// Whether the signed-in session is still live (in READY's snapshot: a logout that
+/// commits after it reaches the socket through the outbox instead).
+async fn session_live(
+    conn: &mut synctalk_db::AsyncPgConnection,
+    auth: AuthUser,
+) -> Result<bool, AppError> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use synctalk_db::schema::sessions;
+    let found: Option<uuid::Uuid> = sessions::table
+        .filter(sessions::id.eq(auth.session_id.0))
+        .filter(sessions::user_id.eq(auth.user_id.0))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .select(sessions::id)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(AppError::internal)?;
+    Ok(found.is_some())
+}
+
+async fn next(stream: &mut AggregatedMessageStream) -> Inbound {
     loop {
         match stream.next().await {
             None => return Inbound::Closed { clean: false },
@@ -427,22 +531,21 @@ async fn next(stream: &mut MessageStream) -> Inbound {
                 return Inbound::Fail(CloseCode::DecodeError, "frame too large");
             }
             Some(Err(_)) => return Inbound::Closed { clean: false },
-            Some(Ok(Message::Text(text))) => {
+            Some(Ok(AggregatedMessage::Text(text))) => {
                 return match serde_json::from_str::<Frame>(&text) {
                     Ok(frame) => Inbound::Frame(frame),
                     Err(_) => Inbound::Fail(CloseCode::DecodeError, "not a frame"),
                 };
             }
-            Some(Ok(Message::Binary(_))) => {
+            Some(Ok(AggregatedMessage::Binary(_))) => {
                 return Inbound::Fail(CloseCode::DecodeError, "frames are JSON text");
             }
-            Some(Ok(Message::Close(reason))) => {
+            Some(Ok(AggregatedMessage::Ping(bytes))) => return Inbound::Ping(bytes),
+            Some(Ok(AggregatedMessage::Close(reason))) => {
                 let clean = reason.is_some_and(|r| u16::from(r.code) == 1000);
                 return Inbound::Closed { clean };
             }
-            Some(Ok(
-                Message::Ping(_) | Message::Pong(_) | Message::Nop | Message::Continuation(_),
-            )) => {}
+            Some(Ok(AggregatedMessage::Pong(_))) => {}
         }
     }
 }

@@ -1,26 +1,54 @@
-//! Typed topics: who an event is for. Stored on outbox rows as text (`user:<id>`);
+//! Typed topics: who an event is for. Stored on outbox rows as text (`guild:<id>`);
 //! everywhere else they are values of [`Topic`].
 
 use std::fmt;
 use std::str::FromStr;
 
-use synctalk_kernel::{SessionId, UserId};
+use synctalk_kernel::{CallId, ChannelId, GuildId, SessionId, UserId};
 
-/// An audience an event is published to and a session subscribes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// An audience an event is written to and a session listens to.
+///
+/// Every session always listens to its user's and its own topic; the others come and
+/// go as the domains decide (READY's snapshot, then subscribe and unsubscribe records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Topic {
-    /// Everything for one user: their relationships, profile, friends' changes.
+    /// Private to one user: their relationships, their own profile, their
+    /// subscriptions; every session of the user listens to it.
     User(UserId),
     /// One signed-in session (device), across all its sockets.
     Session(SessionId),
+    /// A user's public face (profile changes, presence), for those who may see it.
+    Profile(UserId),
+    /// A guild: its settings, members, roles, bans.
+    Guild(GuildId),
+    /// A channel: its messages, pins, typing.
+    Channel(ChannelId),
+    /// A call: ringing, participants, signaling.
+    Call(CallId),
+}
+
+impl Topic {
+    /// The topics every session of `user` on `session` listens to, whatever happens.
+    pub fn pinned(user: UserId, session: SessionId) -> [Topic; 2] {
+        [Topic::User(user), Topic::Session(session)]
+    }
+
+    fn parts(self) -> (&'static str, uuid::Uuid) {
+        match self {
+            Topic::User(id) => ("user", id.0),
+            Topic::Session(id) => ("session", id.0),
+            Topic::Profile(id) => ("profile", id.0),
+            Topic::Guild(id) => ("guild", id.0),
+            Topic::Channel(id) => ("channel", id.0),
+            Topic::Call(id) => ("call", id.0),
+        }
+    }
 }
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Topic::User(id) => write!(f, "user:{id}"),
-            Topic::Session(id) => write!(f, "session:{id}"),
-        }
+        let (kind, id) = self.parts();
+        write!(f, "{kind}:{id}")
     }
 }
 
@@ -31,11 +59,28 @@ impl FromStr for Topic {
             .split_once(':')
             .ok_or_else(|| format!("not a topic: {s}"))?;
         let id = uuid::Uuid::parse_str(id).map_err(|e| e.to_string())?;
-        match kind {
-            "user" => Ok(Topic::User(UserId(id))),
-            "session" => Ok(Topic::Session(SessionId(id))),
-            _ => Err(format!("unknown topic kind {kind}")),
-        }
+        Ok(match kind {
+            "user" => Topic::User(UserId(id)),
+            "session" => Topic::Session(SessionId(id)),
+            "profile" => Topic::Profile(UserId(id)),
+            "guild" => Topic::Guild(GuildId(id)),
+            "channel" => Topic::Channel(ChannelId(id)),
+            "call" => Topic::Call(CallId(id)),
+            _ => return Err(format!("unknown topic kind {kind}")),
+        })
+    }
+}
+
+impl serde::Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Topic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -89,6 +134,20 @@ impl Domain {
     }
 }
 
+impl serde::Serialize for Domain {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Domain {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Domain::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown domain {name}")))
+    }
+}
+
 /// A set of domains, as a bit set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct DomainSet(u8);
@@ -136,11 +195,24 @@ mod tests {
 
     #[test]
     fn topics_round_trip() {
-        let topic = Topic::User(UserId::new());
-        assert_eq!(topic.to_string().parse::<Topic>().unwrap(), topic);
-        let topic = Topic::Session(SessionId::new());
-        assert_eq!(topic.to_string().parse::<Topic>().unwrap(), topic);
+        for topic in [
+            Topic::User(UserId::new()),
+            Topic::Session(SessionId::new()),
+            Topic::Profile(UserId::new()),
+            Topic::Guild(GuildId::new()),
+            Topic::Channel(ChannelId::new()),
+            Topic::Call(CallId::new()),
+        ] {
+            assert_eq!(topic.to_string().parse::<Topic>().unwrap(), topic);
+            let json = serde_json::to_string(&topic).unwrap();
+            assert_eq!(serde_json::from_str::<Topic>(&json).unwrap(), topic);
+        }
         assert!("guild:1".parse::<Topic>().is_err());
+        assert!(
+            "planet:0190a1b2-0000-7000-8000-000000000000"
+                .parse::<Topic>()
+                .is_err()
+        );
     }
 
     #[test]

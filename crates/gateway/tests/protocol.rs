@@ -337,13 +337,17 @@ async fn events_from_rolled_back_changes_never_arrive() {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let _ = conn
         .transaction::<(), diesel::result::Error, _>(async |conn| {
-            let event = synctalk_gateway::Event::new(
-                synctalk_gateway::Domain::Users,
-                "USER_UPDATE",
-                &json!({"bio": "rolled back"}),
-                vec![synctalk_gateway::Topic::User(alice.id.parse().unwrap())],
-            );
-            synctalk_gateway::event::append(conn, &event).await?;
+            #[derive(serde::Serialize)]
+            struct Bio {
+                bio: &'static str,
+            }
+            synctalk_gateway::gateway_event!(Bio, "USER_UPDATE", Users, replayed);
+            let row = synctalk_gateway::Outgoing::event(
+                synctalk_gateway::Topic::User(alice.id.parse().unwrap()),
+                &Bio { bio: "rolled back" },
+            )
+            .unwrap();
+            synctalk_gateway::event::append(conn, &[row]).await?;
             diesel::sql_query("SELECT 1").execute(conn).await?;
             Err(diesel::result::Error::RollbackTransaction)
         })
@@ -379,9 +383,9 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
     let mut conn = app.db.connect().await;
     use diesel_async::RunQueryDsl;
     diesel::sql_query(format!(
-        "INSERT INTO outbox (domain, name, payload, audience) \
-         SELECT 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n), ARRAY['user:{}'] \
-         FROM generate_series(1, 300) AS n",
+        "INSERT INTO outbox (topic, kind, domain, name, payload) \
+         SELECT 'user:{}', 'event', 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n) \
+         FROM generate_series(1, 300) AS n ORDER BY n",
         alice.id
     ))
     .execute(&mut conn)

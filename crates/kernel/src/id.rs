@@ -95,3 +95,15 @@ define_id!(
     /// The id of a session: one signed-in device.
     SessionId
 );
+define_id!(
+    /// The id of a guild (server).
+    GuildId
+);
+define_id!(
+    /// The id of a channel: a guild text, voice or category channel, a DM or a group DM.
+    ChannelId
+);
+define_id!(
+    /// The id of a call.
+    CallId
+);

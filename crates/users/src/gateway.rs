@@ -1,29 +1,26 @@
 //! The users gateway (`/gateway/users`): READY carries your relationships and your
-//! friends' presences; events are RELATIONSHIP_ADD/REMOVE, USER_UPDATE and
-//! PRESENCE_UPDATE; the one command is PRESENCE {status}.
-
-use std::sync::Arc;
+//! friends' presences, and the session listens to your friends' profile topics;
+//! events are RELATIONSHIP_ADD/REMOVE, USER_UPDATE and PRESENCE_UPDATE; the one
+//! command is PRESENCE {status}. Presence is kept here, from the sockets' lifecycle.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use synctalk_db::Pool;
-use synctalk_gateway::hub::PresenceHook;
+use serde_json::Value;
+use synctalk_db::AsyncPgConnection;
 use synctalk_gateway::{
-    BoxFuture, CommandContext, Domain, Event, GatewayDomain, Hub, Status, Topic,
+    BoxFuture, CommandContext, Domain, EventInfo, GatewayDomain, ReadyPart, Topic,
 };
 use synctalk_kernel::{AppError, AuthUser, ErrorCode, UserId};
-use utoipa::ToSchema;
 
-use crate::relationships;
+use crate::presence::{Presence, Presences, Status};
+use crate::relationships::{self, Relationship};
 
-/// A user's presence, aggregated over all their sockets on all nodes.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Presence {
-    /// Whose.
-    pub user_id: UserId,
-    /// `online`, `idle`, `dnd` or `offline`.
-    #[schema(value_type = String, example = "online")]
-    pub status: Status,
+/// READY's users part.
+#[derive(Debug, Serialize)]
+pub struct UsersReady {
+    /// Your relationships.
+    pub relationships: Vec<Relationship>,
+    /// Your friends' presences.
+    pub presences: Vec<Presence>,
 }
 
 /// The PRESENCE command.
@@ -34,14 +31,24 @@ struct SetPresence {
 
 /// The users domain of the gateway.
 pub struct UsersGateway {
-    pool: Pool,
+    presences: Presences,
 }
 
 impl UsersGateway {
-    /// On a pool.
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    /// With the node's presence keeping.
+    pub fn new(presences: Presences) -> Self {
+        Self { presences }
     }
+}
+
+/// The topics a user's sessions listen to for the users domain: their friends'
+/// profiles (their own user topic is always listened to).
+pub async fn topics(conn: &mut AsyncPgConnection, user: UserId) -> diesel::QueryResult<Vec<Topic>> {
+    Ok(relationships::friend_ids(conn, user)
+        .await?
+        .into_iter()
+        .map(Topic::Profile)
+        .collect())
 }
 
 impl GatewayDomain for UsersGateway {
@@ -51,31 +58,21 @@ impl GatewayDomain for UsersGateway {
 
     fn ready<'a>(
         &'a self,
+        conn: &'a mut AsyncPgConnection,
         auth: AuthUser,
-        hub: &'a Hub,
-    ) -> BoxFuture<'a, Result<Map<String, Value>, AppError>> {
+    ) -> BoxFuture<'a, Result<ReadyPart, AppError>> {
         Box::pin(async move {
-            let mut conn = synctalk_db::conn(&self.pool).await?;
-            let list = relationships::list(&mut conn, auth.user_id).await?;
-            let friends = relationships::friend_ids(&mut conn, auth.user_id).await?;
-            drop(conn);
-            let presences: Vec<Presence> = hub
-                .presences(&friends)
-                .await
-                .map_err(AppError::internal)?
-                .into_iter()
-                .map(|(user_id, status)| Presence { user_id, status })
-                .collect();
-            let mut ready = Map::new();
-            ready.insert(
-                "relationships".into(),
-                serde_json::to_value(list).unwrap_or_default(),
-            );
-            ready.insert(
-                "presences".into(),
-                serde_json::to_value(presences).unwrap_or_default(),
-            );
-            Ok(ready)
+            let list = relationships::list(conn, auth.user_id).await?;
+            let friends = relationships::friend_ids(conn, auth.user_id).await?;
+            let presences = crate::presence::of(conn, &friends).await?;
+            let topics = friends.into_iter().map(Topic::Profile).collect();
+            ReadyPart::new(
+                &UsersReady {
+                    relationships: list,
+                    presences,
+                },
+                topics,
+            )
         })
     }
 
@@ -97,41 +94,23 @@ impl GatewayDomain for UsersGateway {
                 Some(status @ (Status::Online | Status::Idle | Status::Dnd)) => status,
                 _ => return Err(AppError::field("status", "must be online, idle or dnd")),
             };
-            ctx.hub
+            self.presences
                 .set_status(ctx.session_id, ctx.auth.user_id, status)
-                .await
-                .map_err(AppError::internal)?;
+                .await?;
             Ok(Value::Null)
         })
     }
-}
 
-/// Announces a presence change to the user's friends and to the user's own sockets
-/// (never to users they blocked: those are not friends).
-pub fn presence_hook(pool: Pool, hub: std::sync::Weak<Hub>) -> PresenceHook {
-    Arc::new(move |user: UserId, status: Status| {
-        let (pool, hub) = (pool.clone(), hub.clone());
-        Box::pin(async move {
-            let Some(hub) = hub.upgrade() else { return };
-            let friends = match pool.get().await {
-                Ok(mut conn) => relationships::friend_ids(&mut conn, user)
-                    .await
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
-            let mut audience: Vec<Topic> = friends.into_iter().map(Topic::User).collect();
-            audience.push(Topic::User(user));
-            let payload = Presence {
-                user_id: user,
-                status,
-            };
-            hub.publish_ephemeral(Event::new(
-                Domain::Users,
-                "PRESENCE_UPDATE",
-                &payload,
-                audience,
-            ))
-            .await;
-        })
-    })
+    fn connected<'a>(&'a self, auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {
+        Box::pin(self.presences.refresh(auth.user_id))
+    }
+
+    fn disconnected<'a>(&'a self, auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {
+        self.presences.refresh_later(auth.user_id);
+        Box::pin(async {})
+    }
+
+    fn events(&self) -> Vec<EventInfo> {
+        crate::events::all()
+    }
 }

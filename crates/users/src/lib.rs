@@ -6,8 +6,10 @@
 
 pub mod domain;
 pub mod dto;
+pub mod events;
 pub mod gateway;
 pub mod model;
+pub mod presence;
 pub mod relationships;
 pub mod repo;
 mod routes;
@@ -33,7 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     components(schemas(
         dto::User, dto::CurrentUser, dto::UpdateCurrentUser, relationships::Relationship,
         relationships::RelationshipType, relationships::RelationshipRemoved, relationships::FriendRequest,
-        relationships::RelationshipUpdate, gateway::Presence
+        relationships::RelationshipUpdate, presence::Presence, presence::Status
     )),
     tags((name = "users", description = "Users and profiles"))
 )]

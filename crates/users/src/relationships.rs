@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use synctalk_db::schema::{relationships, users};
 use synctalk_db::{AsyncPgConnection, Pool};
-use synctalk_gateway::{Domain, Event, Topic, event};
+use synctalk_gateway::{Domain, Outgoing, Topic, event};
 use synctalk_kernel::{AppError, AppResult, ErrorCode, UserId};
 use utoipa::ToSchema;
 
@@ -209,40 +209,46 @@ enum Change {
     Remove(UserId, RelationshipType, UserId),
 }
 
+/// Writes the changes' events, and who listens to whose profile, in one append: a
+/// new friend's sessions start listening to your profile (and you to theirs) from
+/// this point of the outbox; a friendship that ends stops that at once.
 async fn announce(conn: &mut AsyncPgConnection, changes: Vec<Change>) -> AppResult<()> {
+    let mut rows = Vec::new();
     for change in changes {
         match change {
             Change::Add(to, kind, other) => {
                 let Some(user) = crate::repo::find(conn, other).await? else {
                     continue;
                 };
-                let since = Utc::now();
+                if kind == RelationshipType::Friend {
+                    rows.push(Outgoing::subscribe(
+                        Domain::Users,
+                        Topic::User(to),
+                        Topic::Profile(other),
+                    )?);
+                }
                 let payload = Relationship {
                     id: other,
                     kind,
                     user: user.into(),
-                    since,
+                    since: Utc::now(),
                 };
-                let event = Event::new(
-                    Domain::Users,
-                    "RELATIONSHIP_ADD",
-                    &payload,
-                    vec![Topic::User(to)],
-                );
-                event::append(conn, &event).await?;
+                rows.push(Outgoing::event(Topic::User(to), &payload)?);
             }
             Change::Remove(to, kind, other) => {
                 let payload = RelationshipRemoved { id: other, kind };
-                let event = Event::new(
-                    Domain::Users,
-                    "RELATIONSHIP_REMOVE",
-                    &payload,
-                    vec![Topic::User(to)],
-                );
-                event::append(conn, &event).await?;
+                rows.push(Outgoing::event(Topic::User(to), &payload)?);
+                if kind == RelationshipType::Friend {
+                    rows.push(Outgoing::unsubscribe(
+                        Domain::Users,
+                        Topic::User(to),
+                        Topic::Profile(other),
+                    )?);
+                }
             }
         }
     }
+    event::append(conn, &rows).await?;
     Ok(())
 }
 

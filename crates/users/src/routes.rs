@@ -16,7 +16,9 @@ use crate::relationships::{
 };
 use crate::repo;
 use diesel_async::AsyncConnection;
-use synctalk_gateway::{Bus, BusMessage, Control, Domain, Event, Gateway, Topic};
+use synctalk_gateway::{Domain, Outgoing, Topic};
+
+use crate::presence::Presences;
 
 /// Settings of the users routes.
 #[derive(Debug, Clone, Default)]
@@ -90,22 +92,15 @@ pub(crate) async fn update_me(
             let user = repo::update(conn, auth.user_id, changes)
                 .await?
                 .ok_or_else(|| AppError::not_found("user"))?;
-            // You get your own profile (with email); your friends get the public one.
+            // You get your own profile (with email); whoever listens to your profile
+            // (your friends) gets the public one.
             let me = CurrentUser::from(user.clone());
-            let own = Event::new(
-                Domain::Users,
-                "USER_UPDATE",
-                &me,
-                vec![Topic::User(auth.user_id)],
-            );
-            synctalk_gateway::event::append(conn, &own).await?;
-            let friends = relationships::friend_ids(conn, auth.user_id).await?;
-            if !friends.is_empty() {
-                let public = User::from(user.clone());
-                let audience = friends.into_iter().map(Topic::User).collect();
-                let event = Event::new(Domain::Users, "USER_UPDATE", &public, audience);
-                synctalk_gateway::event::append(conn, &event).await?;
-            }
+            let public = User::from(user);
+            let rows = [
+                Outgoing::event(Topic::User(auth.user_id), &me)?,
+                Outgoing::event(Topic::Profile(auth.user_id), &public)?,
+            ];
+            synctalk_gateway::event::append(conn, &rows).await?;
             Ok(me)
         })
         .await?;
@@ -158,17 +153,18 @@ fn parse_changes(body: UpdateCurrentUser) -> AppResult<UserChanges> {
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
-pub(crate) async fn delete_me(
-    auth: AuthUser,
-    pool: web::Data<Pool>,
-    bus: web::Data<Bus>,
-) -> AppResult<HttpResponse> {
+pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResult<HttpResponse> {
     let mut conn = synctalk_db::conn(&pool).await?;
-    if !repo::soft_delete(&mut conn, auth.user_id).await? {
-        return Err(AppError::not_found("user"));
-    }
-    bus.publish(BusMessage::Control(Control::CloseUser(auth.user_id)))
-        .await;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        if !repo::soft_delete(conn, auth.user_id).await? {
+            return Err(AppError::not_found("user"));
+        }
+        // Every socket of every session of the account closes, on every node.
+        let revoke = Outgoing::revoke(Domain::Users, Topic::User(auth.user_id), "account deleted")?;
+        synctalk_gateway::event::append(conn, &[revoke]).await?;
+        Ok(())
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -276,11 +272,11 @@ pub(crate) async fn list_relationships(
 pub(crate) async fn send_friend_request(
     auth: AuthUser,
     pool: web::Data<Pool>,
-    gateway: web::Data<Gateway>,
+    presences: web::Data<Presences>,
     body: web::Json<FriendRequest>,
 ) -> AppResult<HttpResponse> {
     let other = relationships::request(&pool, auth.user_id, &body.username).await?;
-    announce_presences(&pool, &gateway, auth.user_id, other).await?;
+    announce_presences(&pool, &presences, auth.user_id, other).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -304,7 +300,7 @@ pub(crate) async fn send_friend_request(
 pub(crate) async fn update_relationship(
     auth: AuthUser,
     pool: web::Data<Pool>,
-    gateway: web::Data<Gateway>,
+    presences: web::Data<Presences>,
     path: web::Path<UserId>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
@@ -325,7 +321,7 @@ pub(crate) async fn update_relationship(
     let kind = update.kind.unwrap_or(RelationshipType::Friend);
     let other = path.into_inner();
     relationships::update(&pool, auth.user_id, other, kind).await?;
-    announce_presences(&pool, &gateway, auth.user_id, other).await?;
+    announce_presences(&pool, &presences, auth.user_id, other).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -352,28 +348,23 @@ pub(crate) async fn delete_relationship(
 
 /// New friends learn each other's presence at once (it is ephemeral, so it is sent
 /// now rather than written to the outbox).
-async fn announce_presences(pool: &Pool, gateway: &Gateway, a: UserId, b: UserId) -> AppResult<()> {
+async fn announce_presences(
+    pool: &Pool,
+    presences: &Presences,
+    a: UserId,
+    b: UserId,
+) -> AppResult<()> {
     if !relationships::are_friends(pool, a, b).await? {
         return Ok(());
     }
-    let presences = gateway
-        .hub
-        .presences(&[a, b])
-        .await
-        .map_err(AppError::internal)?;
-    for (user, status) in presences {
-        let to = if user == a { b } else { a };
-        let payload = crate::gateway::Presence {
-            user_id: user,
-            status,
-        };
-        let event = Event::new(
-            Domain::Users,
-            "PRESENCE_UPDATE",
-            &payload,
-            vec![Topic::User(to)],
-        );
-        gateway.hub.publish_ephemeral(event).await;
+    let mut conn = synctalk_db::conn(pool).await?;
+    let known = crate::presence::of(&mut conn, &[a, b]).await?;
+    drop(conn);
+    for presence in known {
+        let to = if presence.user_id == a { b } else { a };
+        presences
+            .announce(presence.user_id, presence.status, vec![Topic::User(to)])
+            .await;
     }
     Ok(())
 }

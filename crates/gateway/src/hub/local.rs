@@ -1,0 +1,295 @@
+//! The node's sockets: which session listens to which topic, and the recent records
+//! the node delivered. Held under a plain mutex for short, synchronous sections only:
+//! never across a database call or a socket write (sockets have queues).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::stream::{self, Step, Stream};
+use crate::event::{Ephemeral, Record};
+use crate::protocol::CloseCode;
+use crate::queue::{Outbound, Queue};
+use crate::topic::Topic;
+
+/// A base: where a stream stood at a point of the outbox.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// The last sequence number sent up to there.
+    pub seq: i64,
+    /// The outbox position.
+    pub position: i64,
+    /// The topics listened to there.
+    pub topics: Arc<[Topic]>,
+}
+
+/// One socket of this node.
+pub(crate) struct Socket {
+    pub stream: Stream,
+    pub epoch: i32,
+    pub queue: Arc<Queue>,
+    /// Captured at the last checkpoint; written to the database at the next one, when
+    /// the client has long had everything up to it.
+    pub next_base: Base,
+    /// Records at or below this position are already in the stream (READY or the
+    /// replay reflected them).
+    pub floor: i64,
+}
+
+/// Why a registration must first read the database.
+pub(crate) struct Behind {
+    /// Read the stream's records up to here, then try again.
+    pub until: i64,
+}
+
+pub(crate) struct Local {
+    sockets: HashMap<Uuid, Socket>,
+    by_topic: HashMap<Topic, Vec<Uuid>>,
+    /// Every published record up to here has been applied.
+    pub position: i64,
+    recent: VecDeque<Arc<Record>>,
+    recent_cap: usize,
+}
+
+impl Local {
+    pub fn new(position: i64, recent_cap: usize) -> Self {
+        Self {
+            sockets: HashMap::new(),
+            by_topic: HashMap::new(),
+            position,
+            recent: VecDeque::new(),
+            recent_cap,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn index(&mut self, id: Uuid, topic: Topic) {
+        self.by_topic.entry(topic).or_default().push(id);
+    }
+
+    fn unindex(&mut self, id: Uuid, topic: &Topic) {
+        if let Some(ids) = self.by_topic.get_mut(topic) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_topic.remove(topic);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: Uuid) -> Option<Socket> {
+        let socket = self.sockets.remove(&id)?;
+        for topic in socket.stream.topics.iter() {
+            self.unindex(id, topic);
+        }
+        Some(socket)
+    }
+
+    /// Removes the socket if it is still at `epoch`.
+    pub fn remove_at(&mut self, id: Uuid, epoch: i32) -> Option<Socket> {
+        if self.sockets.get(&id).is_some_and(|s| s.epoch == epoch) {
+            return self.remove(id);
+        }
+        None
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&Socket> {
+        self.sockets.get(id)
+    }
+
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.sockets.keys().copied().collect()
+    }
+
+    /// Registers a socket whose stream stands at `from`. Records this node applied
+    /// after `from` are walked first (from memory), their events queued after
+    /// `prefix` and before `suffix`; when memory does not reach back that far, the
+    /// caller reads the database up to [`Behind::until`] and tries again.
+    pub fn register(&mut self, id: Uuid, mut pending: Pending) -> Registered {
+        let from = pending.from;
+        let mut frames = std::mem::take(&mut pending.frames);
+        if self.position > from {
+            let reaches = self.recent.front().is_some_and(|r| r.position <= from + 1);
+            if !reaches {
+                pending.frames = frames;
+                return Registered::Behind(
+                    Behind {
+                        until: self.position,
+                    },
+                    Box::new(pending),
+                );
+            }
+            let records = self.recent.iter().filter(|r| r.position > from);
+            let walked = stream::walk(&mut pending.socket.stream, records);
+            if walked.revoked {
+                return Registered::Revoked;
+            }
+            frames.extend(
+                walked
+                    .dispatches
+                    .into_iter()
+                    .filter(|(_, seq)| *seq > pending.min_seq)
+                    .map(|(r, seq)| Outbound::Dispatch(r, seq)),
+            );
+        }
+        if pending.min_seq > pending.socket.stream.seq {
+            return Registered::InvalidSeq;
+        }
+        let mut socket = pending.socket;
+        socket.floor = from.max(self.position);
+        if let Some(session_id) = pending.resumed {
+            let done = serde_json::json!({ "session_id": session_id, "replayed": frames.len() });
+            let text = crate::protocol::Frame::dispatch("RESUMED", None, done).to_text();
+            frames.push(Outbound::Text(Arc::from(text)));
+        }
+        socket.queue.push_all(frames);
+        if let Some(old) = self.remove(id) {
+            old.queue
+                .close(CloseCode::UnknownError, "session resumed elsewhere");
+        }
+        for topic in socket.stream.topics.iter() {
+            self.index(id, *topic);
+        }
+        self.sockets.insert(id, socket);
+        Registered::Done
+    }
+
+    /// Applies published records in position order; returns what must be done outside
+    /// the lock.
+    pub fn apply(&mut self, records: &[Arc<Record>]) -> Applied {
+        let mut applied = Applied::default();
+        for record in records {
+            if record.position <= self.position {
+                continue;
+            }
+            let mut changes: Vec<(Uuid, Step)> = Vec::new();
+            if let Some(ids) = self.by_topic.get(&record.topic) {
+                for id in ids {
+                    let Some(socket) = self.sockets.get_mut(id) else {
+                        continue;
+                    };
+                    if record.position <= socket.floor {
+                        continue;
+                    }
+                    match socket.stream.step(record) {
+                        Step::Nothing => {}
+                        Step::Dispatch(seq) => {
+                            applied.delivered += 1;
+                            if !socket.queue.push(Outbound::Dispatch(record.clone(), seq)) {
+                                changes.push((*id, Step::Revoked));
+                                applied.slow.push(*id);
+                            }
+                        }
+                        step => changes.push((*id, step)),
+                    }
+                }
+            }
+            for (id, step) in changes {
+                match step {
+                    Step::Subscribed(topic) => self.index(id, topic),
+                    Step::Unsubscribed(topic) => self.unindex(id, &topic),
+                    Step::Revoked => {
+                        if let Some(socket) = self.remove(id) {
+                            if applied.slow.contains(&id) {
+                                // Its session stays resumable: the client catches up.
+                                socket
+                                    .queue
+                                    .close(CloseCode::UnknownError, "too slow; resume to continue");
+                            } else {
+                                socket
+                                    .queue
+                                    .close(CloseCode::AuthenticationFailed, "session ended");
+                            }
+                        }
+                    }
+                    Step::Nothing | Step::Dispatch(_) => {}
+                }
+            }
+            self.position = record.position;
+            self.recent.push_back(record.clone());
+            if self.recent.len() > self.recent_cap {
+                self.recent.pop_front();
+            }
+        }
+        applied
+    }
+
+    /// Moves the position past records that exist nowhere (rolled back before the
+    /// relay saw them cannot happen, but an unreadable row can).
+    pub fn skip_to(&mut self, position: i64) {
+        if position > self.position {
+            self.position = position;
+            // What the window of recent records covers is no longer contiguous.
+            self.recent.clear();
+        }
+    }
+
+    /// Queues an ephemeral event for every socket listening to one of its topics.
+    pub fn ephemeral(&self, event: &Ephemeral) {
+        let frame: Arc<str> = Arc::from(event.frame());
+        let mut seen = HashSet::new();
+        for topic in &event.topics {
+            for id in self.by_topic.get(topic).into_iter().flatten() {
+                if let Some(socket) = self.sockets.get(id)
+                    && socket.stream.domains.contains(event.domain)
+                    && seen.insert(*id)
+                {
+                    socket.queue.push_ephemeral(frame.clone());
+                }
+            }
+        }
+    }
+
+    /// The bases to write now (captured a checkpoint ago), and captures the next ones.
+    pub fn checkpoint(&mut self) -> Vec<(Uuid, i32, Base)> {
+        let position = self.position;
+        self.sockets
+            .iter_mut()
+            .map(|(id, socket)| {
+                let now = Base {
+                    seq: socket.stream.seq,
+                    position,
+                    topics: socket.stream.topics.clone(),
+                };
+                let due = std::mem::replace(&mut socket.next_base, now);
+                (*id, socket.epoch, due)
+            })
+            .collect()
+    }
+}
+
+/// A socket on its way in: its stream stands at `from`; `frames` go out first (READY,
+/// what was replayed so far), then what memory adds, then RESUMED for a resume.
+pub(crate) struct Pending {
+    pub socket: Socket,
+    pub from: i64,
+    pub frames: Vec<Outbound>,
+    /// Events up to this sequence number are not sent (the client has them).
+    pub min_seq: i64,
+    /// A resume of this session: end with RESUMED.
+    pub resumed: Option<Uuid>,
+}
+
+/// How a registration went.
+pub(crate) enum Registered {
+    /// Live from now on.
+    Done,
+    /// The session ended on the way (close 4004).
+    Revoked,
+    /// The client claims a sequence number the session never reached (close 4007).
+    InvalidSeq,
+    /// Read the database first.
+    Behind(Behind, Box<Pending>),
+}
+
+/// What applying records left to do.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Sockets closed because their queue was full.
+    pub slow: Vec<Uuid>,
+    /// Events queued.
+    pub delivered: u64,
+}

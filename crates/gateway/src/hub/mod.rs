@@ -1,0 +1,664 @@
+//! The node's hub. One job per module:
+//!
+//! - [`stream`]: a session's stream as a function of the outbox (sequence numbers,
+//!   subscriptions, revocation), shared by live delivery and replay.
+//! - [`local`]: the node's sockets by topic, and the records it delivered recently.
+//! - delivery (here): follows the bus in position order, fills gaps from the outbox,
+//!   hands events to socket queues; checkpoints move sessions' bases forward.
+//! - [`store`]: gateway sessions in the database (identify, resume on any node,
+//!   checkpoints, disconnects).
+//! - [`liveness`]: node beats and sweeps, on a connection of its own.
+//!
+//! No lock is held across a database call or a socket write: the local state sits
+//! under a plain mutex taken for short synchronous sections, and sockets have queues.
+
+pub mod liveness;
+pub mod local;
+pub mod store;
+pub mod stream;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use synctalk_db::Pool;
+use synctalk_kernel::{AuthUser, UserId};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::bus::Bus;
+use crate::event::{self, BusMessage, Control, Ephemeral, Record};
+use crate::protocol::CloseCode;
+use crate::queue::{Outbound, Queue};
+use crate::topic::{DomainSet, Topic};
+use local::{Base, Local, Pending, Registered, Socket};
+pub use store::Refusal;
+use stream::Stream;
+
+/// Called with the users whose sockets a dead node took with it.
+pub type LostHook = Arc<dyn Fn(Vec<UserId>) -> crate::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Settings of the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// How long a dropped session stays resumable.
+    pub resume_window: Duration,
+    /// Outbound frames queued per socket before it counts as too slow.
+    pub queue: usize,
+    /// How often sessions' bases move forward (each base is written a checkpoint after
+    /// it was captured, so a client has long received what it covers).
+    pub checkpoint_every: Duration,
+    /// The most events one replay (identify catch-up or resume) may hold.
+    pub max_replay: i64,
+    /// How many recently delivered records the node keeps for registrations.
+    pub recent: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            resume_window: Duration::from_secs(300),
+            queue: 256,
+            checkpoint_every: Duration::from_secs(30),
+            max_replay: 5000,
+            recent: 4096,
+        }
+    }
+}
+
+/// A new session: who, what it carries, and READY's snapshot (the published position
+/// it reflects, the topics it listens to, the unpublished ids it already reflects).
+#[derive(Debug, Clone)]
+pub struct Opening {
+    /// The new gateway session's id (READY carries it).
+    pub session_id: Uuid,
+    /// Who.
+    pub auth: AuthUser,
+    /// The domains the socket carries.
+    pub domains: DomainSet,
+    /// The relay's position in READY's snapshot.
+    pub position: i64,
+    /// What it listens to (the pinned topics included).
+    pub topics: Vec<Topic>,
+    /// Committed but unpublished outbox ids READY reflects.
+    pub skip: Vec<i64>,
+}
+
+/// Why a socket could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The session ended meanwhile (close 4004).
+    Revoked,
+    /// A resume that cannot be served (INVALID_SESSION with the reason).
+    Invalid(Refusal),
+    /// A resume with a sequence number the session never reached (close 4007).
+    InvalidSeq,
+    /// The node is shutting down (RECONNECT).
+    ShuttingDown,
+}
+
+/// A registered socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    /// The gateway session.
+    pub session_id: Uuid,
+    /// Its epoch on this node.
+    pub epoch: i32,
+    /// The domains it carries.
+    pub domains: DomainSet,
+}
+
+/// The node's hub.
+pub struct Hub {
+    node_id: Uuid,
+    pool: Pool,
+    bus: Bus,
+    config: HubConfig,
+    local: Mutex<Local>,
+    position: AtomicI64,
+    advanced: Notify,
+    shutting_down: AtomicBool,
+    lost_hooks: RwLock<Vec<LostHook>>,
+}
+
+fn db<E: std::fmt::Display>(error: E) -> anyhow::Error {
+    anyhow::anyhow!("{error}")
+}
+
+impl Hub {
+    /// Starts the hub: registers the node, follows the bus, checkpoints, beats (on its
+    /// own connection to `url`).
+    pub async fn start(
+        pool: Pool,
+        url: String,
+        bus: Bus,
+        config: HubConfig,
+    ) -> anyhow::Result<Arc<Self>> {
+        let node_id = Uuid::now_v7();
+        let mut conn = pool.get().await.map_err(db)?;
+        let head = event::head(&mut conn).await?;
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("INSERT INTO gateway_nodes (id, position) VALUES ($1, $2)")
+                .bind::<diesel::sql_types::Uuid, _>(node_id)
+                .bind::<diesel::sql_types::BigInt, _>(head),
+            &mut conn,
+        )
+        .await?;
+        drop(conn);
+        let hub = Arc::new(Self {
+            node_id,
+            pool,
+            bus: bus.clone(),
+            config,
+            local: Mutex::new(Local::new(head, config.recent)),
+            position: AtomicI64::new(head),
+            advanced: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            lost_hooks: RwLock::new(Vec::new()),
+        });
+        tokio::spawn(follow(Arc::downgrade(&hub), bus.subscribe()));
+        tokio::spawn(checkpoints(Arc::downgrade(&hub)));
+        tokio::spawn(liveness::run(Arc::downgrade(&hub), url));
+        Ok(hub)
+    }
+
+    fn local(&self) -> MutexGuard<'_, Local> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> Uuid {
+        self.node_id
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Settings.
+    pub fn config(&self) -> HubConfig {
+        self.config
+    }
+
+    /// How far this node has delivered the outbox.
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// How many sockets this node holds.
+    pub fn socket_count(&self) -> usize {
+        self.local().len()
+    }
+
+    /// Whether shutdown began (no new sessions).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Registers what to do for users whose sockets a dead node took with it.
+    pub fn on_sockets_lost(&self, hook: LostHook) {
+        if let Ok(mut hooks) = self.lost_hooks.write() {
+            hooks.push(hook);
+        }
+    }
+
+    pub(crate) async fn sockets_lost(&self, users: Vec<UserId>) {
+        let hooks: Vec<LostHook> = self
+            .lost_hooks
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        for hook in hooks {
+            hook(users.clone()).await;
+        }
+    }
+
+    /// Publishes an ephemeral event (never stored, never replayed).
+    pub async fn publish_ephemeral(&self, event: Ephemeral) {
+        self.bus.publish(BusMessage::Ephemeral(event)).await;
+    }
+
+    async fn handle(&self, message: &BusMessage) {
+        match message {
+            BusMessage::Durable {
+                prev,
+                last,
+                records,
+            } => {
+                if let Err(error) = self.durable(*prev, *last, records).await {
+                    tracing::warn!(%error, "durable delivery failed; catching up from the outbox");
+                }
+            }
+            BusMessage::Ephemeral(event) => self.local().ephemeral(event),
+            BusMessage::Control(Control::TakenOver { session_id, epoch }) => {
+                let mut local = self.local();
+                if local.get(session_id).is_some_and(|s| s.epoch < *epoch)
+                    && let Some(socket) = local.remove(*session_id)
+                {
+                    socket
+                        .queue
+                        .close(CloseCode::UnknownError, "session resumed elsewhere");
+                }
+            }
+        }
+    }
+
+    /// Applies `prev+1 ..= last`: the records the message carries when they cover the
+    /// range right after this node's position, otherwise read from the outbox.
+    async fn durable(&self, prev: i64, last: i64, records: &[Record]) -> anyhow::Result<()> {
+        let position = self.position();
+        if last <= position {
+            return Ok(());
+        }
+        let complete = prev <= position
+            && i64::try_from(records.len()).unwrap_or(0) == last - prev
+            && records.first().is_none_or(|r| r.position == prev + 1);
+        if complete {
+            let batch: Vec<Arc<Record>> = records
+                .iter()
+                .filter(|r| r.position > position)
+                .cloned()
+                .map(Arc::new)
+                .collect();
+            self.apply(&batch, last);
+            return Ok(());
+        }
+        // A gap (a lost or partial message, a new leader): read it, in order.
+        let mut conn = self.pool.get().await.map_err(db)?;
+        let mut after = position;
+        while after < last {
+            let chunk = event::read_range(&mut conn, after, last, 1000).await?;
+            let reached = chunk.last().map_or(last, |r| r.position);
+            let batch: Vec<Arc<Record>> = chunk.into_iter().map(Arc::new).collect();
+            self.apply(&batch, reached);
+            after = reached;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: &[Arc<Record>], until: i64) {
+        let applied = {
+            let mut local = self.local();
+            let applied = local.apply(batch);
+            local.skip_to(until);
+            self.position.store(local.position, Ordering::Release);
+            applied
+        };
+        metrics::counter!("gateway_records_received_total").increment(batch.len() as u64);
+        metrics::counter!("gateway_events_delivered_total").increment(applied.delivered);
+        for id in applied.slow {
+            tracing::info!(session_id = %id, "closed a slow consumer");
+        }
+        self.advanced.notify_waiters();
+    }
+
+    /// Delivers whatever the relay published that this node has not seen (a lost bus
+    /// message, a leader that died between marking and publishing).
+    async fn catch_up(&self) {
+        let head = async {
+            let mut conn = self.pool.get().await.map_err(db)?;
+            anyhow::Ok(event::head(&mut conn).await?)
+        }
+        .await;
+        match head {
+            Ok(head) if head > self.position() => {
+                if let Err(error) = self.durable(head, head, &[]).await {
+                    tracing::warn!(%error, "catch-up failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "catch-up check failed"),
+        }
+    }
+
+    async fn checkpoint(&self) {
+        let due = self.local().checkpoint();
+        if due.is_empty() {
+            return;
+        }
+        let written = async {
+            let mut conn = self.pool.get().await.map_err(db)?;
+            anyhow::Ok(store::write_bases(&mut conn, self.node_id, &due).await?)
+        }
+        .await;
+        match written {
+            Ok(lost) => {
+                let mut local = self.local();
+                for id in lost {
+                    let epoch = due.iter().find(|d| d.0 == id).map_or(0, |d| d.1);
+                    if let Some(socket) = local.remove_at(id, epoch) {
+                        socket
+                            .queue
+                            .close(CloseCode::UnknownError, "session resumed elsewhere");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "checkpoint failed; bases stay where they were"),
+        }
+    }
+
+    /// Waits until this node has delivered up to `position` (false after `timeout`).
+    async fn reach(&self, position: i64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.advanced.notified();
+            if self.position() >= position {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.position() >= position;
+            }
+        }
+    }
+
+    async fn register(
+        &self,
+        id: Uuid,
+        mut pending: Pending,
+    ) -> anyhow::Result<Result<(), Refused>> {
+        loop {
+            let outcome = self.local().register(id, pending);
+            match outcome {
+                Registered::Done => return Ok(Ok(())),
+                Registered::Revoked => return Ok(Err(Refused::Revoked)),
+                Registered::InvalidSeq => return Ok(Err(Refused::InvalidSeq)),
+                Registered::Behind(behind, mut back) => {
+                    let mut conn = self.pool.get().await.map_err(db)?;
+                    let records = stream::read(
+                        &mut conn,
+                        &back.socket.stream,
+                        back.from,
+                        behind.until,
+                        self.config.max_replay,
+                    )
+                    .await?;
+                    let Some(records) = records else {
+                        return Ok(Err(Refused::Invalid(Refusal::TooFarBehind)));
+                    };
+                    let walked = stream::walk(&mut back.socket.stream, &records);
+                    if walked.revoked {
+                        return Ok(Err(Refused::Revoked));
+                    }
+                    let min_seq = back.min_seq;
+                    back.frames.extend(
+                        walked
+                            .dispatches
+                            .into_iter()
+                            .filter(|(_, seq)| *seq > min_seq)
+                            .map(|(r, seq)| Outbound::Dispatch(r, seq)),
+                    );
+                    back.from = behind.until;
+                    pending = *back;
+                }
+            }
+        }
+    }
+
+    /// Opens a new session for an identified socket: READY goes first, then whatever
+    /// was published after READY's snapshot, then live events.
+    pub async fn open(
+        &self,
+        opening: Opening,
+        ready: String,
+        queue: Arc<Queue>,
+    ) -> anyhow::Result<Result<Registration, Refused>> {
+        if self.is_shutting_down() {
+            return Ok(Err(Refused::ShuttingDown));
+        }
+        let id = opening.session_id;
+        let mut topics = opening.topics;
+        topics.extend(Topic::pinned(opening.auth.user_id, opening.auth.session_id));
+        topics.sort_unstable();
+        topics.dedup();
+        let base = Base {
+            seq: 0,
+            position: opening.position,
+            topics: Arc::from(topics),
+        };
+        {
+            let mut conn = self.pool.get().await.map_err(db)?;
+            store::insert(
+                &mut conn,
+                id,
+                opening.auth,
+                opening.domains,
+                self.node_id,
+                &base,
+                &opening.skip,
+            )
+            .await?;
+        }
+        let socket = Socket {
+            stream: Stream {
+                user: opening.auth.user_id,
+                auth_session: opening.auth.session_id,
+                domains: opening.domains,
+                topics: base.topics.clone(),
+                seq: 0,
+                skip: Arc::from(opening.skip),
+            },
+            epoch: 1,
+            queue,
+            next_base: base.clone(),
+            floor: base.position,
+        };
+        let pending = Pending {
+            socket,
+            from: base.position,
+            frames: vec![Outbound::Text(Arc::from(ready))],
+            min_seq: 0,
+            resumed: None,
+        };
+        let outcome = self.register(id, pending).await?;
+        if outcome.is_err() {
+            self.disconnect(id, 1, true).await;
+        }
+        Ok(outcome.map(|()| Registration {
+            session_id: id,
+            epoch: 1,
+            domains: opening.domains,
+        }))
+    }
+
+    /// Resumes a session on this node: takes it over, waits until every event
+    /// committed before now has reached this node, replays what the client missed
+    /// after `seq` (none: from the start), then RESUMED.
+    pub async fn resume(
+        &self,
+        auth: AuthUser,
+        session_id: Uuid,
+        seq: Option<i64>,
+        queue: Arc<Queue>,
+    ) -> anyhow::Result<Result<Registration, Refused>> {
+        if self.is_shutting_down() {
+            return Ok(Err(Refused::ShuttingDown));
+        }
+        let window = i64::try_from(self.config.resume_window.as_millis()).unwrap_or(i64::MAX);
+        let mut conn = self.pool.get().await.map_err(db)?;
+        let taken =
+            match store::take_over(&mut conn, session_id, auth, self.node_id, window).await? {
+                Ok(taken) => taken,
+                Err(refusal) => return Ok(Err(Refused::Invalid(refusal))),
+            };
+        drop(conn);
+        let epoch = taken.epoch;
+        let outcome = self
+            .replay_resumed(auth, session_id, seq, queue, taken)
+            .await;
+        match &outcome {
+            Ok(Ok(_)) => {
+                self.bus
+                    .publish(BusMessage::Control(Control::TakenOver {
+                        session_id,
+                        epoch,
+                    }))
+                    .await;
+            }
+            // Refused after the take-over: the session is over.
+            Ok(Err(_)) => self.disconnect(session_id, epoch, true).await,
+            // A fault: it stays resumable.
+            Err(_) => self.disconnect(session_id, epoch, false).await,
+        }
+        outcome
+    }
+
+    async fn replay_resumed(
+        &self,
+        auth: AuthUser,
+        session_id: Uuid,
+        seq: Option<i64>,
+        queue: Arc<Queue>,
+        taken: store::Taken,
+    ) -> anyhow::Result<Result<Registration, Refused>> {
+        let mut conn = self.pool.get().await.map_err(db)?;
+        // Everything committed before the RESUME arrived is delivered before RESUMED:
+        // wait until the relay has published it and this node has applied it.
+        let mut target = event::head(&mut conn).await?;
+        let waiting = event::unpublished(&mut conn, &taken.base.topics).await?;
+        if !waiting.is_empty() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let (done, last) = event::published(&mut conn, &waiting).await?;
+                if done {
+                    target = target.max(last);
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("the outbox relay is not publishing");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        drop(conn);
+        if !self.reach(target, Duration::from_secs(2)).await {
+            self.catch_up().await;
+        }
+        let client_seq = seq.unwrap_or(0);
+        if client_seq < taken.base.seq {
+            return Ok(Err(Refused::Invalid(Refusal::TooFarBehind)));
+        }
+        let socket = Socket {
+            stream: Stream {
+                user: auth.user_id,
+                auth_session: auth.session_id,
+                domains: taken.domains,
+                topics: taken.base.topics.clone(),
+                seq: taken.base.seq,
+                skip: Arc::from(taken.skip),
+            },
+            epoch: taken.epoch,
+            queue,
+            next_base: taken.base.clone(),
+            floor: taken.base.position,
+        };
+        let pending = Pending {
+            socket,
+            from: taken.base.position,
+            frames: Vec::new(),
+            min_seq: client_seq,
+            resumed: Some(session_id),
+        };
+        let outcome = self.register(session_id, pending).await?;
+        Ok(outcome.map(|()| Registration {
+            session_id,
+            epoch: taken.epoch,
+            domains: taken.domains,
+        }))
+    }
+
+    /// A socket went away (on every exit path). A clean close (1000) ends the
+    /// session; any other drop keeps it resumable for the window.
+    pub async fn disconnect(&self, session_id: Uuid, epoch: i32, clean: bool) {
+        self.local().remove_at(session_id, epoch);
+        let result = async {
+            let mut conn = self.pool.get().await.map_err(db)?;
+            store::disconnect(&mut conn, session_id, epoch, clean).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            // The session stays marked connected on a live node until the node dies or
+            // the next checkpoint finds it gone; nothing is lost for the client.
+            tracing::warn!(%error, "could not record a disconnect");
+        }
+    }
+
+    /// Tells every socket to reconnect (graceful shutdown) and refuses new sessions;
+    /// their sessions stay resumable on another node.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        {
+            let mut local = self.local();
+            for id in local.ids() {
+                if let Some(socket) = local.remove(id) {
+                    socket.queue.reconnect();
+                }
+            }
+        }
+        if let Ok(mut conn) = self.pool.get().await {
+            use diesel_async::RunQueryDsl;
+            let _ = diesel::sql_query(
+                "UPDATE gateway_sessions SET connected = false, last_seen_at = now() WHERE node_id = $1",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(self.node_id)
+            .execute(&mut conn)
+            .await;
+            let _ = diesel::sql_query("DELETE FROM gateway_nodes WHERE id = $1")
+                .bind::<diesel::sql_types::Uuid, _>(self.node_id)
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+/// Follows the bus in order; checks the relay's cursor now and then for anything a
+/// lost message left out.
+async fn follow(
+    hub: std::sync::Weak<Hub>,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<BusMessage>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = rx.recv() => {
+                let Some(hub) = hub.upgrade() else { break };
+                match message {
+                    Ok(message) => hub.handle(&message).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "bus receiver lagged; catching up from the outbox");
+                        hub.catch_up().await;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            _ = tick.tick() => {
+                let Some(hub) = hub.upgrade() else { break };
+                hub.catch_up().await;
+            }
+        }
+    }
+}
+
+async fn checkpoints(hub: std::sync::Weak<Hub>) {
+    let every = match hub.upgrade() {
+        Some(hub) => hub.config.checkpoint_every,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { break };
+        hub.checkpoint().await;
+    }
+}

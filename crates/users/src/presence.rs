@@ -1,0 +1,207 @@
+//! Presence, aggregated over all of a user's sockets on all live nodes: `dnd` wins
+//! over `online`, `online` over `idle`; no socket anywhere (after a short grace) is
+//! `offline`. A change goes out as PRESENCE_UPDATE (ephemeral) to the user's profile
+//! topic, which their friends listen to, and to the user's own sessions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use synctalk_db::{AsyncPgConnection, Pool};
+use synctalk_gateway::{Ephemeral, Hub, Topic, gateway_event};
+use synctalk_kernel::{AppError, UserId};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A presence status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = PresenceStatus)]
+pub enum Status {
+    /// Active.
+    Online,
+    /// Away.
+    Idle,
+    /// Do not disturb.
+    Dnd,
+    /// No socket anywhere.
+    Offline,
+}
+
+impl Status {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Idle => "idle",
+            Status::Dnd => "dnd",
+            Status::Offline => "offline",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "online" => Status::Online,
+            "idle" => Status::Idle,
+            "dnd" => Status::Dnd,
+            "offline" => Status::Offline,
+            _ => return None,
+        })
+    }
+}
+
+/// A user's presence, aggregated over all their sockets on all nodes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Presence {
+    /// Whose.
+    pub user_id: UserId,
+    /// `online`, `idle`, `dnd` or `offline`.
+    pub status: Status,
+}
+
+gateway_event!(Presence, "PRESENCE_UPDATE", Users, ephemeral);
+
+/// Presence for one node.
+#[derive(Clone)]
+pub struct Presences {
+    pool: Pool,
+    hub: Arc<Hub>,
+    grace: Duration,
+}
+
+impl Presences {
+    /// Presence on `hub`, with `grace` before a user with no socket is offline.
+    pub fn new(pool: Pool, hub: Arc<Hub>, grace: Duration) -> Self {
+        Self { pool, hub, grace }
+    }
+
+    /// Recomputes a user's presence and announces it when it changed.
+    pub async fn refresh(&self, user: UserId) {
+        let changed = async {
+            let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            compute(&mut conn, user, self.grace).await
+        }
+        .await;
+        match changed {
+            Ok(Some(status)) => {
+                self.announce(user, status, vec![Topic::Profile(user), Topic::User(user)])
+                    .await
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "presence update failed"),
+        }
+    }
+
+    /// Recomputes after the grace (a socket went away; a reconnect within the grace is
+    /// no change).
+    pub fn refresh_later(&self, user: UserId) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.grace + Duration::from_millis(50)).await;
+            this.refresh(user).await;
+        });
+    }
+
+    /// Sends a user's presence to some topics.
+    pub async fn announce(&self, user: UserId, status: Status, topics: Vec<Topic>) {
+        match Ephemeral::new(
+            topics,
+            &Presence {
+                user_id: user,
+                status,
+            },
+        ) {
+            Ok(event) => self.hub.publish_ephemeral(event).await,
+            Err(error) => tracing::error!(?error, "presence not sent"),
+        }
+    }
+
+    /// Sets the status of one socket's session and updates the user's presence.
+    pub async fn set_status(
+        &self,
+        session_id: Uuid,
+        user: UserId,
+        status: Status,
+    ) -> Result<(), AppError> {
+        let mut conn = synctalk_db::conn(&self.pool).await?;
+        diesel::sql_query("UPDATE gateway_sessions SET status = $2 WHERE id = $1")
+            .bind::<SqlUuid, _>(session_id)
+            .bind::<Text, _>(status.as_str())
+            .execute(&mut conn)
+            .await
+            .map_err(AppError::internal)?;
+        drop(conn);
+        self.refresh(user).await;
+        Ok(())
+    }
+}
+
+/// The new presence if it changed.
+async fn compute(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    grace: Duration,
+) -> anyhow::Result<Option<Status>> {
+    #[derive(QueryableByName)]
+    struct Changed {
+        #[diesel(sql_type = Nullable<Text>)]
+        status: Option<String>,
+    }
+    let grace = i64::try_from(grace.as_millis()).unwrap_or(0);
+    let row: Changed = diesel::sql_query(
+        "WITH live AS ( \
+           SELECT g.status FROM gateway_sessions g JOIN gateway_nodes n ON n.id = g.node_id \
+           WHERE g.user_id = $1 AND n.last_seen_at > now() - interval '30 seconds' \
+             AND (g.connected OR g.last_seen_at > now() - make_interval(secs => $2::double precision / 1000)) \
+         ), now_status AS ( \
+           SELECT CASE WHEN bool_or(status = 'dnd') THEN 'dnd' \
+                       WHEN bool_or(status = 'online') THEN 'online' \
+                       WHEN count(*) > 0 THEN 'idle' ELSE 'offline' END AS status FROM live \
+         ), upsert AS ( \
+           INSERT INTO presences (user_id, status) SELECT $1, status FROM now_status \
+           ON CONFLICT (user_id) DO UPDATE SET status = EXCLUDED.status, updated_at = now() \
+           WHERE presences.status IS DISTINCT FROM EXCLUDED.status RETURNING status \
+         ) SELECT (SELECT status FROM upsert) AS status",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .bind::<BigInt, _>(grace)
+    .get_result(conn)
+    .await?;
+    Ok(row.status.and_then(|s| Status::parse(&s)))
+}
+
+/// The presences of some users (offline when unknown).
+pub async fn of(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+) -> diesel::QueryResult<Vec<Presence>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT user_id, status FROM presences WHERE user_id = ANY($1)")
+            .bind::<Array<SqlUuid>, _>(&ids)
+            .load(conn)
+            .await?;
+    let known: HashMap<Uuid, Status> = rows
+        .into_iter()
+        .filter_map(|r| Some((r.user_id, Status::parse(&r.status)?)))
+        .collect();
+    Ok(users
+        .iter()
+        .map(|u| Presence {
+            user_id: *u,
+            status: known.get(&u.0).copied().unwrap_or(Status::Offline),
+        })
+        .collect())
+}
