@@ -81,6 +81,12 @@ pub struct Settings {
     /// How long to wait for a database connection, in seconds.
     #[arg(long, env = "DATABASE_TIMEOUT_SECS", default_value_t = 5)]
     pub database_timeout_secs: u64,
+    /// Longest a statement may run, in milliseconds (`statement_timeout`).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub database_statement_timeout_ms: u64,
+    /// Longest a statement may wait for a lock, in milliseconds (`lock_timeout`).
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub database_lock_timeout_ms: u64,
     /// HS256 secret for access tokens, at least 32 bytes. Required in production.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,

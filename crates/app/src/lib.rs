@@ -327,9 +327,15 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Connects a pool to a database and, if asked, migrates it first.
 pub async fn connect(settings: &Settings, url: &Secret) -> anyhow::Result<Pool> {
     let timeout = Duration::from_secs(settings.database_timeout_secs);
-    let pool = synctalk_db::connect(url.expose(), settings.database_pool_size, timeout)
-        .await
-        .context("cannot connect to the database (check DATABASE_URL)")?;
+    let limits = synctalk_db::SessionLimits {
+        statement_timeout: Duration::from_millis(settings.database_statement_timeout_ms),
+        lock_timeout: Duration::from_millis(settings.database_lock_timeout_ms),
+        ..synctalk_db::SessionLimits::default()
+    };
+    let pool =
+        synctalk_db::connect_with(url.expose(), settings.database_pool_size, timeout, limits)
+            .await
+            .context("cannot connect to the database (check DATABASE_URL)")?;
     if settings.auto_migrate {
         let ran = synctalk_db::run_migrations(url.expose()).await?;
         if ran > 0 {

@@ -9,8 +9,8 @@ pub mod schema;
 
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 pub use pool::{
-    Pool, PooledConn, conn, connect, create_database, database_exists, drop_database,
-    revert_migrations, run_migrations,
+    Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database, database_exists,
+    drop_database, revert_migrations, run_migrations,
 };
 
 /// An error of the database layer (unexpected by construction: callers map it to a 500).

@@ -29,10 +29,66 @@ pub async fn conn(pool: &Pool) -> Result<PooledConn, DbError> {
     Ok(pool.get().await?)
 }
 
+/// Limits every pooled connection runs under, so that one stuck statement, lock wait
+/// or forgotten transaction cannot hold connections (and the outbox horizon) for ever.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// `lock_timeout`.
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionLimits {
+    fn sql(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+            self.statement_timeout.as_millis().max(1),
+            self.lock_timeout.as_millis().max(1),
+            self.idle_in_transaction.as_millis().max(1),
+        )
+    }
+}
+
 /// Builds a pool and checks, within `timeout`, that the database answers; so a wrong
 /// `DATABASE_URL` fails at start-up with a clear message instead of on the first request.
 pub async fn connect(url: &str, max_size: usize, timeout: Duration) -> Result<Pool, DbError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    connect_with(url, max_size, timeout, SessionLimits::default()).await
+}
+
+/// [`connect`] with explicit [`SessionLimits`].
+pub async fn connect_with(
+    url: &str,
+    max_size: usize,
+    timeout: Duration,
+    limits: SessionLimits,
+) -> Result<Pool, DbError> {
+    use diesel_async::SimpleAsyncConnection;
+    let setup = limits.sql();
+    let mut config = diesel_async::pooled_connection::ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let (url, setup) = (url.to_owned(), setup.clone());
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&setup)
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     let pool = Pool::builder(manager)
         .max_size(max_size)
         .runtime(::deadpool::Runtime::Tokio1)

@@ -642,6 +642,58 @@ impl TestApp {
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl WsClient {
+    /// Connects a WebSocket to a full `ws://` URL.
+    pub async fn connect(url: &str) -> WsClient {
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish();
+        let (_, framed) = client
+            .ws(url)
+            .max_frame_size(64 * 1024 * 1024)
+            .connect()
+            .await
+            .unwrap();
+        WsClient { framed }
+    }
+
+    /// Sends a ping and waits for its pong (frames that come first are dropped).
+    pub async fn ping(&mut self, data: &'static [u8]) -> bool {
+        use futures_util::{SinkExt, StreamExt};
+        self.framed
+            .send(awc::ws::Message::Ping(data.into()))
+            .await
+            .unwrap();
+        let pong = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.framed.next().await {
+                    Some(Ok(awc::ws::Frame::Pong(got))) => return &got[..] == data,
+                    Some(Ok(_)) => {}
+                    _ => return false,
+                }
+            }
+        })
+        .await;
+        pong.unwrap_or(false)
+    }
+
+    /// Sends a JSON frame split into `pieces` WebSocket fragments.
+    pub async fn send_fragmented(&mut self, frame: Value, pieces: usize) {
+        use actix_http::ws::{Item, Message};
+        use futures_util::SinkExt;
+        let text = frame.to_string().into_bytes();
+        let size = text.len().div_ceil(pieces.max(2));
+        let chunks: Vec<Vec<u8>> = text.chunks(size).map(<[u8]>::to_vec).collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let item = match i {
+                0 => Item::FirstText(chunk.into()),
+                i if i == last => Item::Last(chunk.into()),
+                _ => Item::Continue(chunk.into()),
+            };
+            self.framed.send(Message::Continuation(item)).await.unwrap();
+        }
+    }
+
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: Value) {
         use futures_util::SinkExt;

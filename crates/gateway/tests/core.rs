@@ -1,0 +1,446 @@
+//! The realtime core with a test domain of its own (rooms): topics and
+//! subscriptions, READY's snapshot, revocation, resume, slow and odd clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Node, Setup, dispatches_until, join, leave, mark, revoke, say};
+use synctalk_kernel::ChannelId;
+use synctalk_testkit::Received;
+
+fn room() -> ChannelId {
+    ChannelId::new()
+}
+
+/// The next replayable dispatch, skipping heartbeat acks and ephemeral events.
+async fn next_event(ws: &mut synctalk_testkit::WsClient) -> (String, i64, Value) {
+    loop {
+        let frame = ws.frame().await;
+        if frame["op"] == 0 && frame["s"].is_i64() {
+            return (
+                frame["t"].as_str().unwrap().to_owned(),
+                frame["s"].as_i64().unwrap(),
+                frame["d"].clone(),
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn ready_carries_the_domain_part_and_the_session_listens_to_its_topics() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let (r1, r2) = (room(), room());
+    let mut conn = node.conn().await;
+    join(&mut conn, alice.id, r1).await;
+    say(&mut conn, r1, "before").await;
+    let (mut ws, ready) = node.identify(&alice).await;
+    assert_eq!(ready["rooms"], json!([{"room": r1, "messages": 1}]));
+    assert_eq!(ready["domains"], json!(["messaging"]));
+    // A room it does not listen to: nothing. Its room: the next message, s = 1.
+    say(&mut conn, r2, "elsewhere").await;
+    say(&mut conn, r1, "hello").await;
+    let (t, s, d) = next_event(&mut ws).await;
+    assert_eq!(
+        (t.as_str(), s, d["n"].as_i64(), d["text"].as_str()),
+        ("ROOM_MESSAGE", 1, Some(2), Some("hello"))
+    );
+    // A command.
+    let reply = ws
+        .request("SAY", "n1", json!({"room": r1, "text": "mine"}))
+        .await;
+    assert_eq!(reply, json!({"ok": true, "result": null}));
+    let (_, s, d) = next_event(&mut ws).await;
+    assert_eq!((s, d["text"].as_str()), (2, Some("mine")));
+    let refused = ws
+        .request("SAY", "n2", json!({"room": r2, "text": "x"}))
+        .await;
+    assert_eq!(refused["error"]["code"], "not_found");
+}
+
+#[actix_web::test]
+async fn joining_subscribes_at_once_and_leaving_is_the_last_thing_received() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let r = room();
+    let (mut ws, _) = node.identify(&alice).await;
+    let mut conn = node.conn().await;
+    say(&mut conn, r, "before joining").await;
+    join(&mut conn, alice.id, r).await;
+    say(&mut conn, r, "after joining").await;
+    assert_eq!(next_event(&mut ws).await.0, "ROOM_JOIN");
+    let (t, s, d) = next_event(&mut ws).await;
+    assert_eq!(
+        (t.as_str(), s, d["n"].as_i64()),
+        ("ROOM_MESSAGE", 2, Some(2))
+    );
+    leave(&mut conn, alice.id, r).await;
+    say(&mut conn, r, "after leaving").await;
+    mark(&mut conn, alice.id, "end").await;
+    let (t, s, _) = next_event(&mut ws).await;
+    assert_eq!((t.as_str(), s), ("ROOM_LEAVE", 3));
+    // Nothing of the room after ROOM_LEAVE: the next event is the marker.
+    let (t, s, d) = next_event(&mut ws).await;
+    assert_eq!(
+        (t.as_str(), s, d["label"].as_str()),
+        ("MARKER", 4, Some("end"))
+    );
+}
+
+/// READY taken at any moment plus every event after it equals a READY taken fresh
+/// afterwards: with a writer posting all the time, every socket's first message
+/// follows READY's count exactly, and none is missing or doubled.
+#[actix_web::test]
+async fn ready_plus_the_events_after_it_is_a_fresh_ready() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let r = room();
+    let mut conn = node.conn().await;
+    join(&mut conn, alice.id, r).await;
+    let db = node.db.clone();
+    let writer = tokio::spawn(async move {
+        let mut conn = db.connect().await;
+        for i in 0..300 {
+            say(&mut conn, r, &format!("m{i}")).await;
+        }
+    });
+    let mut sockets = Vec::new();
+    while !writer.is_finished() {
+        let (ws, ready) = node.identify(&alice).await;
+        sockets.push((ws, ready["rooms"][0]["messages"].as_i64().unwrap()));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    writer.await.unwrap();
+    assert!(sockets.len() >= 5, "only {} sockets", sockets.len());
+    let (_, fresh) = node.identify(&alice).await;
+    let total = fresh["rooms"][0]["messages"].as_i64().unwrap();
+    assert_eq!(total, 300);
+    for (mut ws, seen) in sockets {
+        let mut expected = seen;
+        let mut seq = 0;
+        while expected < total {
+            let (t, s, d) = next_event(&mut ws).await;
+            assert_eq!(t, "ROOM_MESSAGE");
+            seq += 1;
+            expected += 1;
+            assert_eq!(
+                (s, d["n"].as_i64().unwrap()),
+                (seq, expected),
+                "after READY at {seen}"
+            );
+        }
+        assert!(
+            ws.recv_within(Duration::from_millis(100))
+                .await
+                .is_none_or(|r| match r {
+                    Received::Frame(f) => f["op"] == 11 || f["s"].is_null(),
+                    Received::Closed(_) => false,
+                })
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_session_ended_while_its_socket_identifies_never_keeps_the_socket() {
+    let node = Node::spawn().await;
+    for attempt in 0..12 {
+        let alice = node.user(&format!("alice{attempt}")).await;
+        let mut ws = node.ws().await;
+        ws.send(json!({"op": 2, "d": {"token": alice.token()}}))
+            .await;
+        // Race the logout against the identify.
+        tokio::time::sleep(Duration::from_millis(attempt * 2)).await;
+        let mut conn = node.conn().await;
+        revoke(&mut conn, alice.session).await;
+        mark(&mut conn, alice.id, "after logout").await;
+        // READY may or may not come first; then the socket closes with 4004, and the
+        // event written after the logout never arrives.
+        loop {
+            match ws.recv().await {
+                Received::Closed(code) => {
+                    assert_eq!(code, Some(4004), "attempt {attempt}");
+                    break;
+                }
+                Received::Frame(frame) => {
+                    assert_ne!(
+                        frame["t"], "MARKER",
+                        "attempt {attempt}: an event after logout"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn events_committed_just_before_a_resume_come_before_resumed() {
+    // A relay that polls slowly: the event is committed well before it is published.
+    let slow = Setup {
+        relay_poll: Duration::from_millis(300),
+        ..Setup::default()
+    };
+    for two_nodes in [false, true] {
+        let (a, b) = if two_nodes {
+            let (a, b) = Node::pair(slow.clone()).await;
+            (a, Some(b))
+        } else {
+            (Node::spawn_with(slow.clone()).await, None)
+        };
+        let alice = a.user("alice").await;
+        let (ws, ready) = a.identify(&alice).await;
+        let session = ready["session_id"].as_str().unwrap().to_owned();
+        drop(ws);
+        let mut conn = a.conn().await;
+        for round in 0..5 {
+            let label = format!("r{round}");
+            mark(&mut conn, alice.id, &label).await;
+            let target = b.as_ref().unwrap_or(&a);
+            let mut ws = target.resume(&alice, &session, json!(round)).await;
+            let got = dispatches_until(&mut ws, "RESUMED").await;
+            assert_eq!(
+                got.iter()
+                    .map(|(t, s, d)| (t.as_str(), *s, d["label"].as_str().unwrap()))
+                    .collect::<Vec<_>>(),
+                [("MARKER", round + 1, label.as_str())],
+                "two nodes: {two_nodes}"
+            );
+            drop(ws);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn subscriptions_are_kept_across_resume_on_another_node() {
+    let (a, b) = Node::pair(Setup::default()).await;
+    let alice = a.user("alice").await;
+    let (r1, r2) = (room(), room());
+    let mut conn = a.conn().await;
+    join(&mut conn, alice.id, r1).await;
+    let (mut ws, ready) = a.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    join(&mut conn, alice.id, r2).await;
+    say(&mut conn, r2, "r2 live").await;
+    assert_eq!(next_event(&mut ws).await.0, "ROOM_JOIN");
+    assert_eq!(next_event(&mut ws).await.1, 2);
+    drop(ws);
+    // While away: a message in each room, then r1 is left, then more in both.
+    say(&mut conn, r1, "r1 away").await;
+    say(&mut conn, r2, "r2 away").await;
+    leave(&mut conn, alice.id, r1).await;
+    say(&mut conn, r1, "r1 after leaving").await;
+    say(&mut conn, r2, "r2 after").await;
+    let mut ws = b.resume(&alice, &session, json!(2)).await;
+    let got = dispatches_until(&mut ws, "RESUMED").await;
+    let got: Vec<(&str, i64, &str)> = got
+        .iter()
+        .map(|(t, s, d)| (t.as_str(), *s, d["text"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ROOM_MESSAGE", 3, "r1 away"),
+            ("ROOM_MESSAGE", 4, "r2 away"),
+            ("ROOM_LEAVE", 5, ""),
+            ("ROOM_MESSAGE", 6, "r2 after"),
+        ]
+    );
+    // Live on b: r2 yes, r1 no.
+    say(&mut conn, r1, "r1 later").await;
+    say(&mut conn, r2, "r2 later").await;
+    let (_, s, d) = next_event(&mut ws).await;
+    assert_eq!((s, d["text"].as_str()), (7, Some("r2 later")));
+}
+
+#[actix_web::test]
+async fn a_resume_with_a_null_seq_replays_from_the_start() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let (ws, ready) = node.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    drop(ws);
+    let mut conn = node.conn().await;
+    mark(&mut conn, alice.id, "one").await;
+    mark(&mut conn, alice.id, "two").await;
+    let mut ws = node.resume(&alice, &session, Value::Null).await;
+    let got = dispatches_until(&mut ws, "RESUMED").await;
+    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[actix_web::test]
+async fn revocation_reaches_a_live_socket_on_another_node_and_it_cannot_resume() {
+    let (a, b) = Node::pair(Setup::default()).await;
+    let alice = a.user("alice").await;
+    let (mut ws, ready) = b.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    let mut conn = a.conn().await;
+    revoke(&mut conn, alice.session).await;
+    assert_eq!(ws.closed().await, Some(4004));
+    let mut again = a.resume(&alice, &session, json!(0)).await;
+    assert_eq!(again.closed().await, Some(4004), "its token is dead too");
+}
+
+#[actix_web::test]
+async fn pings_get_pongs_and_fragmented_frames_are_read_whole() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let mut ws = node.ws().await;
+    assert!(ws.ping(b"before").await);
+    ws.send_fragmented(json!({"op": 2, "d": {"token": alice.token()}}), 3)
+        .await;
+    let ready = ws.dispatch("READY").await;
+    assert!(ready["d"]["session_id"].is_string());
+    assert!(ws.ping(b"after").await);
+    ws.send_fragmented(json!({"op": 1, "d": null}), 2).await;
+    ws.heartbeat().await;
+}
+
+#[actix_web::test]
+async fn no_session_opens_once_shutdown_began() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let (mut live, _) = node.identify(&alice).await;
+    let mut late = node.ws().await;
+    node.hub.shutdown().await;
+    assert_eq!(live.frame().await["op"], 7, "RECONNECT");
+    assert_eq!(live.closed().await, Some(4000));
+    late.send(json!({"op": 2, "d": {"token": alice.token()}}))
+        .await;
+    assert_eq!(late.frame().await["op"], 7, "RECONNECT instead of READY");
+    assert_eq!(late.closed().await, Some(4000));
+}
+
+#[actix_web::test]
+async fn a_database_fault_during_identify_or_resume_is_4000_not_4004() {
+    let node = Node::spawn_with(Setup {
+        limits: synctalk_db::SessionLimits {
+            lock_timeout: Duration::from_millis(300),
+            ..synctalk_db::SessionLimits::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let alice = node.user("alice").await;
+    let (ws, ready) = node.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    drop(ws);
+    // Hold the session's row: the resume cannot take it over in time.
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    let mut holder = node.conn().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM gateway_sessions WHERE id = '{session}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let mut ws = node.resume(&alice, &session, json!(0)).await;
+    let frame = ws.frame().await;
+    assert_eq!(frame["op"], 9);
+    assert_eq!(
+        frame["d"],
+        json!({"resumable": true, "reason": "unavailable"})
+    );
+    assert_eq!(ws.closed().await, Some(4000));
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    // The same resume works once the database is back.
+    let mut ws = node.resume(&alice, &session, json!(0)).await;
+    assert!(dispatches_until(&mut ws, "RESUMED").await.is_empty());
+    // READY that cannot be loaded: 4000 as well.
+    diesel::sql_query("ALTER TABLE test_members RENAME TO test_members_gone")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut ws = node.ws().await;
+    ws.send(json!({"op": 2, "d": {"token": alice.token()}}))
+        .await;
+    assert_eq!(ws.closed().await, Some(4000));
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_closed_and_still_loses_nothing() {
+    let node = Node::spawn_with(Setup {
+        gateway: synctalk_gateway::GatewayConfig {
+            write_timeout: Duration::from_millis(300),
+            ..Setup::default().gateway
+        },
+        ..Setup::default()
+    })
+    .await;
+    let alice = node.user("alice").await;
+    let r = room();
+    let mut conn = node.conn().await;
+    join(&mut conn, alice.id, r).await;
+    let (mut ws, ready) = node.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    // 200 messages of 64 KiB while the client reads nothing: more than the socket
+    // buffers hold, fewer than the queue (256).
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!(
+        "INSERT INTO outbox (topic, kind, domain, name, payload) \
+         SELECT 'channel:{r}', 'event', 'messaging', 'ROOM_MESSAGE', \
+                jsonb_build_object('room', '{r}'::text, 'n', n, 'text', repeat('x', 65536)) \
+         FROM generate_series(1, 200) AS n ORDER BY n"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut last = 0;
+    let code = loop {
+        match ws.recv().await {
+            Received::Frame(frame) if frame["t"] == "ROOM_MESSAGE" => {
+                last = frame["s"].as_i64().unwrap()
+            }
+            Received::Frame(_) => {}
+            Received::Closed(code) => break code,
+        }
+    };
+    // A write that cannot finish in time closes the socket: with 4000 when the close
+    // frame still fits, or by dropping the connection of a client that reads nothing.
+    assert!(matches!(code, Some(4000) | None), "closed with {code:?}");
+    assert!(last < 200, "closed before everything was written ({last})");
+    let mut ws = node.resume(&alice, &session, json!(last)).await;
+    let mut next = last;
+    while next < 200 {
+        let (t, s, d) = next_event(&mut ws).await;
+        assert_eq!(t, "ROOM_MESSAGE");
+        next += 1;
+        assert_eq!((s, d["n"].as_i64().unwrap()), (next, next));
+    }
+}
+
+#[actix_web::test]
+async fn ephemeral_events_reach_listeners_once_without_a_sequence_number() {
+    let node = Node::spawn().await;
+    let (alice, bob) = (node.user("alice").await, node.user("bob").await);
+    let r = room();
+    let mut conn = node.conn().await;
+    join(&mut conn, alice.id, r).await;
+    let (mut a, _) = node.identify(&alice).await;
+    let (mut b, _) = node.identify(&bob).await;
+    let typing = synctalk_gateway::Ephemeral::new(
+        vec![
+            synctalk_gateway::Topic::Channel(r),
+            synctalk_gateway::Topic::User(alice.id),
+        ],
+        &support::Typing { room: r },
+    )
+    .unwrap();
+    node.hub.publish_ephemeral(typing).await;
+    let frame = a.dispatch("ROOM_TYPING").await;
+    assert!(frame["s"].is_null());
+    mark(&mut conn, alice.id, "after").await;
+    assert_eq!(
+        next_event(&mut a).await.0,
+        "MARKER",
+        "once, though alice listens to both topics"
+    );
+    mark(&mut conn, bob.id, "bob").await;
+    assert_eq!(
+        next_event(&mut b).await.0,
+        "MARKER",
+        "bob is not in the room"
+    );
+}
