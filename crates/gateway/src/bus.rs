@@ -13,6 +13,7 @@ use crate::event::BusMessage;
 pub struct Bus {
     local: broadcast::Sender<Arc<BusMessage>>,
     nats: Option<(async_nats::Client, String)>,
+    local_max_payload: usize,
 }
 
 impl std::fmt::Debug for Bus {
@@ -28,8 +29,18 @@ const CAPACITY: usize = 4096;
 impl Bus {
     /// An in-process bus (one node).
     pub fn local() -> Self {
+        Self::local_with_max_payload(usize::MAX / 2)
+    }
+
+    /// An in-process bus that, like NATS, carries messages of at most `bytes` (for
+    /// tests of what the relay does with large batches).
+    pub fn local_with_max_payload(bytes: usize) -> Self {
         let (local, _) = broadcast::channel(CAPACITY);
-        Self { local, nats: None }
+        Self {
+            local,
+            nats: None,
+            local_max_payload: bytes,
+        }
     }
 
     /// A bus over NATS: messages go to `<prefix>.bus`, and what arrives there is
@@ -66,6 +77,7 @@ impl Bus {
         Ok(Self {
             local,
             nats: Some((client, subject)),
+            local_max_payload: 0,
         })
     }
 
@@ -100,7 +112,7 @@ impl Bus {
     pub fn max_payload(&self) -> usize {
         match &self.nats {
             Some((client, _)) => client.server_info().max_payload,
-            None => usize::MAX / 2,
+            None => self.local_max_payload,
         }
     }
 

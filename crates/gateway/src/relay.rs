@@ -157,7 +157,7 @@ async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)
 
 /// Publishes records as messages no larger than the bus allows. A record too large
 /// for any message is announced by its position only; nodes read it from the outbox.
-async fn publish(bus: &Bus, mut prev: i64, records: Vec<Record>) {
+pub async fn publish(bus: &Bus, mut prev: i64, records: Vec<Record>) {
     let Some(last) = records.last().map(|r| r.position) else {
         return;
     };
@@ -204,7 +204,7 @@ async fn publish(bus: &Bus, mut prev: i64, records: Vec<Record>) {
 
 /// Deletes published rows older than `retention` that no live node still has to
 /// deliver and no resumable session may replay, a batch at a time.
-async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
+pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let deleted = diesel::sql_query(

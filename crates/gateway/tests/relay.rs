@@ -1,0 +1,199 @@
+//! The outbox relay: batches bounded by what the bus carries, and pruning that never
+//! takes what a live node or a resumable session still needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+use serde_json::value::RawValue;
+use support::{Node, Setup, dispatches_until, mark};
+use synctalk_gateway::event::{BusMessage, Kind, Record};
+use synctalk_gateway::{Bus, Domain, Topic};
+use synctalk_kernel::UserId;
+
+fn record(position: i64, bytes: usize) -> Record {
+    Record {
+        id: position,
+        position,
+        topic: Topic::User(UserId::new()),
+        kind: Kind::Event,
+        domain: Domain::Users,
+        name: Arc::from("MARKER"),
+        payload: RawValue::from_string(format!("\"{}\"", "x".repeat(bytes))).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn batches_are_split_by_bytes_and_an_oversized_record_is_announced_by_position() {
+    let bus = Bus::local_with_max_payload(8 * 1024);
+    let mut rx = bus.subscribe();
+    let mut records: Vec<Record> = (1..=10).map(|p| record(p, 3000)).collect();
+    records.push(record(11, 20_000));
+    records.push(record(12, 10));
+    records.push(record(13, 10));
+    synctalk_gateway::relay::publish(&bus, 0, records).await;
+    let mut covered = 0;
+    let mut carried = Vec::new();
+    while covered < 13 {
+        let message = rx.recv().await.unwrap();
+        let BusMessage::Durable {
+            prev,
+            last,
+            records,
+        } = &*message
+        else {
+            panic!("a durable message");
+        };
+        assert_eq!(*prev, covered, "messages cover the positions without a gap");
+        let size: usize = records.iter().map(|r| r.payload.get().len()).sum();
+        assert!(size <= 8 * 1024, "a message of {size} bytes");
+        carried.extend(records.iter().map(|r| r.position));
+        covered = *last;
+    }
+    assert_eq!(covered, 13);
+    assert!(
+        !carried.contains(&11),
+        "too large to carry: read from the outbox"
+    );
+    assert_eq!(carried.len(), 12);
+}
+
+#[actix_web::test]
+async fn an_event_too_large_for_the_bus_still_arrives_in_order() {
+    let db = Arc::new(synctalk_testkit::TestDb::migrated().await);
+    let node = Node::on(db, Bus::local_with_max_payload(16 * 1024), Setup::default()).await;
+    let alice = node.user("alice").await;
+    let (mut ws, _) = node.identify(&alice).await;
+    let mut conn = node.conn().await;
+    mark(&mut conn, alice.id, "small").await;
+    mark(&mut conn, alice.id, &"L".repeat(64 * 1024)).await;
+    mark(&mut conn, alice.id, "end").await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let frame = ws.frame().await;
+        if frame["t"] == "MARKER" {
+            got.push((
+                frame["s"].as_i64().unwrap(),
+                frame["d"]["label"].as_str().unwrap().len(),
+            ));
+        }
+    }
+    assert_eq!(got, [(1, 5), (2, 64 * 1024), (3, 3)]);
+}
+
+async fn count(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query("SELECT count(*) AS n FROM outbox")
+        .get_result(conn)
+        .await
+        .unwrap();
+    n.n
+}
+
+#[actix_web::test]
+async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_batches() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let mut conn = node.conn().await;
+    // History from before the session: prunable once old.
+    for i in 0..20 {
+        mark(&mut conn, UserId::new(), &format!("old {i}")).await;
+    }
+    while count_unpublished(&mut conn).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (ws, ready) = node.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    drop(ws);
+    for i in 0..30 {
+        mark(&mut conn, alice.id, &format!("new {i}")).await;
+    }
+    while count_unpublished(&mut conn).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    diesel::sql_query("UPDATE outbox SET created_at = now() - interval '1 hour'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Every node has delivered everything; the dropped session still needs its 30.
+    diesel::sql_query("UPDATE gateway_nodes SET position = (SELECT position FROM outbox_relay)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((pruned, count(&mut conn).await), (20, 30));
+    // Rows younger than the retention stay whatever else holds.
+    let kept = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(7200))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    // The session resumes with all 30.
+    let mut ws = node.resume(&alice, &session, json!(0)).await;
+    assert_eq!(dispatches_until(&mut ws, "RESUMED").await.len(), 30);
+    ws.close().await;
+    // A node that is behind holds the outbox at its position.
+    diesel::sql_query(
+        "INSERT INTO outbox (position, topic, kind, domain, name, payload, created_at) \
+         SELECT (SELECT position FROM outbox_relay) + n, 'user:' || gen_random_uuid(), 'event', 'users', 'MARKER', \
+                '{}'::jsonb, now() - interval '1 hour' \
+         FROM generate_series(1, 12000) AS n",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("UPDATE outbox_relay SET position = position + 12000")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // This node catches up with them (from the outbox: no bus message announced them).
+    let head = node.hub.position() + 12000;
+    for _ in 0..200 {
+        if node.hub.position() >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.hub.position(), head);
+    diesel::sql_query("UPDATE gateway_nodes SET position = (SELECT position FROM outbox_relay)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "INSERT INTO gateway_nodes (id, position) SELECT gen_random_uuid(), position - 2000 FROM outbox_relay",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned, count(&mut conn).await),
+        (30 + 10_000, 2000),
+        "in batches, down to the slowest node"
+    );
+}
+
+async fn count_unpublished(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE position IS NULL")
+        .get_result(conn)
+        .await
+        .unwrap();
+    n.n
+}
