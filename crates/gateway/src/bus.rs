@@ -1,30 +1,85 @@
 //! The event bus between nodes: in-process by default, NATS when `NATS_URL` is set.
-//! Every node subscribes; what one node (or the relay) publishes reaches them all.
+//!
+//! In process, every message reaches the one node. On NATS, records are routed by
+//! topic: each batch the relay publishes goes out as slices on `<prefix>.s.<shard>`
+//! (the shard of each record's topic, see [`shard`]) followed by a head on
+//! `<prefix>.head` that says how many records each shard carried. A node listens
+//! only to the shards of the topics its sockets listen to, and to the heads, which
+//! tell it exactly what to wait for and what to read from the outbox instead.
+//! Ephemeral events go to the shards of their topics; control messages to every node.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use crate::event::BusMessage;
+use crate::event::{BusMessage, Control, Ephemeral, Record};
+use crate::topic::Topic;
+
+/// How many shards topics are spread over on NATS.
+pub const SHARDS: u16 = 1024;
+
+/// The shard of a topic (FNV-1a of its text form).
+pub fn shard(topic: &Topic) -> u16 {
+    let text = topic.to_string();
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    u16::try_from(hash % u64::from(SHARDS)).unwrap_or(0)
+}
+
+struct Nats {
+    client: async_nats::Client,
+    prefix: String,
+    shards: Mutex<HashMap<u16, tokio::task::AbortHandle>>,
+}
 
 /// The bus handle; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
     local: broadcast::Sender<Arc<BusMessage>>,
-    nats: Option<(async_nats::Client, String)>,
+    nats: Option<Arc<Nats>>,
     local_max_payload: usize,
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bus")
-            .field("nats", &self.nats.as_ref().map(|(_, s)| s))
+            .field("nats", &self.nats.as_ref().map(|n| &n.prefix))
             .finish()
     }
 }
 
-const CAPACITY: usize = 4096;
+const CAPACITY: usize = 8192;
+
+fn cost(record: &Record) -> usize {
+    record.payload.get().len() + record.name.len() + 160
+}
+
+/// Splits records into runs of at most `budget` bytes; a record larger than that on
+/// its own is left out (returned in the second list).
+fn chunks(records: Vec<Record>, budget: usize) -> (Vec<Vec<Record>>, Vec<i64>) {
+    let (mut out, mut left_out) = (Vec::new(), Vec::new());
+    let (mut chunk, mut size) = (Vec::new(), 0);
+    for record in records {
+        let c = cost(&record);
+        if c > budget {
+            left_out.push(record.position);
+            continue;
+        }
+        if !chunk.is_empty() && size + c > budget {
+            out.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+        size += c;
+        chunk.push(record);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    (out, left_out)
+}
 
 impl Bus {
     /// An in-process bus (one node).
@@ -43,8 +98,7 @@ impl Bus {
         }
     }
 
-    /// A bus over NATS: messages go to `<prefix>.bus`, and what arrives there is
-    /// handed to this node's subscribers.
+    /// A bus over NATS under `prefix` (the nodes of one deployment share it).
     pub async fn nats(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .name("synctalk")
@@ -52,18 +106,37 @@ impl Bus {
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {url}: {e}"))?;
-        let subject = format!("{prefix}.bus");
-        let mut subscriber = client
+        let (local, _) = broadcast::channel(CAPACITY);
+        let nats = Arc::new(Nats {
+            client,
+            prefix: prefix.to_owned(),
+            shards: Mutex::new(HashMap::new()),
+        });
+        let bus = Self {
+            local,
+            nats: Some(nats.clone()),
+            local_max_payload: 0,
+        };
+        bus.forward(format!("{prefix}.head")).await?;
+        Ok(bus)
+    }
+
+    /// Subscribes to a subject and hands what arrives to this node's receivers.
+    async fn forward(&self, subject: String) -> anyhow::Result<tokio::task::AbortHandle> {
+        let Some(nats) = &self.nats else {
+            anyhow::bail!("not on NATS");
+        };
+        let mut subscriber = nats
+            .client
             .subscribe(subject.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
-        client
+        nats.client
             .flush()
             .await
             .map_err(|e| anyhow::anyhow!("NATS flush: {e}"))?;
-        let (local, _) = broadcast::channel(CAPACITY);
-        let forward = local.clone();
-        tokio::spawn(async move {
+        let forward = self.local.clone();
+        let task = tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
                 match serde_json::from_slice::<BusMessage>(&message.payload) {
                     Ok(decoded) => {
@@ -72,38 +145,201 @@ impl Bus {
                     Err(error) => tracing::warn!(%error, "undecodable bus message"),
                 }
             }
-            tracing::warn!("NATS subscription ended");
         });
-        Ok(Self {
-            local,
-            nats: Some((client, subject)),
-            local_max_payload: 0,
-        })
+        Ok(task.abort_handle())
     }
 
-    /// Whether this bus spans nodes.
-    pub fn is_shared(&self) -> bool {
+    /// Whether records are routed by shard (NATS), so a node must ask for the shards
+    /// it needs.
+    pub fn is_routed(&self) -> bool {
         self.nats.is_some()
     }
 
-    /// Publishes to every node (this one included).
-    pub async fn publish(&self, message: BusMessage) {
-        match &self.nats {
-            Some((client, subject)) => match serde_json::to_vec(&message) {
-                Ok(bytes) => {
-                    if let Err(error) = client.publish(subject.clone(), bytes.into()).await {
-                        tracing::warn!(%error, "NATS publish failed");
-                    }
-                }
-                Err(error) => tracing::error!(%error, "cannot encode a bus message"),
-            },
-            None => {
-                let _ = self.local.send(Arc::new(message));
-            }
+    /// Starts receiving a shard's records; `true` when it was not received before
+    /// (once this returns, everything published to it from now on arrives).
+    pub async fn listen(&self, shard: u16) -> anyhow::Result<bool> {
+        let Some(nats) = &self.nats else {
+            return Ok(false);
+        };
+        if nats
+            .shards
+            .lock()
+            .map(|s| s.contains_key(&shard))
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let handle = self.forward(format!("{}.s.{shard}", nats.prefix)).await?;
+        let mut shards = nats
+            .shards
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if shards.contains_key(&shard) {
+            handle.abort();
+            return Ok(false);
+        }
+        shards.insert(shard, handle);
+        Ok(true)
+    }
+
+    /// Stops receiving a shard.
+    pub fn unlisten(&self, shard: u16) {
+        if let Some(nats) = &self.nats
+            && let Ok(mut shards) = nats.shards.lock()
+            && let Some(handle) = shards.remove(&shard)
+        {
+            handle.abort();
         }
     }
 
-    /// A receiver of everything published.
+    /// The shards this node receives (all, in process: `None`).
+    pub fn listening(&self) -> Option<Vec<u16>> {
+        let nats = self.nats.as_ref()?;
+        Some(
+            nats.shards
+                .lock()
+                .map(|s| s.keys().copied().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    async fn send(&self, subject: String, message: &BusMessage) {
+        let Some(nats) = &self.nats else {
+            let _ = self.local.send(Arc::new(message.clone()));
+            return;
+        };
+        match serde_json::to_vec(message) {
+            Ok(bytes) => {
+                if let Err(error) = nats.client.publish(subject, bytes.into()).await {
+                    tracing::warn!(%error, "NATS publish failed");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode a bus message"),
+        }
+    }
+
+    /// Publishes published outbox records `prev + 1 ..= last` (the relay), in
+    /// messages no larger than the bus carries.
+    pub async fn publish_batch(&self, prev: i64, records: Vec<Record>) {
+        let Some(last) = records.last().map(|r| r.position) else {
+            return;
+        };
+        let budget = self.max_payload().saturating_sub(4096).max(1024);
+        let Some(nats) = &self.nats else {
+            // In process: contiguous runs; a record too large is announced by its
+            // position only, and read from the outbox.
+            let mut from = prev;
+            let (runs, _) = chunks(records, budget);
+            for run in runs {
+                let (first, end) = (run[0].position, run[run.len() - 1].position);
+                if first > from + 1 {
+                    self.send(
+                        String::new(),
+                        &BusMessage::Durable {
+                            prev: from,
+                            last: first - 1,
+                            records: Vec::new(),
+                        },
+                    )
+                    .await;
+                }
+                self.send(
+                    String::new(),
+                    &BusMessage::Durable {
+                        prev: first - 1,
+                        last: end,
+                        records: run,
+                    },
+                )
+                .await;
+                from = end;
+            }
+            if from < last {
+                self.send(
+                    String::new(),
+                    &BusMessage::Durable {
+                        prev: from,
+                        last,
+                        records: Vec::new(),
+                    },
+                )
+                .await;
+            }
+            return;
+        };
+        let mut by_shard: BTreeMap<u16, Vec<Record>> = BTreeMap::new();
+        for record in records {
+            by_shard
+                .entry(shard(&record.topic))
+                .or_default()
+                .push(record);
+        }
+        let mut counts = Vec::with_capacity(by_shard.len());
+        let mut missing = Vec::new();
+        for (s, records) in by_shard {
+            let (runs, left_out) = chunks(records, budget);
+            missing.extend(left_out);
+            let carried: usize = runs.iter().map(Vec::len).sum();
+            counts.push((s, u32::try_from(carried).unwrap_or(u32::MAX)));
+            for run in runs {
+                let subject = format!("{}.s.{s}", nats.prefix);
+                self.send(
+                    subject,
+                    &BusMessage::Slice {
+                        shard: s,
+                        prev,
+                        last,
+                        records: run,
+                    },
+                )
+                .await;
+            }
+        }
+        missing.sort_unstable();
+        let head = BusMessage::Head {
+            prev,
+            last,
+            counts,
+            missing,
+        };
+        self.send(format!("{}.head", nats.prefix), &head).await;
+    }
+
+    /// Publishes an ephemeral event to the nodes that listen to its topics.
+    pub async fn publish_ephemeral(&self, event: Ephemeral) {
+        let Some(nats) = &self.nats else {
+            self.send(String::new(), &BusMessage::Ephemeral(event))
+                .await;
+            return;
+        };
+        let mut by_shard: BTreeMap<u16, Vec<Topic>> = BTreeMap::new();
+        for topic in &event.topics {
+            by_shard.entry(shard(topic)).or_default().push(*topic);
+        }
+        for (s, topics) in by_shard {
+            let part = Ephemeral {
+                topics,
+                ..event.clone()
+            };
+            self.send(
+                format!("{}.s.{s}", nats.prefix),
+                &BusMessage::Ephemeral(part),
+            )
+            .await;
+        }
+    }
+
+    /// Publishes a control message to every node.
+    pub async fn publish_control(&self, control: Control) {
+        let subject = self
+            .nats
+            .as_ref()
+            .map(|n| format!("{}.head", n.prefix))
+            .unwrap_or_default();
+        self.send(subject, &BusMessage::Control(control)).await;
+    }
+
+    /// A receiver of everything this node gets.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
         self.local.subscribe()
     }
@@ -111,7 +347,7 @@ impl Bus {
     /// The largest message the bus carries, in bytes.
     pub fn max_payload(&self) -> usize {
         match &self.nats {
-            Some((client, _)) => client.server_info().max_payload,
+            Some(nats) => nats.client.server_info().max_payload,
             None => self.local_max_payload,
         }
     }
@@ -119,8 +355,8 @@ impl Bus {
     /// Checks the NATS connection (always fine in process).
     pub fn is_healthy(&self) -> bool {
         match &self.nats {
-            Some((client, _)) => {
-                client.connection_state() == async_nats::connection::State::Connected
+            Some(nats) => {
+                nats.client.connection_state() == async_nats::connection::State::Connected
             }
             None => true,
         }

@@ -261,6 +261,9 @@ impl Record {
 /// An event that is never stored nor replayed (presence, typing): `s` is null.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ephemeral {
+    /// Tells copies apart from other events (a node may receive one event through
+    /// several shards of its topics, and delivers it once).
+    pub id: u64,
     /// Who gets it: every session listening to any of these (once).
     pub topics: Vec<Topic>,
     /// The domain whose gateway carries it.
@@ -275,7 +278,9 @@ impl Ephemeral {
     /// An ephemeral event for those who listen to any of `topics`.
     pub fn new<E: GatewayEvent>(topics: Vec<Topic>, event: &E) -> Result<Self, AppError> {
         debug_assert!(!E::REPLAYED, "{} is replayed: append it", E::NAME);
+        let id = uuid::Uuid::now_v7().as_u64_pair();
         Ok(Self {
+            id: id.0 ^ id.1,
             topics,
             domain: E::DOMAIN,
             name: Arc::from(E::NAME),
@@ -309,8 +314,8 @@ pub enum Control {
 /// What travels on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum BusMessage {
-    /// The published outbox positions `prev + 1 ..= last`, with the records that fit
-    /// (a receiver reads any that are missing from the outbox).
+    /// In process: the published outbox positions `prev + 1 ..= last`, with the records
+    /// that fit (a receiver reads any that are missing from the outbox).
     Durable {
         /// The last position of the previous message.
         prev: i64,
@@ -318,6 +323,29 @@ pub enum BusMessage {
         last: i64,
         /// The records, in position order.
         records: Vec<Record>,
+    },
+    /// On NATS: the records of one shard among `prev + 1 ..= last`.
+    Slice {
+        /// The shard.
+        shard: u16,
+        /// The last position before the batch.
+        prev: i64,
+        /// The last position of the batch.
+        last: i64,
+        /// The shard's records, in position order.
+        records: Vec<Record>,
+    },
+    /// On NATS: the batch `prev + 1 ..= last` was published, with how many records
+    /// each shard carried and which positions were too large for the bus.
+    Head {
+        /// The last position before the batch.
+        prev: i64,
+        /// The last position of the batch.
+        last: i64,
+        /// Records carried per shard.
+        counts: Vec<(u16, u32)>,
+        /// Positions left for the outbox.
+        missing: Vec<i64>,
     },
     /// An event that is never replayed (typing, presence).
     Ephemeral(Ephemeral),
@@ -469,4 +497,34 @@ pub async fn head(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         .get_result(conn)
         .await?;
     Ok(row.position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_messages_round_trip_through_json() {
+        let record = Record {
+            id: 3,
+            position: 9,
+            topic: Topic::User(synctalk_kernel::UserId::new()),
+            kind: Kind::Subscribe,
+            domain: Domain::Users,
+            name: Arc::from("SUBSCRIBE"),
+            payload: RawValue::from_string("{\"a\":[1,2]}".into()).unwrap(),
+        };
+        let message = BusMessage::Slice {
+            shard: 7,
+            prev: 8,
+            last: 9,
+            records: vec![record],
+        };
+        let text = serde_json::to_vec(&message).unwrap();
+        let back: BusMessage = serde_json::from_slice(&text).unwrap();
+        let BusMessage::Slice { records, .. } = back else {
+            panic!("a slice")
+        };
+        assert_eq!(records[0].payload.get(), "{\"a\":[1,2]}");
+    }
 }

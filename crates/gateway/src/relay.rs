@@ -20,7 +20,7 @@ use diesel::sql_types::{BigInt, Double};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::bus::Bus;
-use crate::event::{BusMessage, Record};
+use crate::event::Record;
 
 const LOCK: i64 = 7_307_000_004;
 /// Rows numbered per statement.
@@ -155,51 +155,10 @@ async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)
     Ok((first - 1, records))
 }
 
-/// Publishes records as messages no larger than the bus allows. A record too large
-/// for any message is announced by its position only; nodes read it from the outbox.
-pub async fn publish(bus: &Bus, mut prev: i64, records: Vec<Record>) {
-    let Some(last) = records.last().map(|r| r.position) else {
-        return;
-    };
-    // Leave room for the envelope.
-    let budget = bus.max_payload().saturating_sub(1024).max(1024);
-    let mut chunk: Vec<Record> = Vec::new();
-    let mut size = 0;
-    for record in records {
-        let cost = record.payload.get().len() + record.name.len() + 160;
-        if !chunk.is_empty() && size + cost > budget {
-            let end = chunk.last().map_or(prev, |r| r.position);
-            let sent = std::mem::take(&mut chunk);
-            bus.publish(BusMessage::Durable {
-                prev,
-                last: end,
-                records: sent,
-            })
-            .await;
-            prev = end;
-            size = 0;
-        }
-        if cost > budget {
-            bus.publish(BusMessage::Durable {
-                prev,
-                last: record.position,
-                records: Vec::new(),
-            })
-            .await;
-            prev = record.position;
-            continue;
-        }
-        size += cost;
-        chunk.push(record);
-    }
-    if prev < last {
-        bus.publish(BusMessage::Durable {
-            prev,
-            last,
-            records: chunk,
-        })
-        .await;
-    }
+/// Publishes records as messages no larger than the bus allows (see
+/// [`Bus::publish_batch`]).
+pub async fn publish(bus: &Bus, prev: i64, records: Vec<Record>) {
+    bus.publish_batch(prev, records).await;
 }
 
 /// Deletes published rows older than `retention` that no live node still has to

@@ -444,3 +444,55 @@ async fn ephemeral_events_reach_listeners_once_without_a_sequence_number() {
         "bob is not in the room"
     );
 }
+
+#[actix_web::test]
+async fn on_nats_a_node_receives_only_the_topics_its_sockets_listen_to() {
+    let (a, b) = Node::pair(Setup::default()).await;
+    let (alice, bob) = (a.user("alice").await, b.user("bob").await);
+    let mine = room();
+    // A room whose shard node a has no reason to receive.
+    let alice_shards: Vec<u16> = [
+        synctalk_gateway::Topic::User(alice.id),
+        synctalk_gateway::Topic::Session(alice.session),
+        synctalk_gateway::Topic::Channel(mine),
+    ]
+    .iter()
+    .map(synctalk_gateway::bus::shard)
+    .collect();
+    let theirs = loop {
+        let r = room();
+        if !alice_shards.contains(&synctalk_gateway::bus::shard(
+            &synctalk_gateway::Topic::Channel(r),
+        )) {
+            break r;
+        }
+    };
+    let mut conn = a.conn().await;
+    join(&mut conn, alice.id, mine).await;
+    join(&mut conn, bob.id, theirs).await;
+    let (mut on_a, _) = a.identify(&alice).await;
+    let (mut on_b, _) = b.identify(&bob).await;
+    say(&mut conn, mine, "warm up").await;
+    next_event(&mut on_a).await;
+    let before = (a.hub.records_received(), b.hub.records_received());
+    for i in 0..50 {
+        say(&mut conn, theirs, &format!("t{i}")).await;
+    }
+    say(&mut conn, mine, "mine").await;
+    for _ in 0..50 {
+        assert_eq!(next_event(&mut on_b).await.0, "ROOM_MESSAGE");
+    }
+    let (_, _, d) = next_event(&mut on_a).await;
+    assert_eq!(d["text"], "mine");
+    let after = (a.hub.records_received(), b.hub.records_received());
+    assert!(
+        after.1 - before.1 >= 50,
+        "b received {}",
+        after.1 - before.1
+    );
+    assert!(
+        after.0 - before.0 < 10,
+        "a received {} records of rooms it has no socket in",
+        after.0 - before.0
+    );
+}

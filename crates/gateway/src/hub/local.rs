@@ -44,6 +44,9 @@ pub(crate) struct Behind {
 }
 
 pub(crate) struct Local {
+    /// On a routed bus, the shards this node receives and the position from which
+    /// it has each one's records complete; `None`: it receives everything.
+    pub listened: Option<HashMap<u16, i64>>,
     sockets: HashMap<Uuid, Socket>,
     by_topic: HashMap<Topic, Vec<Uuid>>,
     /// Every published record up to here has been applied.
@@ -53,8 +56,9 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub fn new(position: i64, recent_cap: usize) -> Self {
+    pub fn new(position: i64, recent_cap: usize, routed: bool) -> Self {
         Self {
+            listened: routed.then(HashMap::new),
             sockets: HashMap::new(),
             by_topic: HashMap::new(),
             position,
@@ -65,6 +69,21 @@ impl Local {
 
     pub fn len(&self) -> usize {
         self.sockets.len()
+    }
+
+    /// Whether this node has every record of `topic` after `from`.
+    pub fn complete(&self, topic: &Topic, from: i64) -> bool {
+        match &self.listened {
+            None => true,
+            Some(listened) => listened
+                .get(&crate::bus::shard(topic))
+                .is_some_and(|since| *since <= from),
+        }
+    }
+
+    /// The shards the node's sockets listen to.
+    pub fn shards_in_use(&self) -> HashSet<u16> {
+        self.by_topic.keys().map(crate::bus::shard).collect()
     }
 
     fn index(&mut self, id: Uuid, topic: Topic) {
@@ -111,9 +130,39 @@ impl Local {
     pub fn register(&mut self, id: Uuid, mut pending: Pending) -> Registered {
         let from = pending.from;
         let mut frames = std::mem::take(&mut pending.frames);
+        if let Some(topic) = pending
+            .socket
+            .stream
+            .topics
+            .iter()
+            .find(|t| !self.complete(t, from))
+        {
+            tracing::debug!(%topic, from, position = self.position, since = ?self.listened.as_ref().and_then(|l| l.get(&crate::bus::shard(topic))), "registering a socket whose shard is new here: reading the outbox");
+            pending.frames = frames;
+            return Registered::Behind(
+                Behind {
+                    until: self.position,
+                },
+                Box::new(pending),
+            );
+        }
         if self.position > from {
             let reaches = self.recent.front().is_some_and(|r| r.position <= from + 1);
-            if !reaches {
+            let mut stream = pending.socket.stream.clone();
+            let mut walked = stream::Walk::default();
+            let mut complete = reaches;
+            for record in self.recent.iter().filter(|r| r.position > from) {
+                if !complete {
+                    break;
+                }
+                match stream.step(record) {
+                    Step::Dispatch(seq) => walked.dispatches.push((record.clone(), seq)),
+                    Step::Revoked => return Registered::Revoked,
+                    Step::Subscribed(topic) => complete = self.complete(&topic, record.position),
+                    Step::Nothing | Step::Unsubscribed(_) => {}
+                }
+            }
+            if !complete {
                 pending.frames = frames;
                 return Registered::Behind(
                     Behind {
@@ -122,11 +171,7 @@ impl Local {
                     Box::new(pending),
                 );
             }
-            let records = self.recent.iter().filter(|r| r.position > from);
-            let walked = stream::walk(&mut pending.socket.stream, records);
-            if walked.revoked {
-                return Registered::Revoked;
-            }
+            pending.socket.stream = stream;
             frames.extend(
                 walked
                     .dispatches

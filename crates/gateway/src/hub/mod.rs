@@ -17,6 +17,7 @@ pub mod local;
 pub mod store;
 pub mod stream;
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -119,6 +120,10 @@ pub struct Hub {
     advanced: Notify,
     shutting_down: AtomicBool,
     lost_hooks: RwLock<Vec<LostHook>>,
+    /// On a routed bus: per shard, the relay's position when this node started to
+    /// receive it; batches up to there are read from the outbox for that shard.
+    cold: Mutex<HashMap<u16, i64>>,
+    received: std::sync::atomic::AtomicU64,
 }
 
 fn db<E: std::fmt::Display>(error: E) -> anyhow::Error {
@@ -150,11 +155,13 @@ impl Hub {
             pool,
             bus: bus.clone(),
             config,
-            local: Mutex::new(Local::new(head, config.recent)),
+            local: Mutex::new(Local::new(head, config.recent, bus.is_routed())),
             position: AtomicI64::new(head),
             advanced: Notify::new(),
             shutting_down: AtomicBool::new(false),
             lost_hooks: RwLock::new(Vec::new()),
+            cold: Mutex::new(HashMap::new()),
+            received: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(follow(Arc::downgrade(&hub), bus.subscribe()));
         tokio::spawn(checkpoints(Arc::downgrade(&hub)));
@@ -193,6 +200,11 @@ impl Hub {
         self.position.load(Ordering::Acquire)
     }
 
+    /// How many outbox records this node has received (from the bus or the outbox).
+    pub fn records_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
     /// How many sockets this node holds.
     pub fn socket_count(&self) -> usize {
         self.local().len()
@@ -223,11 +235,97 @@ impl Hub {
 
     /// Publishes an ephemeral event (never stored, never replayed).
     pub async fn publish_ephemeral(&self, event: Ephemeral) {
-        self.bus.publish(BusMessage::Ephemeral(event)).await;
+        self.bus.publish_ephemeral(event).await;
     }
 
-    async fn handle(&self, message: &BusMessage) {
+    /// Starts receiving the shards of `topics` this node does not receive yet (on a
+    /// routed bus).
+    pub(crate) async fn listen(&self, topics: &[Topic]) -> anyhow::Result<()> {
+        if !self.bus.is_routed() {
+            return Ok(());
+        }
+        let missing: HashSet<u16> = {
+            let local = self.local();
+            let listened = local.listened.as_ref();
+            topics
+                .iter()
+                .map(crate::bus::shard)
+                .filter(|s| listened.is_none_or(|l| !l.contains_key(s)))
+                .collect()
+        };
+        for shard in missing {
+            self.bus.listen(shard).await?;
+            // Batches the relay marked before now may have gone out before this node
+            // listened: those come from the outbox.
+            let head = {
+                let mut conn = self.pool.get().await.map_err(db)?;
+                event::head(&mut conn).await?
+            };
+            if let Ok(mut cold) = self.cold.lock() {
+                cold.insert(shard, head);
+            }
+            let mut local = self.local();
+            let position = local.position;
+            if let Some(listened) = local.listened.as_mut() {
+                listened.entry(shard).or_insert(position);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops receiving shards no socket of this node listens to any more.
+    fn unlisten_unused(&self) {
+        let Some(listening) = self.bus.listening() else {
+            return;
+        };
+        let mut local = self.local();
+        let used = local.shards_in_use();
+        for shard in listening.into_iter().filter(|s| !used.contains(s)) {
+            if let Some(listened) = local.listened.as_mut() {
+                listened.remove(&shard);
+            }
+            if let Ok(mut cold) = self.cold.lock() {
+                cold.remove(&shard);
+            }
+            self.bus.unlisten(shard);
+        }
+    }
+
+    async fn handle(&self, message: &BusMessage, routing: &mut Routing) {
         match message {
+            BusMessage::Slice {
+                shard,
+                last,
+                records,
+                ..
+            } => {
+                if *last > self.position() {
+                    routing
+                        .slices
+                        .entry((*last, *shard))
+                        .or_default()
+                        .extend(records.iter().cloned());
+                }
+            }
+            BusMessage::Head {
+                prev,
+                last,
+                counts,
+                missing,
+            } => {
+                routing.heads.push_back(Head {
+                    prev: *prev,
+                    last: *last,
+                    counts: counts.clone(),
+                    missing: !missing.is_empty(),
+                    due: tokio::time::Instant::now() + SLICE_WAIT,
+                });
+            }
+            BusMessage::Ephemeral(event) if self.bus.is_routed() => {
+                if routing.seen(event.id) {
+                    self.local().ephemeral(event);
+                }
+            }
             BusMessage::Durable {
                 prev,
                 last,
@@ -249,6 +347,99 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Applies the heads whose slices are all here (or that waited long enough: their
+    /// batches come from the outbox), in order.
+    async fn drain(&self, routing: &mut Routing) {
+        while let Some(head) = routing.heads.front() {
+            let cold: HashMap<u16, i64> = self.cold.lock().map(|c| c.clone()).unwrap_or_default();
+            let listened: HashSet<u16> = self
+                .local()
+                .listened
+                .as_ref()
+                .map(|l| l.keys().copied().collect())
+                .unwrap_or_default();
+            let mut from_outbox = head.missing;
+            let mut complete = true;
+            for (shard, count) in &head.counts {
+                if !listened.contains(shard) {
+                    continue;
+                }
+                if cold.get(shard).is_some_and(|c| *c >= head.last) {
+                    from_outbox = true;
+                    continue;
+                }
+                let have = routing.slices.get(&(head.last, *shard)).map_or(0, Vec::len);
+                if have < usize::try_from(*count).unwrap_or(usize::MAX) {
+                    complete = false;
+                }
+            }
+            if !complete && tokio::time::Instant::now() < head.due {
+                return;
+            }
+            let Some(head) = routing.heads.pop_front() else {
+                return;
+            };
+            let mut records: Vec<Record> = Vec::new();
+            for (shard, _) in &head.counts {
+                if let Some(slice) = routing.slices.remove(&(head.last, *shard))
+                    && listened.contains(shard)
+                {
+                    records.extend(slice);
+                }
+            }
+            routing.slices.retain(|(last, _), _| *last > head.last);
+            records.sort_unstable_by_key(|r| r.position);
+            // Sockets that start listening to a topic of a shard this node did not
+            // receive: receive it from now on, and read this batch from the outbox.
+            let new_topics: Vec<Topic> = records
+                .iter()
+                .filter(|r| r.kind == crate::event::Kind::Subscribe)
+                .filter_map(Record::subject)
+                .filter(|t| !listened.contains(&crate::bus::shard(t)))
+                .collect();
+            if !new_topics.is_empty() {
+                if let Err(error) = self.listen(&new_topics).await {
+                    tracing::warn!(%error, "could not listen to a shard");
+                }
+                from_outbox = true;
+            }
+            if !complete {
+                tracing::debug!(
+                    last = head.last,
+                    "slices missing; reading the batch from the outbox"
+                );
+                from_outbox = true;
+            }
+            let result = if from_outbox {
+                self.durable(head.last, head.last, &[]).await
+            } else {
+                self.routed(head.prev, head.last, records).await
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "durable delivery failed; catching up from the outbox");
+            }
+        }
+    }
+
+    /// Applies the records of the shards this node receives for `prev+1 ..= last`.
+    async fn routed(&self, prev: i64, last: i64, records: Vec<Record>) -> anyhow::Result<()> {
+        let position = self.position();
+        if last <= position {
+            return Ok(());
+        }
+        if prev > position {
+            // A gap before this batch: read it (and the batch) from the outbox.
+            return self.durable(last, last, &[]).await;
+        }
+        let batch: Vec<Arc<Record>> = records
+            .into_iter()
+            .filter(|r| r.position > position)
+            .map(Arc::new)
+            .collect();
+        self.apply(&batch, last);
+        Ok(())
     }
 
     /// Applies `prev+1 ..= last`: the records the message carries when they cover the
@@ -293,6 +484,8 @@ impl Hub {
             applied
         };
         metrics::counter!("gateway_records_received_total").increment(batch.len() as u64);
+        self.received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         metrics::counter!("gateway_events_delivered_total").increment(applied.delivered);
         for id in applied.slow {
             tracing::info!(session_id = %id, "closed a slow consumer");
@@ -320,6 +513,7 @@ impl Hub {
     }
 
     async fn checkpoint(&self) {
+        self.unlisten_unused();
         let due = self.local().checkpoint();
         if due.is_empty() {
             return;
@@ -364,7 +558,8 @@ impl Hub {
         id: Uuid,
         mut pending: Pending,
     ) -> anyhow::Result<Result<(), Refused>> {
-        loop {
+        for _ in 0..64 {
+            self.listen(&pending.socket.stream.topics).await?;
             let outcome = self.local().register(id, pending);
             match outcome {
                 Registered::Done => return Ok(Ok(())),
@@ -400,6 +595,7 @@ impl Hub {
                 }
             }
         }
+        anyhow::bail!("a registration did not settle")
     }
 
     /// Opens a new session for an identified socket: READY goes first, then whatever
@@ -496,10 +692,7 @@ impl Hub {
         match &outcome {
             Ok(Ok(_)) => {
                 self.bus
-                    .publish(BusMessage::Control(Control::TakenOver {
-                        session_id,
-                        epoch,
-                    }))
+                    .publish_control(Control::TakenOver { session_id, epoch })
                     .await;
             }
             // Refused after the take-over: the session is over.
@@ -619,6 +812,44 @@ impl Hub {
     }
 }
 
+/// How long a node waits for a batch's slices before it reads the batch from the
+/// outbox instead.
+const SLICE_WAIT: Duration = Duration::from_millis(250);
+
+/// A batch announced on a routed bus.
+struct Head {
+    prev: i64,
+    last: i64,
+    counts: Vec<(u16, u32)>,
+    missing: bool,
+    due: tokio::time::Instant,
+}
+
+/// What the follower holds between messages on a routed bus.
+#[derive(Default)]
+struct Routing {
+    slices: HashMap<(i64, u16), Vec<Record>>,
+    heads: VecDeque<Head>,
+    ephemeral_ids: VecDeque<u64>,
+    ephemeral_seen: HashSet<u64>,
+}
+
+impl Routing {
+    /// Whether an ephemeral event is seen for the first time.
+    fn seen(&mut self, id: u64) -> bool {
+        if !self.ephemeral_seen.insert(id) {
+            return false;
+        }
+        self.ephemeral_ids.push_back(id);
+        if self.ephemeral_ids.len() > 4096
+            && let Some(old) = self.ephemeral_ids.pop_front()
+        {
+            self.ephemeral_seen.remove(&old);
+        }
+        true
+    }
+}
+
 /// Follows the bus in order; checks the relay's cursor now and then for anything a
 /// lost message left out.
 async fn follow(
@@ -627,22 +858,34 @@ async fn follow(
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut routing = Routing::default();
     loop {
+        let due = routing.heads.front().map(|h| h.due);
         tokio::select! {
             message = rx.recv() => {
                 let Some(hub) = hub.upgrade() else { break };
                 match message {
-                    Ok(message) => hub.handle(&message).await,
+                    Ok(message) => {
+                        hub.handle(&message, &mut routing).await;
+                        hub.drain(&mut routing).await;
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "bus receiver lagged; catching up from the outbox");
+                        routing = Routing::default();
                         hub.catch_up().await;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))), if due.is_some() => {
+                let Some(hub) = hub.upgrade() else { break };
+                hub.drain(&mut routing).await;
+            }
             _ = tick.tick() => {
                 let Some(hub) = hub.upgrade() else { break };
-                hub.catch_up().await;
+                if routing.heads.is_empty() {
+                    hub.catch_up().await;
+                }
             }
         }
     }
