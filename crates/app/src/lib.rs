@@ -64,7 +64,7 @@ impl Application {
         .await?;
         let presences = synctalk_users::presence::Presences::new(
             pool.clone(),
-            hub.clone(),
+            &hub,
             Duration::from_millis(settings.presence_grace_ms),
         );
         let lost = presences.clone();
@@ -72,7 +72,7 @@ impl Application {
             let lost = lost.clone();
             Box::pin(async move {
                 for user in users {
-                    lost.refresh(user).await;
+                    lost.refresh(user);
                 }
             })
         }));

@@ -335,6 +335,13 @@ impl Authenticator for AuthService {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthUser, AppError>> {
         Box::pin(self.check(token))
     }
+
+    fn verify(&self, token: &str) -> Option<AuthUser> {
+        self.tokens.verify(token).map(|claims| AuthUser {
+            user_id: UserId(claims.sub),
+            session_id: SessionId(claims.sid),
+        })
+    }
 }
 
 fn parse_device_opt(value: Option<&str>, problem: &mut impl FnMut(&str, String)) -> Option<String> {

@@ -339,7 +339,12 @@ impl Socket {
         }
         let identify: Identify = serde_json::from_value(frame.d)
             .map_err(|_| (CloseCode::DecodeError, "IDENTIFY needs {token}"))?;
-        let auth = self.authenticate(&identify.token).await?;
+        // The signature here; the session in READY's snapshot (one query fewer).
+        let auth = self
+            .gateway
+            .authenticator
+            .verify(&identify.token)
+            .ok_or((CloseCode::AuthenticationFailed, "invalid token"))?;
         let session_id = uuid::Uuid::now_v7();
         let (opening, ready) = match self.snapshot(auth, session_id).await {
             Ok(Some(snapshot)) => snapshot,
@@ -386,10 +391,9 @@ impl Socket {
             .repeatable_read()
             .read_only()
             .run::<_, AppError, _>(async |conn| {
-                if !session_live(conn, auth).await? {
+                let Some(position) = session_live(conn, auth).await? else {
                     return Ok(None);
-                }
-                let position = crate::event::head(conn).await?;
+                };
                 let Some(user) = gateway.user.load(conn, auth).await? else {
                     return Ok(None);
                 };
@@ -502,25 +506,32 @@ impl Socket {
 }
 
 /// Whether the signed-in session is still live (in READY's snapshot: a logout that
-/// commits after it reaches the socket through the outbox instead).
+/// commits after it reaches the socket through the outbox instead), and if so the
+/// relay's position in the same snapshot.
 async fn session_live(
     conn: &mut synctalk_db::AsyncPgConnection,
     auth: AuthUser,
-) -> Result<bool, AppError> {
-    use diesel::prelude::*;
+) -> Result<Option<i64>, AppError> {
+    use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
     use diesel_async::RunQueryDsl;
-    use synctalk_db::schema::sessions;
-    let found: Option<uuid::Uuid> = sessions::table
-        .filter(sessions::id.eq(auth.session_id.0))
-        .filter(sessions::user_id.eq(auth.user_id.0))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(diesel::dsl::now))
-        .select(sessions::id)
-        .first(conn)
-        .await
-        .optional()
-        .map_err(AppError::internal)?;
-    Ok(found.is_some())
+    #[derive(diesel::QueryableByName)]
+    struct Start {
+        #[diesel(sql_type = Bool)]
+        live: bool,
+        #[diesel(sql_type = BigInt)]
+        position: i64,
+    }
+    let start: Start = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 \
+                        AND revoked_at IS NULL AND expires_at > now()) AS live, \
+                (SELECT position FROM outbox_relay WHERE id = 1) AS position",
+    )
+    .bind::<SqlUuid, _>(auth.session_id.0)
+    .bind::<SqlUuid, _>(auth.user_id.0)
+    .get_result(conn)
+    .await
+    .map_err(AppError::internal)?;
+    Ok(start.live.then_some(start.position))
 }
 
 async fn next(stream: &mut AggregatedMessageStream) -> Inbound {

@@ -32,6 +32,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks an access token (signature, expiry, live session) and says whose it is.
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<AuthUser, AppError>>;
+
+    /// Checks only what needs no database (signature, expiry), for a caller that
+    /// checks the session itself in a transaction of its own (the gateway's READY
+    /// snapshot). `None`: the token is invalid; callers that cannot check the session
+    /// must use [`Authenticator::authenticate`].
+    fn verify(&self, token: &str) -> Option<AuthUser>;
 }
 
 /// The shared handle under which the app registers its authenticator.

@@ -63,7 +63,11 @@ impl GatewayDomain for UsersGateway {
     ) -> BoxFuture<'a, Result<ReadyPart, AppError>> {
         Box::pin(async move {
             let list = relationships::list(conn, auth.user_id).await?;
-            let friends = relationships::friend_ids(conn, auth.user_id).await?;
+            let friends: Vec<UserId> = list
+                .iter()
+                .filter(|r| r.kind == relationships::RelationshipType::Friend)
+                .map(|r| r.id)
+                .collect();
             let presences = crate::presence::of(conn, &friends).await?;
             let topics = friends.into_iter().map(Topic::Profile).collect();
             ReadyPart::new(
@@ -102,7 +106,8 @@ impl GatewayDomain for UsersGateway {
     }
 
     fn connected<'a>(&'a self, auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {
-        Box::pin(self.presences.refresh(auth.user_id))
+        self.presences.refresh(auth.user_id);
+        Box::pin(async {})
     }
 
     fn disconnected<'a>(&'a self, auth: AuthUser, _session_id: uuid::Uuid) -> BoxFuture<'a, ()> {

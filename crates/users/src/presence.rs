@@ -4,16 +4,17 @@
 //! topic, which their friends listen to, and to the user's own sessions.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use synctalk_db::{AsyncPgConnection, Pool};
 use synctalk_gateway::{Ephemeral, Hub, Topic, gateway_event};
 use synctalk_kernel::{AppError, UserId};
+use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -66,35 +67,34 @@ pub struct Presence {
 
 gateway_event!(Presence, "PRESENCE_UPDATE", Users, ephemeral);
 
-/// Presence for one node.
+/// Presence for one node. Recomputations are queued and done in batches (one query
+/// for every user whose sockets changed meanwhile), so a burst of connects costs a
+/// few queries, not one each.
 #[derive(Clone)]
 pub struct Presences {
     pool: Pool,
-    hub: Arc<Hub>,
+    hub: Weak<Hub>,
     grace: Duration,
+    queue: mpsc::UnboundedSender<UserId>,
 }
 
 impl Presences {
     /// Presence on `hub`, with `grace` before a user with no socket is offline.
-    pub fn new(pool: Pool, hub: Arc<Hub>, grace: Duration) -> Self {
-        Self { pool, hub, grace }
+    pub fn new(pool: Pool, hub: &Arc<Hub>, grace: Duration) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let presences = Self {
+            pool,
+            hub: Arc::downgrade(hub),
+            grace,
+            queue,
+        };
+        tokio::spawn(presences.clone().recompute(rx));
+        presences
     }
 
-    /// Recomputes a user's presence and announces it when it changed.
-    pub async fn refresh(&self, user: UserId) {
-        let changed = async {
-            let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            compute(&mut conn, user, self.grace).await
-        }
-        .await;
-        match changed {
-            Ok(Some(status)) => {
-                self.announce(user, status, vec![Topic::Profile(user), Topic::User(user)])
-                    .await
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "presence update failed"),
-        }
+    /// Recomputes a user's presence soon and announces it if it changed.
+    pub fn refresh(&self, user: UserId) {
+        let _ = self.queue.send(user);
     }
 
     /// Recomputes after the grace (a socket went away; a reconnect within the grace is
@@ -103,12 +103,41 @@ impl Presences {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.grace + Duration::from_millis(50)).await;
-            this.refresh(user).await;
+            this.refresh(user);
         });
+    }
+
+    async fn recompute(self, mut rx: mpsc::UnboundedReceiver<UserId>) {
+        while let Some(first) = rx.recv().await {
+            let mut users = vec![first];
+            while users.len() < 1000 {
+                match rx.try_recv() {
+                    Ok(user) => users.push(user),
+                    Err(_) => break,
+                }
+            }
+            let changed = async {
+                let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                compute(&mut conn, &users, self.grace).await
+            }
+            .await;
+            match changed {
+                Ok(changed) => {
+                    for (user, status) in changed {
+                        self.announce(user, status, vec![Topic::Profile(user), Topic::User(user)])
+                            .await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, users = users.len(), "presence update failed"),
+            }
+        }
     }
 
     /// Sends a user's presence to some topics.
     pub async fn announce(&self, user: UserId, status: Status, topics: Vec<Topic>) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
         match Ephemeral::new(
             topics,
             &Presence {
@@ -116,7 +145,7 @@ impl Presences {
                 status,
             },
         ) {
-            Ok(event) => self.hub.publish_ephemeral(event).await,
+            Ok(event) => hub.publish_ephemeral(event).await,
             Err(error) => tracing::error!(?error, "presence not sent"),
         }
     }
@@ -136,43 +165,56 @@ impl Presences {
             .await
             .map_err(AppError::internal)?;
         drop(conn);
-        self.refresh(user).await;
+        self.refresh(user);
         Ok(())
     }
 }
 
-/// The new presence if it changed.
+/// The users whose presence changed, with the new one: over every socket of theirs
+/// on a live node (a dropped one counts for the grace).
 async fn compute(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    users: &[UserId],
     grace: Duration,
-) -> anyhow::Result<Option<Status>> {
+) -> anyhow::Result<Vec<(UserId, Status)>> {
     #[derive(QueryableByName)]
     struct Changed {
-        #[diesel(sql_type = Nullable<Text>)]
-        status: Option<String>,
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
+        #[diesel(sql_type = Text)]
+        status: String,
     }
+    let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
     let grace = i64::try_from(grace.as_millis()).unwrap_or(0);
-    let row: Changed = diesel::sql_query(
-        "WITH live AS ( \
-           SELECT g.status FROM gateway_sessions g JOIN gateway_nodes n ON n.id = g.node_id \
-           WHERE g.user_id = $1 AND n.last_seen_at > now() - interval '30 seconds' \
+    // dnd wins over online, online over idle; none at all is offline. Rows are upserted
+    // in id order, so two nodes' batches never deadlock.
+    let rows: Vec<Changed> = diesel::sql_query(
+        "WITH wanted AS (SELECT DISTINCT unnest($1::uuid[]) AS user_id), \
+         live AS ( \
+           SELECT g.user_id, g.status FROM gateway_sessions g JOIN gateway_nodes n ON n.id = g.node_id \
+           WHERE g.user_id IN (SELECT user_id FROM wanted) \
+             AND n.last_seen_at > now() - interval '30 seconds' \
              AND (g.connected OR g.last_seen_at > now() - make_interval(secs => $2::double precision / 1000)) \
          ), now_status AS ( \
-           SELECT CASE WHEN bool_or(status = 'dnd') THEN 'dnd' \
-                       WHEN bool_or(status = 'online') THEN 'online' \
-                       WHEN count(*) > 0 THEN 'idle' ELSE 'offline' END AS status FROM live \
-         ), upsert AS ( \
-           INSERT INTO presences (user_id, status) SELECT $1, status FROM now_status \
-           ON CONFLICT (user_id) DO UPDATE SET status = EXCLUDED.status, updated_at = now() \
-           WHERE presences.status IS DISTINCT FROM EXCLUDED.status RETURNING status \
-         ) SELECT (SELECT status FROM upsert) AS status",
+           SELECT w.user_id, \
+                  CASE WHEN bool_or(l.status = 'dnd') THEN 'dnd' \
+                       WHEN bool_or(l.status = 'online') THEN 'online' \
+                       WHEN count(l.status) > 0 THEN 'idle' ELSE 'offline' END AS status \
+           FROM wanted w LEFT JOIN live l ON l.user_id = w.user_id \
+           GROUP BY w.user_id ORDER BY w.user_id \
+         ) \
+         INSERT INTO presences (user_id, status) SELECT user_id, status FROM now_status \
+         ON CONFLICT (user_id) DO UPDATE SET status = EXCLUDED.status, updated_at = now() \
+         WHERE presences.status IS DISTINCT FROM EXCLUDED.status RETURNING user_id, status",
     )
-    .bind::<SqlUuid, _>(user.0)
+    .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<BigInt, _>(grace)
-    .get_result(conn)
+    .load(conn)
     .await?;
-    Ok(row.status.and_then(|s| Status::parse(&s)))
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((UserId(r.user_id), Status::parse(&r.status)?)))
+        .collect())
 }
 
 /// The presences of some users (offline when unknown).

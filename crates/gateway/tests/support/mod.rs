@@ -161,6 +161,14 @@ impl Authenticator for Tokens {
             }
         })
     }
+
+    fn verify(&self, token: &str) -> Option<AuthUser> {
+        let (user, session) = token.split_once(':')?;
+        Some(AuthUser {
+            user_id: user.parse().ok()?,
+            session_id: session.parse().ok()?,
+        })
+    }
 }
 
 struct Me;
