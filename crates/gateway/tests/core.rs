@@ -496,3 +496,43 @@ async fn on_nats_a_node_receives_only_the_topics_its_sockets_listen_to() {
         after.0 - before.0
     );
 }
+
+#[actix_web::test]
+async fn a_socket_gone_before_ready_leaves_no_session_marked_connected() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    for _ in 0..5 {
+        let mut ws = node.ws().await;
+        ws.send(json!({"op": 2, "d": {"token": alice.token()}}))
+            .await;
+        drop(ws);
+    }
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = node.conn().await;
+    let mut connected = i64::MAX;
+    for _ in 0..100 {
+        let n: N = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM gateway_sessions WHERE user_id = '{}' AND connected",
+            alice.id
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        connected = n.n;
+        if connected == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        connected, 0,
+        "every session whose socket went is marked dropped"
+    );
+    assert_eq!(node.hub.socket_count(), 0);
+}
