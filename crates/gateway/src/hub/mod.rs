@@ -124,6 +124,7 @@ pub struct Hub {
     /// receive it; batches up to there are read from the outbox for that shard.
     cold: Mutex<HashMap<u16, i64>>,
     received: std::sync::atomic::AtomicU64,
+    inserter: store::Inserter,
 }
 
 fn db<E: std::fmt::Display>(error: E) -> anyhow::Error {
@@ -152,7 +153,6 @@ impl Hub {
         drop(conn);
         let hub = Arc::new(Self {
             node_id,
-            pool,
             bus: bus.clone(),
             config,
             local: Mutex::new(Local::new(head, config.recent, bus.is_routed())),
@@ -162,6 +162,8 @@ impl Hub {
             lost_hooks: RwLock::new(Vec::new()),
             cold: Mutex::new(HashMap::new()),
             received: std::sync::atomic::AtomicU64::new(0),
+            inserter: store::Inserter::start(pool.clone(), node_id),
+            pool,
         });
         tokio::spawn(follow(Arc::downgrade(&hub), bus.subscribe()));
         tokio::spawn(checkpoints(Arc::downgrade(&hub)));
@@ -619,19 +621,15 @@ impl Hub {
             position: opening.position,
             topics: Arc::from(topics),
         };
-        {
-            let mut conn = self.pool.get().await.map_err(db)?;
-            store::insert(
-                &mut conn,
+        self.inserter
+            .insert(store::NewSession {
                 id,
-                opening.auth,
-                opening.domains,
-                self.node_id,
-                &base,
-                &opening.skip,
-            )
+                auth: opening.auth,
+                domains: opening.domains,
+                base: base.clone(),
+                skip: opening.skip.clone(),
+            })
             .await?;
-        }
         let socket = Socket {
             stream: Stream {
                 user: opening.auth.user_id,

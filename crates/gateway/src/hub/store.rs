@@ -18,30 +18,104 @@ fn topic_texts(topics: &[Topic]) -> Vec<String> {
     topics.iter().map(Topic::to_string).collect()
 }
 
-/// Creates a session at its base.
-pub(crate) async fn insert(
+/// A session to create at its base.
+pub(crate) struct NewSession {
+    pub id: Uuid,
+    pub auth: AuthUser,
+    pub domains: DomainSet,
+    pub base: Base,
+    pub skip: Vec<i64>,
+}
+
+type Done = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Creates sessions in batches: every IDENTIFY that arrives while one insert runs goes
+/// into the next, so a burst of sign-ins costs a few commits, not one each.
+#[derive(Clone)]
+pub(crate) struct Inserter {
+    queue: tokio::sync::mpsc::UnboundedSender<(NewSession, Done)>,
+}
+
+impl Inserter {
+    pub fn start(pool: synctalk_db::Pool, node: Uuid) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::unbounded_channel::<(NewSession, Done)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 500 {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<&NewSession> = batch.iter().map(|(s, _)| s).collect();
+                let result = async {
+                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    insert(&mut conn, node, &rows)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                for (_, done) in batch {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Creates one session (with whatever else is waiting).
+    pub async fn insert(&self, session: NewSession) -> anyhow::Result<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((session, done))
+            .map_err(|_| anyhow::anyhow!("the session writer stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("the session writer stopped"))?
+            .map_err(|e| anyhow::anyhow!("could not create the session: {e}"))
+    }
+}
+
+async fn insert(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    auth: AuthUser,
-    domains: DomainSet,
     node: Uuid,
-    base: &Base,
-    skip: &[i64],
+    rows: &[&NewSession],
 ) -> diesel::QueryResult<()> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let users: Vec<Uuid> = rows.iter().map(|r| r.auth.user_id.0).collect();
+    let sessions: Vec<Uuid> = rows.iter().map(|r| r.auth.session_id.0).collect();
+    let domains: Vec<String> = rows.iter().map(|r| r.domains.names().join(",")).collect();
+    let positions: Vec<i64> = rows.iter().map(|r| r.base.position).collect();
+    let topics: Vec<String> = rows
+        .iter()
+        .map(|r| topic_texts(&r.base.topics).join(","))
+        .collect();
+    let skips: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.skip
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
     diesel::sql_query(
         "INSERT INTO gateway_sessions \
            (id, user_id, auth_session_id, domains, node_id, base_seq, base_position, base_topics, base_skip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         SELECT v.id, v.user_id, v.auth_session_id, string_to_array(v.domains, ','), $8, 0, v.position, \
+                string_to_array(v.topics, ','), coalesce(string_to_array(nullif(v.skip, ''), ',')::bigint[], '{}') \
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
+              AS v(id, user_id, auth_session_id, domains, position, topics, skip)",
     )
-    .bind::<SqlUuid, _>(id)
-    .bind::<SqlUuid, _>(auth.user_id.0)
-    .bind::<SqlUuid, _>(auth.session_id.0)
-    .bind::<Array<Text>, _>(domains.names())
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&users)
+    .bind::<Array<SqlUuid>, _>(&sessions)
+    .bind::<Array<Text>, _>(&domains)
+    .bind::<Array<BigInt>, _>(&positions)
+    .bind::<Array<Text>, _>(&topics)
+    .bind::<Array<Text>, _>(&skips)
     .bind::<SqlUuid, _>(node)
-    .bind::<BigInt, _>(base.seq)
-    .bind::<BigInt, _>(base.position)
-    .bind::<Array<Text>, _>(topic_texts(&base.topics))
-    .bind::<Array<BigInt>, _>(skip)
     .execute(conn)
     .await?;
     Ok(())
