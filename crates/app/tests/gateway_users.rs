@@ -1,5 +1,7 @@
-//! The gateway protocol over real sockets: HELLO, IDENTIFY, heartbeats, sequence
-//! numbers, resume, and every way of getting closed.
+//! The users gateway end to end, in the app as deployed: the protocol over real
+//! sockets (HELLO, IDENTIFY, heartbeats, sequence numbers, resume, every way of getting
+//! closed). The core itself is tested with a domain of its own in
+//! `crates/gateway/tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
