@@ -20,7 +20,7 @@ CREATE TABLE outbox (
     payload    jsonb       NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE UNIQUE INDEX outbox_by_position ON outbox (position);
+CREATE UNIQUE INDEX outbox_by_position ON outbox (position) WHERE position IS NOT NULL;
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE position IS NULL;
 -- Resume and gap filling read one session's topics, never the whole range.
 CREATE INDEX outbox_by_topic ON outbox (topic, position) WHERE position IS NOT NULL;
