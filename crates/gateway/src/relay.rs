@@ -77,8 +77,11 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     let mut last_prune = Instant::now();
     loop {
         let (prev, records) = mark(&mut conn).await?;
-        let busy = !records.is_empty();
-        if busy {
+        // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
+        // under load one numbering (and one commit) covers many appends instead of
+        // the relay committing after every one or two.
+        let full = records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        if !records.is_empty() {
             publish(bus, prev, records).await;
         }
         if last_prune.elapsed() >= config.prune_every {
@@ -89,7 +92,7 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
                 Err(error) => tracing::warn!(%error, "outbox pruning failed"),
             }
         }
-        if !busy {
+        if !full {
             tokio::time::sleep(config.poll).await;
         }
     }
