@@ -86,17 +86,26 @@ async fn an_event_too_large_for_the_bus_still_arrives_in_order() {
     assert_eq!(got, [(1, 5), (2, 64 * 1024), (3, 3)]);
 }
 
-async fn count(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+/// How many outbox rows match `filter`.
+async fn rows(conn: &mut diesel_async::AsyncPgConnection, filter: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct N {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let n: N = diesel::sql_query("SELECT count(*) AS n FROM outbox")
+    let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM outbox WHERE {filter}"))
         .get_result(conn)
         .await
         .unwrap();
     n.n
+}
+
+async fn count(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    rows(conn, "true").await
+}
+
+async fn count_unpublished(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    rows(conn, "position IS NULL").await
 }
 
 #[actix_web::test]
@@ -183,17 +192,4 @@ async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_ba
         (30 + 10_000, 2000),
         "in batches, down to the slowest node"
     );
-}
-
-async fn count_unpublished(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let n: N = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE position IS NULL")
-        .get_result(conn)
-        .await
-        .unwrap();
-    n.n
 }
