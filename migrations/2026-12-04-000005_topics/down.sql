@@ -1,3 +1,4 @@
+DROP FUNCTION outbox_append(text[], text[], text[], text[], text[]);
 ALTER TABLE gateway_nodes DROP COLUMN position;
 
 DROP TABLE gateway_sessions;

@@ -24,6 +24,29 @@ CREATE UNIQUE INDEX outbox_by_position ON outbox (position) WHERE position IS NO
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE position IS NULL;
 -- Resume and gap filling read one session's topics, never the whole range.
 CREATE INDEX outbox_by_topic ON outbox (topic, position) WHERE position IS NOT NULL;
+-- Rows are numbered (updated) once, soon after they are written: vacuum early, so the
+-- index of unpublished rows stays small and the planner's picture stays true.
+ALTER TABLE outbox SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.01
+);
+
+-- Appends rows in order, after taking the advisory locks of their topics in one fixed
+-- order (held to commit): writers of one topic commit one after the other, writers of
+-- different topics never wait on each other, and two appends cannot deadlock. A
+-- function, so its plans are prepared once per connection.
+CREATE FUNCTION outbox_append(topics text[], kinds text[], domains text[], names text[], payloads text[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(k)
+    FROM (SELECT DISTINCT hashtextextended(t, 7307) AS k FROM unnest(topics) AS t ORDER BY k) AS keys;
+    INSERT INTO outbox (topic, kind, domain, name, payload)
+    SELECT u.topic, u.kind, u.domain, u.name, u.payload::jsonb
+    FROM unnest(topics, kinds, domains, names, payloads) WITH ORDINALITY AS u(topic, kind, domain, name, payload, n)
+    ORDER BY u.n;
+END
+$$;
 
 -- Gateway sessions keep a base from which any node recomputes what the session was
 -- sent: the sequence number and outbox position at that point, the topics it

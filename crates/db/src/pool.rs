@@ -78,6 +78,10 @@ pub async fn connect_with(
     use diesel_async::SimpleAsyncConnection;
     let setup = limits.sql();
     let mut config = diesel_async::pooled_connection::ManagerConfig::<AsyncPgConnection>::default();
+    // No test query on every checkout (it was a round trip and a transaction per
+    // query): a connection whose socket closed or whose transaction broke is still
+    // dropped when it is returned, and a dead one fails its first query.
+    config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |url| {
         let (url, setup) = (url.to_owned(), setup.clone());
         Box::pin(async move {

@@ -198,26 +198,14 @@ pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::
     let domains: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload.get()).collect();
-    diesel::sql_query(
-        "WITH locked AS ( \
-           SELECT count(pg_advisory_xact_lock(k)) AS n FROM ( \
-             SELECT DISTINCT hashtextextended(t, 7307) AS k FROM unnest($1::text[]) AS t ORDER BY k \
-           ) AS keys \
-         ) \
-         INSERT INTO outbox (topic, kind, domain, name, payload) \
-         SELECT u.topic, u.kind, u.domain, u.name, u.payload::jsonb \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-              WITH ORDINALITY AS u(topic, kind, domain, name, payload, n) \
-         WHERE (SELECT n FROM locked) >= 0 \
-         ORDER BY u.n",
-    )
-    .bind::<Array<Text>, _>(&topics)
-    .bind::<Array<Text>, _>(&kinds)
-    .bind::<Array<Text>, _>(&domains)
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<Text>, _>(&payloads)
-    .execute(conn)
-    .await?;
+    diesel::sql_query("SELECT outbox_append($1, $2, $3, $4, $5)")
+        .bind::<Array<Text>, _>(&topics)
+        .bind::<Array<Text>, _>(&kinds)
+        .bind::<Array<Text>, _>(&domains)
+        .bind::<Array<Text>, _>(&names)
+        .bind::<Array<Text>, _>(&payloads)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

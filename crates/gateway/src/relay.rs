@@ -119,8 +119,8 @@ async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)
         payload: String,
     }
     let rows: Vec<Marked> = diesel::sql_query(
-        "WITH cursor AS (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
-         picked AS ( \
+        "WITH cursor AS MATERIALIZED (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
+         picked AS MATERIALIZED ( \
            SELECT id, row_number() OVER (ORDER BY id) AS n FROM ( \
              SELECT id FROM outbox WHERE position IS NULL ORDER BY id LIMIT $1 \
            ) AS oldest \
