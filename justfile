@@ -32,3 +32,13 @@ db-reset:
 # Benchmark idle gateway sockets (SOCKETS, NODES, RATE, CLIENTS); writes bench/results/.
 bench:
     bash bench/run.sh
+
+# Event-write throughput: the server's PATCH /users/@me against pgbench doing the same
+# writes (CLIENTS, DURATION, WARMUP, PAIRS, PGBENCH_MODE, POOL); writes bench/results/.
+bench-writes:
+    bash bench/writes.sh
+
+# Resuming sessions over an outbox of a million rows (ROWS, SESSIONS, EVENTS,
+# PREPUBLISHED); writes bench/results/.
+bench-resume-big:
+    bash bench/resume-big.sh

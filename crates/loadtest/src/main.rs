@@ -1,4 +1,8 @@
-//! `synctalk-load`: an open-loop load tool for the gateways.
+//! `synctalk-load`: the load tool behind the bench recipes.
+//!
+//! - `idle`: idle authenticated gateway sockets (open loop, below).
+//! - `writes`: closed-loop event-writing requests (`PATCH /users/@me`), see [`writes`].
+//! - `resume-big`: resuming sessions over an outbox of a million rows, see [`resume`].
 //!
 //! `synctalk-load idle` registers users, then opens gateway sockets at a fixed rate
 //! (each one HELLO, IDENTIFY, READY), whatever the server's pace, records how long each
@@ -6,6 +10,9 @@
 //! time, and samples the servers' resident memory before and after. Results go to a
 //! JSON file. Every loop is bounded in count and time; it only talks to the URLs given
 //! (loopback in the bench recipe).
+
+mod resume;
+mod writes;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,7 +25,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Parser)]
 #[command(
     name = "synctalk-load",
-    about = "Open-loop load tool for SyncTalk gateways"
+    about = "Load tool for SyncTalk: idle sockets, event writes, resumes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +36,10 @@ struct Cli {
 enum Mode {
     /// Idle authenticated sockets: how many a node holds, and its memory per socket.
     Idle(IdleArgs),
+    /// Closed-loop event writes: concurrent clients sending `PATCH /users/@me`.
+    Writes(writes::WritesArgs),
+    /// Resume dropped sessions over an outbox of (by default) a million rows.
+    ResumeBig(resume::ResumeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +80,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Mode::Idle(args) => actix_web::rt::System::new().block_on(idle(args)),
+        Mode::Writes(args) => actix_web::rt::System::new().block_on(writes::run(args)),
+        Mode::ResumeBig(args) => actix_web::rt::System::new().block_on(resume::run(args)),
     }
 }
 
@@ -79,6 +92,22 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 async fn register(client: &awc::Client, base: &str, username: &str) -> anyhow::Result<String> {
+    Ok(register_user(client, base, username).await?.access_token)
+}
+
+/// A registered account: its access token and the user (`CurrentUser`) it got back.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Account {
+    pub(crate) username: String,
+    pub(crate) access_token: String,
+    pub(crate) user: Value,
+}
+
+pub(crate) async fn register_user(
+    client: &awc::Client,
+    base: &str,
+    username: &str,
+) -> anyhow::Result<Account> {
     let body = json!({"username": username, "email": format!("{username}@load.test"), "password": "load-test-password"});
     let mut res = client
         .post(format!("{base}/api/v1/auth/register"))
@@ -89,10 +118,45 @@ async fn register(client: &awc::Client, base: &str, username: &str) -> anyhow::R
         .json()
         .await
         .map_err(|e| anyhow::anyhow!("register body: {e}"))?;
-    value["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("register {username} failed: {value}"))
+    match value["access_token"].as_str() {
+        Some(token) if value["user"].is_object() => Ok(Account {
+            username: username.to_owned(),
+            access_token: token.to_owned(),
+            user: value["user"].clone(),
+        }),
+        _ => anyhow::bail!("register {username} failed: {value}"),
+    }
+}
+
+/// Percentiles of a histogram of microseconds, in milliseconds.
+pub(crate) fn latency_ms(h: &Histogram<u64>) -> Value {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "p50": ms(h.value_at_quantile(0.50)),
+        "p90": ms(h.value_at_quantile(0.90)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p999": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+        "mean": h.mean() / 1000.0,
+    })
+}
+
+/// Prints the results and writes them to `out` when given.
+pub(crate) fn emit(result: &Value, out: Option<&str>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(result)?;
+    println!("{text}");
+    if let Some(path) = out {
+        std::fs::write(path, text + "\n")?;
+    }
+    Ok(())
+}
+
+/// A microsecond count for a histogram (at least 1).
+pub(crate) fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[derive(Default)]
