@@ -2,7 +2,7 @@
 # The `bench-resume-big` recipe: sessions that were away while the outbox grew by a
 # million rows resume, and how long RESUME -> RESUMED takes.
 #
-# One server with its own (durable) cluster under target/bench-data; the server and
+# One server with its own (durable) cluster under target/bench-data-resume; the server and
 # PostgreSQL on CPU $SERVER_CPU, the load tool on CPU $LOAD_CPU. synctalk-load resume-big
 # opens SESSIONS sessions for one user and drops them (no close frame), appends ROWS
 # outbox rows for other users' topics on the same database (port and password from the
@@ -16,7 +16,7 @@
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: first wait, up to QUIET_WAIT s, until the machine is idle)
 #   SLOW_MS (log statements slower than this many ms, and every autovacuum, in
-#            target/bench-data/postgres.log)
+#            target/bench-data-resume/postgres.log)
 # Results: bench/results/resume-big-<date>.json and a line in bench/results/summary.md.
 # Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -40,7 +40,7 @@ else
   server_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   git diff --quiet HEAD -- crates migrations vendor Cargo.toml Cargo.lock 2>/dev/null || server_rev="$server_rev+changes"
 fi
-data=target/bench-data
+data=${DATA_DIR:-target/bench-data-resume}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 rm -rf "$data"
 mkdir -p bench/results "$data"
@@ -63,7 +63,7 @@ for p in "$postmaster" $(pgrep -P "$postmaster" || true); do
   taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null
 done
 
-# SLOW_MS: log every statement slower than this to target/bench-data/postgres.log.
+# SLOW_MS: log every statement slower than this to target/bench-data-resume/postgres.log.
 if [ -n "${SLOW_MS:-}" ]; then
   PGPASSWORD=$(cat "$data/password") psql -h 127.0.0.1 -p "$(cat "$data/port")" -U synctalk -d synctalk -qAtX \
     -c "ALTER SYSTEM SET log_min_duration_statement = $SLOW_MS" \

@@ -3,7 +3,7 @@
 # the same writes on the same database, in the same run, with PostgreSQL durable (the
 # server's own cluster keeps PostgreSQL's defaults: fsync and synchronous_commit on).
 #
-# One server with its own cluster under target/bench-data. The server and PostgreSQL
+# One server with its own cluster under target/bench-data-writes. The server and PostgreSQL
 # run on CPU $SERVER_CPU, the load tool and pgbench on CPU $LOAD_CPU (taskset). Then,
 # PAIRS times, in alternating order:
 #   server   synctalk-load writes: CLIENTS closed-loop clients, one account each,
@@ -49,7 +49,7 @@ else
   server_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   git diff --quiet HEAD -- crates migrations vendor Cargo.toml Cargo.lock 2>/dev/null || server_rev="$server_rev+changes"
 fi
-data=target/bench-data
+data=${DATA_DIR:-target/bench-data-writes}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # A fresh database every run, so runs compare.
 rm -rf "$data"
