@@ -228,3 +228,44 @@ impl Gateway {
             .service(web::resource("/gateway/{domain}").route(web::get().to(session::single)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Part {
+        rooms: Vec<u32>,
+    }
+
+    #[test]
+    fn two_ready_parts_cannot_write_the_same_key() {
+        let mut ready = Ready::default();
+        ready.insert("user", Value::Null).unwrap();
+        let part = ReadyPart::new(&Part { rooms: vec![1] }, vec![]).unwrap();
+        ready.merge(part).unwrap();
+        let again = ReadyPart::new(&Part { rooms: vec![2] }, vec![]).unwrap();
+        assert!(ready.merge(again).is_err(), "a second `rooms` is refused");
+        assert!(ready.insert("user", Value::Null).is_err());
+        assert!(
+            ReadyPart::new(&vec![1], vec![]).is_err(),
+            "a part is an object"
+        );
+    }
+
+    #[test]
+    fn a_payload_that_fails_to_serialize_is_an_error_not_null() {
+        // JSON object keys must be strings: this map cannot be serialized.
+        #[derive(Serialize)]
+        struct Bad {
+            map: std::collections::HashMap<(u8, u8), u8>,
+        }
+        gateway_event!(Bad, "BAD", Users, replayed);
+        let bad = Bad {
+            map: [((1, 2), 3)].into_iter().collect(),
+        };
+        let topic = Topic::User(synctalk_kernel::UserId::new());
+        assert!(Outgoing::event(topic, &bad).is_err());
+        assert!(ReadyPart::new(&bad, vec![]).is_err());
+    }
+}
