@@ -92,15 +92,15 @@ impl Application {
             pool.clone(),
             &settings.auth_config(jwt_secret),
         )?);
-        let gateway = web::Data::new(Gateway {
-            hub: hub.clone(),
-            domains: vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
+        let gateway = web::Data::new(Gateway::new(
+            hub.clone(),
+            vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
                 presences.clone(),
             ))],
-            authenticator: Arc::new(auth.get_ref().clone()),
-            user: Arc::new(ReadyMe),
-            config: settings.gateway_config(),
-        });
+            Arc::new(auth.get_ref().clone()),
+            Arc::new(ReadyMe),
+            settings.gateway_config(),
+        ));
         let presences = web::Data::new(presences);
         let bus_data = web::Data::new(bus.clone());
         let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
@@ -227,17 +227,27 @@ impl synctalk_gateway::ReadyUser for ReadyMe {
     fn load<'a>(
         &'a self,
         conn: &'a mut synctalk_db::AsyncPgConnection,
-        auth: synctalk_kernel::AuthUser,
-    ) -> synctalk_gateway::BoxFuture<'a, Result<Option<serde_json::Value>, synctalk_kernel::AppError>>
-    {
+        auths: &'a [synctalk_kernel::AuthUser],
+    ) -> synctalk_gateway::BoxFuture<
+        'a,
+        Result<Vec<Option<serde_json::Value>>, synctalk_kernel::AppError>,
+    > {
         Box::pin(async move {
-            let Some(user) = synctalk_users::repo::find(conn, auth.user_id).await? else {
-                return Ok(None);
-            };
-            let me = synctalk_users::dto::CurrentUser::from(user);
-            serde_json::to_value(me)
-                .map(Some)
-                .map_err(synctalk_kernel::AppError::internal)
+            let ids: Vec<synctalk_kernel::UserId> = auths.iter().map(|a| a.user_id).collect();
+            let found = synctalk_users::repo::find_many(conn, &ids).await?;
+            auths
+                .iter()
+                .map(|auth| {
+                    found
+                        .iter()
+                        .find(|u| u.id == auth.user_id)
+                        .map(|u| {
+                            serde_json::to_value(synctalk_users::dto::CurrentUser::from(u.clone()))
+                                .map_err(synctalk_kernel::AppError::internal)
+                        })
+                        .transpose()
+                })
+                .collect()
         })
     }
 }

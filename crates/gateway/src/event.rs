@@ -452,6 +452,32 @@ pub async fn unpublished(
     Ok(ids.into_iter().map(|i| i.id).collect())
 }
 
+/// The ids and topics of committed rows of `topics` that the relay has not published
+/// yet.
+pub async fn unpublished_of(
+    conn: &mut AsyncPgConnection,
+    topics: &[Topic],
+) -> diesel::QueryResult<Vec<(i64, Topic)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        topic: String,
+    }
+    let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT id, topic FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
+    )
+    .bind::<Array<Text>, _>(&topics)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.id, r.topic.parse().ok()?)))
+        .collect())
+}
+
 /// Whether every row of `ids` has been published, and the highest position among them.
 pub async fn published(
     conn: &mut AsyncPgConnection,

@@ -117,14 +117,16 @@ pub trait GatewayDomain: Send + Sync + 'static {
     /// Which domain.
     fn domain(&self) -> Domain;
 
-    /// Its READY part and the topics a session of `auth` listens to, read on `conn`,
-    /// which is inside READY's repeatable-read snapshot: no event can fall between
-    /// READY and the first live event, and none arrives twice.
+    /// The READY part and the topics of a session for each of `auths` (in order), read
+    /// on `conn`, which is inside READY's repeatable-read snapshot: no event can fall
+    /// between READY and the first live event, and none arrives twice. Identifies that
+    /// arrive together are served by one snapshot, so read them in as few queries as
+    /// you can.
     fn ready<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        auth: AuthUser,
-    ) -> BoxFuture<'a, Result<ReadyPart, AppError>>;
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<ReadyPart>, AppError>>;
 
     /// The op 12 commands (`t`) it handles.
     fn commands(&self) -> &'static [&'static str] {
@@ -162,12 +164,12 @@ pub trait GatewayDomain: Send + Sync + 'static {
 /// Loads READY's `user` (the users crate's `@me`) inside READY's snapshot; `None`
 /// when the user is gone.
 pub trait ReadyUser: Send + Sync + 'static {
-    /// The user, as READY shows it.
+    /// Each user of `auths` (in order), as READY shows them.
     fn load<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        auth: AuthUser,
-    ) -> BoxFuture<'a, Result<Option<Value>, AppError>>;
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, AppError>>;
 }
 
 /// Gateway settings.
@@ -205,13 +207,31 @@ pub struct Gateway {
     pub domains: Vec<Arc<dyn GatewayDomain>>,
     /// Checks tokens.
     pub authenticator: Arc<dyn synctalk_kernel::Authenticator>,
-    /// Loads READY's `user`.
-    pub user: Arc<dyn ReadyUser>,
     /// Settings.
     pub config: GatewayConfig,
+    snapshots: session::Snapshots,
 }
 
 impl Gateway {
+    /// A gateway over `hub` with these domains (needs a running tokio runtime: READY
+    /// snapshots are taken by a task of their own, several identifies at a time).
+    pub fn new(
+        hub: Arc<Hub>,
+        domains: Vec<Arc<dyn GatewayDomain>>,
+        authenticator: Arc<dyn synctalk_kernel::Authenticator>,
+        user: Arc<dyn ReadyUser>,
+        config: GatewayConfig,
+    ) -> Self {
+        let snapshots = session::Snapshots::start(hub.pool().clone(), domains.clone(), user);
+        Self {
+            hub,
+            domains,
+            authenticator,
+            config,
+            snapshots,
+        }
+    }
+
     fn domain(&self, domain: Domain) -> Option<&Arc<dyn GatewayDomain>> {
         self.domains.iter().find(|d| d.domain() == domain)
     }

@@ -375,60 +375,21 @@ impl Socket {
         }
     }
 
-    /// READY and what the session listens to, from one repeatable-read snapshot that
-    /// also fixes the outbox position READY reflects. `None`: the session or the
-    /// user is gone.
+    /// READY and what the session listens to (see [`Snapshots`]). `None`: the session
+    /// or the user is gone.
     async fn snapshot(
         &self,
         auth: AuthUser,
         session_id: uuid::Uuid,
     ) -> Result<Option<(Opening, String)>, AppError> {
-        let gateway = self.gateway.clone();
-        let domains = self.domains;
-        let mut conn = synctalk_db::conn(gateway.hub.pool()).await?;
-        let loaded = conn
-            .build_transaction()
-            .repeatable_read()
-            .read_only()
-            .run::<_, AppError, _>(async |conn| {
-                let Some(position) = session_live(conn, auth).await? else {
-                    return Ok(None);
-                };
-                let Some(user) = gateway.user.load(conn, auth).await? else {
-                    return Ok(None);
-                };
-                let mut ready = Ready::default();
-                ready.insert("user", user)?;
-                for domain in domains.iter() {
-                    if let Some(handler) = gateway.domain(domain) {
-                        ready.merge(handler.ready(conn, auth).await?)?;
-                    }
-                }
-                let (mut fields, mut topics) = ready.into_parts();
-                topics.extend(crate::Topic::pinned(auth.user_id, auth.session_id));
-                topics.sort_unstable();
-                topics.dedup();
-                let skip = crate::event::unpublished(conn, &topics).await?;
-                fields.insert("session_id".into(), Value::String(session_id.to_string()));
-                fields.insert(
-                    "domains".into(),
-                    Value::Array(domains.names().into_iter().map(Value::String).collect()),
-                );
-                let frame = Frame::dispatch("READY", None, Value::Object(fields)).to_text();
-                Ok(Some((
-                    Opening {
-                        session_id,
-                        auth,
-                        domains,
-                        position,
-                        topics,
-                        skip,
-                    },
-                    frame,
-                )))
+        self.gateway
+            .snapshots
+            .take(Wanted {
+                auth,
+                session_id,
+                domains: self.domains,
             })
-            .await?;
-        Ok(loaded)
+            .await
     }
 
     async fn resume(
@@ -505,33 +466,207 @@ impl Socket {
     }
 }
 
-/// Whether the signed-in session is still live (in READY's snapshot: a logout that
-/// commits after it reaches the socket through the outbox instead), and if so the
-/// relay's position in the same snapshot.
-async fn session_live(
-    conn: &mut synctalk_db::AsyncPgConnection,
+/// One identify's request for READY.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted {
     auth: AuthUser,
-) -> Result<Option<i64>, AppError> {
-    use diesel::sql_types::{BigInt, Bool, Uuid as SqlUuid};
+    session_id: uuid::Uuid,
+    domains: DomainSet,
+}
+
+type Snapshot = Result<Option<(Opening, String)>, AppError>;
+
+/// Takes READY snapshots for the identifies that arrive together: one repeatable-read
+/// transaction (the signed-in sessions still live, the relay's position, each
+/// domain's part and topics, the committed but unpublished rows those topics already
+/// reflect) serves them all, so a burst of identifies costs a few queries each batch
+/// rather than each socket.
+pub(crate) struct Snapshots {
+    queue: tokio::sync::mpsc::UnboundedSender<(Wanted, tokio::sync::oneshot::Sender<Snapshot>)>,
+}
+
+/// The most identifies one snapshot serves.
+const SNAPSHOT_BATCH: usize = 128;
+
+impl Snapshots {
+    pub(crate) fn start(
+        pool: synctalk_db::Pool,
+        domains: Vec<Arc<dyn crate::GatewayDomain>>,
+        user: Arc<dyn crate::ReadyUser>,
+    ) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+            Wanted,
+            tokio::sync::oneshot::Sender<Snapshot>,
+        )>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < SNAPSHOT_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let wanted: Vec<Wanted> = batch.iter().map(|(w, _)| *w).collect();
+                match snapshot(&pool, &domains, user.as_ref(), &wanted).await {
+                    Ok(results) => {
+                        for ((_, done), result) in batch.into_iter().zip(results) {
+                            let _ = done.send(Ok(result));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            ?error,
+                            identifies = wanted.len(),
+                            "could not take READY snapshots"
+                        );
+                        for (_, done) in batch {
+                            let _ = done.send(Err(AppError::new(
+                                ErrorCode::ServiceUnavailable,
+                                "could not load READY",
+                            )));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    async fn take(&self, wanted: Wanted) -> Snapshot {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let gone = || AppError::internal(anyhow::anyhow!("the READY snapshot task stopped"));
+        self.queue.send((wanted, done)).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}
+
+async fn snapshot(
+    pool: &synctalk_db::Pool,
+    domains: &[Arc<dyn crate::GatewayDomain>],
+    user: &dyn crate::ReadyUser,
+    wanted: &[Wanted],
+) -> Result<Vec<Option<(Opening, String)>>, AppError> {
+    let mut conn = synctalk_db::conn(pool).await?;
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run::<_, AppError, _>(async |conn| {
+            let (live, position) = sessions_live(conn, wanted).await?;
+            let auths: Vec<AuthUser> = wanted.iter().map(|w| w.auth).collect();
+            let users = user.load(conn, &auths).await?;
+            let mut readies: Vec<Ready> = wanted.iter().map(|_| Ready::default()).collect();
+            for (ready, user) in readies.iter_mut().zip(&users) {
+                if let Some(user) = user {
+                    ready.insert("user", user.clone())?;
+                }
+            }
+            for handler in domains {
+                let carried: Vec<usize> = (0..wanted.len())
+                    .filter(|i| live[*i] && wanted[*i].domains.contains(handler.domain()))
+                    .collect();
+                if carried.is_empty() {
+                    continue;
+                }
+                let auths: Vec<AuthUser> = carried.iter().map(|i| wanted[*i].auth).collect();
+                let parts = handler.ready(conn, &auths).await?;
+                if parts.len() != carried.len() {
+                    return Err(AppError::internal(anyhow::anyhow!(
+                        "the {} domain returned {} READY parts for {} sockets",
+                        handler.domain().as_str(),
+                        parts.len(),
+                        carried.len()
+                    )));
+                }
+                for (i, part) in carried.into_iter().zip(parts) {
+                    readies[i].merge(part)?;
+                }
+            }
+            let mut out = Vec::with_capacity(wanted.len());
+            let mut all_topics = Vec::new();
+            let mut assembled = Vec::with_capacity(wanted.len());
+            for ((w, ready), user) in wanted.iter().zip(readies).zip(&users) {
+                let (fields, mut topics) = ready.into_parts();
+                topics.extend(crate::Topic::pinned(w.auth.user_id, w.auth.session_id));
+                topics.sort_unstable();
+                topics.dedup();
+                all_topics.extend(topics.iter().copied());
+                assembled.push((fields, topics, user.is_some()));
+            }
+            all_topics.sort_unstable();
+            all_topics.dedup();
+            let unpublished = crate::event::unpublished_of(conn, &all_topics).await?;
+            for ((w, (mut fields, topics, found)), live) in wanted.iter().zip(assembled).zip(&live)
+            {
+                if !found || !live {
+                    out.push(None);
+                    continue;
+                }
+                let skip: Vec<i64> = unpublished
+                    .iter()
+                    .filter(|(_, topic)| topics.binary_search(topic).is_ok())
+                    .map(|(id, _)| *id)
+                    .collect();
+                fields.insert("session_id".into(), Value::String(w.session_id.to_string()));
+                fields.insert(
+                    "domains".into(),
+                    Value::Array(w.domains.names().into_iter().map(Value::String).collect()),
+                );
+                let frame = Frame::dispatch("READY", None, Value::Object(fields)).to_text();
+                out.push(Some((
+                    Opening {
+                        session_id: w.session_id,
+                        auth: w.auth,
+                        domains: w.domains,
+                        position,
+                        topics,
+                        skip,
+                    },
+                    frame,
+                )));
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Which of the signed-in sessions are still live (in READY's snapshot: a logout that
+/// commits after it reaches the socket through the outbox instead), and the relay's
+/// position in the same snapshot.
+async fn sessions_live(
+    conn: &mut synctalk_db::AsyncPgConnection,
+    wanted: &[Wanted],
+) -> Result<(Vec<bool>, i64), AppError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Uuid as SqlUuid};
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
-    struct Start {
-        #[diesel(sql_type = Bool)]
-        live: bool,
+    struct Live {
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        id: Option<uuid::Uuid>,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        user_id: Option<uuid::Uuid>,
         #[diesel(sql_type = BigInt)]
         position: i64,
     }
-    let start: Start = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 \
-                        AND revoked_at IS NULL AND expires_at > now()) AS live, \
-                (SELECT position FROM outbox_relay WHERE id = 1) AS position",
+    let ids: Vec<uuid::Uuid> = wanted.iter().map(|w| w.auth.session_id.0).collect();
+    let rows: Vec<Live> = diesel::sql_query(
+        "SELECT s.id, s.user_id, r.position FROM outbox_relay r \
+         LEFT JOIN sessions s ON s.id = ANY($1) AND s.revoked_at IS NULL AND s.expires_at > now() \
+         WHERE r.id = 1",
     )
-    .bind::<SqlUuid, _>(auth.session_id.0)
-    .bind::<SqlUuid, _>(auth.user_id.0)
-    .get_result(conn)
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(conn)
     .await
     .map_err(AppError::internal)?;
-    Ok(start.live.then_some(start.position))
+    let position = <[Live]>::first(&rows).map_or(0, |r| r.position);
+    let live = wanted
+        .iter()
+        .map(|w| {
+            rows.iter()
+                .any(|r| r.id == Some(w.auth.session_id.0) && r.user_id == Some(w.auth.user_id.0))
+        })
+        .collect();
+    Ok((live, position))
 }
 
 async fn next(stream: &mut AggregatedMessageStream) -> Inbound {

@@ -59,24 +59,40 @@ impl GatewayDomain for UsersGateway {
     fn ready<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        auth: AuthUser,
-    ) -> BoxFuture<'a, Result<ReadyPart, AppError>> {
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<ReadyPart>, AppError>> {
         Box::pin(async move {
-            let list = relationships::list(conn, auth.user_id).await?;
-            let friends: Vec<UserId> = list
-                .iter()
-                .filter(|r| r.kind == relationships::RelationshipType::Friend)
-                .map(|r| r.id)
-                .collect();
-            let presences = crate::presence::of(conn, &friends).await?;
-            let topics = friends.into_iter().map(Topic::Profile).collect();
-            ReadyPart::new(
-                &UsersReady {
-                    relationships: list,
-                    presences,
-                },
-                topics,
-            )
+            let users: Vec<UserId> = auths.iter().map(|a| a.user_id).collect();
+            let lists = relationships::list_many(conn, &users).await?;
+            let friends_of = |list: &[Relationship]| -> Vec<UserId> {
+                list.iter()
+                    .filter(|r| r.kind == relationships::RelationshipType::Friend)
+                    .map(|r| r.id)
+                    .collect()
+            };
+            let mut everyone: Vec<UserId> = lists.iter().flat_map(|l| friends_of(l)).collect();
+            everyone.sort_unstable();
+            everyone.dedup();
+            let known = crate::presence::of(conn, &everyone).await?;
+            lists
+                .into_iter()
+                .map(|list| {
+                    let friends = friends_of(&list);
+                    let presences = known
+                        .iter()
+                        .filter(|p| friends.contains(&p.user_id))
+                        .cloned()
+                        .collect();
+                    let topics = friends.into_iter().map(Topic::Profile).collect();
+                    ReadyPart::new(
+                        &UsersReady {
+                            relationships: list,
+                            presences,
+                        },
+                        topics,
+                    )
+                })
+                .collect()
         })
     }
 

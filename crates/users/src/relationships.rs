@@ -156,12 +156,25 @@ async fn remove(
 
 /// Your relationships, with the other users.
 pub async fn list(conn: &mut AsyncPgConnection, me: UserId) -> QueryResult<Vec<Relationship>> {
-    let rows: Vec<(Row, UserRow)> = relationships::table
+    Ok(list_many(conn, &[me])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// The relationships of several users (in the order of `users`), in one query.
+pub async fn list_many(
+    conn: &mut AsyncPgConnection,
+    users_: &[UserId],
+) -> QueryResult<Vec<Vec<Relationship>>> {
+    let rows: Vec<(UserId, Row, UserRow)> = relationships::table
         .inner_join(users::table.on(users::id.eq(relationships::other_id)))
-        .filter(relationships::user_id.eq(me))
+        .filter(relationships::user_id.eq_any(users_))
         .filter(users::deleted_at.is_null())
         .order(relationships::created_at.asc())
         .select((
+            relationships::user_id,
             (
                 relationships::other_id,
                 relationships::kind,
@@ -171,17 +184,23 @@ pub async fn list(conn: &mut AsyncPgConnection, me: UserId) -> QueryResult<Vec<R
         ))
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(row, user)| {
-            Some(Relationship {
-                id: row.other_id,
-                kind: RelationshipType::parse(&row.kind)?,
-                user: user.into(),
-                since: row.created_at,
-            })
-        })
-        .collect())
+    let mut out: Vec<Vec<Relationship>> = vec![Vec::new(); users_.len()];
+    for (owner, row, user) in rows {
+        let Some(kind) = RelationshipType::parse(&row.kind) else {
+            continue;
+        };
+        for (i, wanted) in users_.iter().enumerate() {
+            if *wanted == owner {
+                out[i].push(Relationship {
+                    id: row.other_id,
+                    kind,
+                    user: user.clone().into(),
+                    since: row.created_at,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Your friends' ids.

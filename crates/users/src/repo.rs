@@ -54,6 +54,16 @@ pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Optio
         .optional()
 }
 
+/// Live users by id, in one query (missing or deleted ones are left out).
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// A live user by username, or by email ignoring case.
 pub async fn find_by_login(
     conn: &mut AsyncPgConnection,

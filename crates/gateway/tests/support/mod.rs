@@ -83,22 +83,26 @@ impl GatewayDomain for Rooms {
     fn ready<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        auth: AuthUser,
-    ) -> BoxFuture<'a, Result<ReadyPart, AppError>> {
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<ReadyPart>, AppError>> {
         Box::pin(async move {
-            let rooms: Vec<RoomState> = diesel::sql_query(
-                "SELECT m.room, (SELECT count(*) FROM test_messages t WHERE t.room = m.room) AS messages \
-                 FROM test_members m WHERE m.user_id = $1 ORDER BY m.room",
-            )
-            .bind::<SqlUuid, _>(auth.user_id.0)
-            .load(conn)
-            .await
-            .map_err(AppError::internal)?;
-            let topics = rooms
-                .iter()
-                .map(|r| Topic::Channel(ChannelId(r.room)))
-                .collect();
-            ReadyPart::new(&RoomsReady { rooms }, topics)
+            let mut parts = Vec::new();
+            for auth in auths {
+                let rooms: Vec<RoomState> = diesel::sql_query(
+                    "SELECT m.room, (SELECT count(*) FROM test_messages t WHERE t.room = m.room) AS messages \
+                     FROM test_members m WHERE m.user_id = $1 ORDER BY m.room",
+                )
+                .bind::<SqlUuid, _>(auth.user_id.0)
+                .load(conn)
+                .await
+                .map_err(AppError::internal)?;
+                let topics = rooms
+                    .iter()
+                    .map(|r| Topic::Channel(ChannelId(r.room)))
+                    .collect();
+                parts.push(ReadyPart::new(&RoomsReady { rooms }, topics)?);
+            }
+            Ok(parts)
         })
     }
 
@@ -177,9 +181,14 @@ impl ReadyUser for Me {
     fn load<'a>(
         &'a self,
         _conn: &'a mut AsyncPgConnection,
-        auth: AuthUser,
-    ) -> BoxFuture<'a, Result<Option<Value>, AppError>> {
-        Box::pin(async move { Ok(Some(json!({"id": auth.user_id}))) })
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, AppError>> {
+        Box::pin(async move {
+            Ok(auths
+                .iter()
+                .map(|a| Some(json!({"id": a.user_id})))
+                .collect())
+        })
     }
 }
 
@@ -277,13 +286,13 @@ impl Node {
                 prune_every: Duration::from_secs(30),
             },
         ));
-        let gateway = web::Data::new(Gateway {
-            hub: hub.clone(),
-            domains: vec![Arc::new(Rooms)],
-            authenticator: Arc::new(Tokens { pool: pool.clone() }),
-            user: Arc::new(Me),
-            config: setup.gateway,
-        });
+        let gateway = web::Data::new(Gateway::new(
+            hub.clone(),
+            vec![Arc::new(Rooms)],
+            Arc::new(Tokens { pool: pool.clone() }),
+            Arc::new(Me),
+            setup.gateway,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = HttpServer::new(move || {
