@@ -312,20 +312,12 @@ impl Bus {
                 .await;
             return;
         };
-        let mut by_shard: BTreeMap<u16, Vec<Topic>> = BTreeMap::new();
-        for topic in &event.topics {
-            by_shard.entry(shard(topic)).or_default().push(*topic);
-        }
-        for (s, topics) in by_shard {
-            let part = Ephemeral {
-                topics,
-                ..event.clone()
-            };
-            self.send(
-                format!("{}.s.{s}", nats.prefix),
-                &BusMessage::Ephemeral(part),
-            )
-            .await;
+        // Every shard of its topics gets the whole event (a node delivers the first
+        // copy to all its listeners of any of the topics, and drops the others).
+        let shards: std::collections::BTreeSet<u16> = event.topics.iter().map(shard).collect();
+        let message = BusMessage::Ephemeral(event);
+        for s in shards {
+            self.send(format!("{}.s.{s}", nats.prefix), &message).await;
         }
     }
 

@@ -82,7 +82,14 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         // the relay committing after every one or two.
         let full = records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
         if !records.is_empty() {
-            publish(bus, prev, records).await;
+            // A bus that does not take them in time must not stop the numbering:
+            // nodes read what they miss from the outbox.
+            if tokio::time::timeout(Duration::from_secs(5), publish(bus, prev, records))
+                .await
+                .is_err()
+            {
+                tracing::warn!("publishing to the bus timed out; nodes catch up from the outbox");
+            }
         }
         if last_prune.elapsed() >= config.prune_every {
             last_prune = Instant::now();

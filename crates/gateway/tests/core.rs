@@ -536,3 +536,32 @@ async fn a_socket_gone_before_ready_leaves_no_session_marked_connected() {
     );
     assert_eq!(node.hub.socket_count(), 0);
 }
+
+#[actix_web::test]
+async fn on_nats_an_ephemeral_event_reaches_listeners_of_each_of_its_topics() {
+    let (a, b) = Node::pair(Setup::default()).await;
+    let (alice, carol) = (a.user("alice").await, a.user("carol").await);
+    let alice_shard = synctalk_gateway::bus::shard(&synctalk_gateway::Topic::User(alice.id));
+    let r = loop {
+        let r = room();
+        if synctalk_gateway::bus::shard(&synctalk_gateway::Topic::Channel(r)) != alice_shard {
+            break r;
+        }
+    };
+    let mut conn = a.conn().await;
+    join(&mut conn, carol.id, r).await;
+    let (mut on_alice, _) = a.identify(&alice).await;
+    let (mut on_carol, _) = a.identify(&carol).await;
+    // Published from the other node, to a room (carol) and to alice herself: two shards.
+    let typing = synctalk_gateway::Ephemeral::new(
+        vec![
+            synctalk_gateway::Topic::Channel(r),
+            synctalk_gateway::Topic::User(alice.id),
+        ],
+        &support::Typing { room: r },
+    )
+    .unwrap();
+    b.hub.publish_ephemeral(typing).await;
+    assert!(on_alice.dispatch("ROOM_TYPING").await["s"].is_null());
+    assert!(on_carol.dispatch("ROOM_TYPING").await["s"].is_null());
+}

@@ -53,6 +53,8 @@ pub(crate) struct Local {
     pub position: i64,
     recent: VecDeque<Arc<Record>>,
     recent_cap: usize,
+    /// `recent` holds every record (of the shards listened to) after this position.
+    recent_since: i64,
 }
 
 impl Local {
@@ -64,6 +66,7 @@ impl Local {
             position,
             recent: VecDeque::new(),
             recent_cap,
+            recent_since: position,
         }
     }
 
@@ -147,7 +150,7 @@ impl Local {
             );
         }
         if self.position > from {
-            let reaches = self.recent.front().is_some_and(|r| r.position <= from + 1);
+            let reaches = self.recent_since <= from;
             let mut stream = pending.socket.stream.clone();
             let mut walked = stream::Walk::default();
             let mut complete = reaches;
@@ -182,6 +185,14 @@ impl Local {
         }
         if pending.min_seq > pending.socket.stream.seq {
             return Registered::InvalidSeq;
+        }
+        if self
+            .sockets
+            .get(&id)
+            .is_some_and(|old| old.epoch > pending.socket.epoch)
+        {
+            // A newer resume of this session already lives here.
+            return Registered::Superseded;
         }
         let mut socket = pending.socket;
         socket.floor = from.max(self.position);
@@ -234,7 +245,10 @@ impl Local {
             }
             for (id, step) in changes {
                 match step {
-                    Step::Subscribed(topic) => self.index(id, topic),
+                    Step::Subscribed(topic) => {
+                        applied.subscribed.push(topic);
+                        self.index(id, topic);
+                    }
                     Step::Unsubscribed(topic) => self.unindex(id, &topic),
                     Step::Revoked => {
                         if let Some(socket) = self.remove(id) {
@@ -255,8 +269,10 @@ impl Local {
             }
             self.position = record.position;
             self.recent.push_back(record.clone());
-            if self.recent.len() > self.recent_cap {
-                self.recent.pop_front();
+            if self.recent.len() > self.recent_cap
+                && let Some(dropped) = self.recent.pop_front()
+            {
+                self.recent_since = dropped.position;
             }
         }
         applied
@@ -267,8 +283,13 @@ impl Local {
     pub fn skip_to(&mut self, position: i64) {
         if position > self.position {
             self.position = position;
-            // What the window of recent records covers is no longer contiguous.
-            self.recent.clear();
+            if self.listened.is_none() {
+                // In process every record comes here: positions skipped are records
+                // that could not be read, and the window is no longer contiguous.
+                self.recent.clear();
+                self.recent_since = position;
+            }
+            // On a routed bus the rest of the batch is in shards not listened to.
         }
     }
 
@@ -294,9 +315,10 @@ impl Local {
         self.sockets
             .iter_mut()
             .map(|(id, socket)| {
+                // A socket registered ahead of this node stands at its floor.
                 let now = Base {
                     seq: socket.stream.seq,
-                    position,
+                    position: position.max(socket.floor),
                     topics: socket.stream.topics.clone(),
                 };
                 let due = std::mem::replace(&mut socket.next_base, now);
@@ -326,6 +348,8 @@ pub(crate) enum Registered {
     Revoked,
     /// The client claims a sequence number the session never reached (close 4007).
     InvalidSeq,
+    /// A newer resume of the session got here first.
+    Superseded,
     /// Read the database first.
     Behind(Behind, Box<Pending>),
 }
@@ -337,4 +361,6 @@ pub(crate) struct Applied {
     pub slow: Vec<Uuid>,
     /// Events queued.
     pub delivered: u64,
+    /// Topics sockets started listening to.
+    pub subscribed: Vec<Topic>,
 }

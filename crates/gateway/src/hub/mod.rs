@@ -122,7 +122,7 @@ pub struct Hub {
     lost_hooks: RwLock<Vec<LostHook>>,
     /// On a routed bus: per shard, the relay's position when this node started to
     /// receive it; batches up to there are read from the outbox for that shard.
-    cold: Mutex<HashMap<u16, i64>>,
+    cold: Mutex<HashMap<u16, (i64, std::time::Instant)>>,
     received: std::sync::atomic::AtomicU64,
     inserter: store::Inserter,
 }
@@ -264,7 +264,7 @@ impl Hub {
                 event::head(&mut conn).await?
             };
             if let Ok(mut cold) = self.cold.lock() {
-                cold.insert(shard, head);
+                cold.insert(shard, (head, std::time::Instant::now()));
             }
             let mut local = self.local();
             let position = local.position;
@@ -275,19 +275,28 @@ impl Hub {
         Ok(())
     }
 
-    /// Stops receiving shards no socket of this node listens to any more.
+    /// Stops receiving shards no socket of this node listens to any more (only shards
+    /// listened to a while ago: a registration that just asked for one has not
+    /// registered yet). Runs in the follower, so never between a batch's listening
+    /// and its applying.
     fn unlisten_unused(&self) {
-        let Some(listening) = self.bus.listening() else {
+        if self.bus.listening().is_none() {
             return;
-        };
+        }
         let mut local = self.local();
         let used = local.shards_in_use();
-        for shard in listening.into_iter().filter(|s| !used.contains(s)) {
+        let Ok(mut cold) = self.cold.lock() else {
+            return;
+        };
+        let stale: Vec<u16> = cold
+            .iter()
+            .filter(|(shard, (_, since))| !used.contains(shard) && since.elapsed() > UNLISTEN_AFTER)
+            .map(|(shard, _)| *shard)
+            .collect();
+        for shard in stale {
+            cold.remove(&shard);
             if let Some(listened) = local.listened.as_mut() {
                 listened.remove(&shard);
-            }
-            if let Ok(mut cold) = self.cold.lock() {
-                cold.remove(&shard);
             }
             self.bus.unlisten(shard);
         }
@@ -355,7 +364,18 @@ impl Hub {
     /// batches come from the outbox), in order.
     async fn drain(&self, routing: &mut Routing) {
         while let Some(head) = routing.heads.front() {
-            let cold: HashMap<u16, i64> = self.cold.lock().map(|c| c.clone()).unwrap_or_default();
+            if head.last <= self.position() {
+                // Already applied (from the outbox): nothing to wait for.
+                let last = head.last;
+                routing.heads.pop_front();
+                routing.slices.retain(|(l, _), _| *l > last);
+                continue;
+            }
+            let cold: HashMap<u16, i64> = self
+                .cold
+                .lock()
+                .map(|c| c.iter().map(|(s, (p, _))| (*s, *p)).collect())
+                .unwrap_or_default();
             let listened: HashSet<u16> = self
                 .local()
                 .listened
@@ -440,8 +460,7 @@ impl Hub {
             .filter(|r| r.position > position)
             .map(Arc::new)
             .collect();
-        self.apply(&batch, last);
-        Ok(())
+        self.apply_and_listen(&batch, last).await
     }
 
     /// Applies `prev+1 ..= last`: the records the message carries when they cover the
@@ -461,8 +480,7 @@ impl Hub {
                 .cloned()
                 .map(Arc::new)
                 .collect();
-            self.apply(&batch, last);
-            return Ok(());
+            return self.apply_and_listen(&batch, last).await;
         }
         // A gap (a lost or partial message, a new leader): read it, in order.
         let mut conn = self.pool.get().await.map_err(db)?;
@@ -471,13 +489,14 @@ impl Hub {
             let chunk = event::read_range(&mut conn, after, last, 1000).await?;
             let reached = chunk.last().map_or(last, |r| r.position);
             let batch: Vec<Arc<Record>> = chunk.into_iter().map(Arc::new).collect();
-            self.apply(&batch, reached);
+            self.apply_and_listen(&batch, reached).await?;
             after = reached;
         }
         Ok(())
     }
 
-    fn apply(&self, batch: &[Arc<Record>], until: i64) {
+    /// Applies records; returns the topics sockets started listening to.
+    fn apply(&self, batch: &[Arc<Record>], until: i64) -> Vec<Topic> {
         let applied = {
             let mut local = self.local();
             let applied = local.apply(batch);
@@ -493,6 +512,17 @@ impl Hub {
             tracing::info!(session_id = %id, "closed a slow consumer");
         }
         self.advanced.notify_waiters();
+        applied.subscribed
+    }
+
+    /// Applies records, then receives the shards of any topic a socket started to
+    /// listen to (before the next batch is applied).
+    async fn apply_and_listen(&self, batch: &[Arc<Record>], until: i64) -> anyhow::Result<()> {
+        let subscribed = self.apply(batch, until);
+        if !subscribed.is_empty() {
+            self.listen(&subscribed).await?;
+        }
+        Ok(())
     }
 
     /// Delivers whatever the relay published that this node has not seen (a lost bus
@@ -515,8 +545,21 @@ impl Hub {
     }
 
     async fn checkpoint(&self) {
-        self.unlisten_unused();
         let due = self.local().checkpoint();
+        let held: Vec<Uuid> = due.iter().map(|d| d.0).collect();
+        let swept = async {
+            let mut conn = self.pool.get().await.map_err(db)?;
+            anyhow::Ok(store::sweep_orphans(&mut conn, self.node_id, &held).await?)
+        }
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sessions = n,
+                "marked sessions this node does not hold as dropped"
+            ),
+            Err(error) => tracing::warn!(%error, "could not sweep orphaned sessions"),
+        }
         if due.is_empty() {
             return;
         }
@@ -567,6 +610,9 @@ impl Hub {
                 Registered::Done => return Ok(Ok(())),
                 Registered::Revoked => return Ok(Err(Refused::Revoked)),
                 Registered::InvalidSeq => return Ok(Err(Refused::InvalidSeq)),
+                Registered::Superseded => {
+                    return Ok(Err(Refused::Invalid(Refusal::Expired)));
+                }
                 Registered::Behind(behind, mut back) => {
                     let mut conn = self.pool.get().await.map_err(db)?;
                     let records = stream::read(
@@ -651,7 +697,14 @@ impl Hub {
             min_seq: 0,
             resumed: None,
         };
-        let outcome = self.register(id, pending).await?;
+        let outcome = match self.register(id, pending).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Nobody holds the session: it must not stay marked connected.
+                self.disconnect(id, 1, true).await;
+                return Err(error);
+            }
+        };
         if outcome.is_err() {
             self.disconnect(id, 1, true).await;
         }
@@ -810,6 +863,9 @@ impl Hub {
     }
 }
 
+/// How long a shard stays received after the last socket listening to it went.
+const UNLISTEN_AFTER: Duration = Duration::from_secs(60);
+
 /// How long a node waits for a batch's slices before it reads the batch from the
 /// outbox instead.
 const SLICE_WAIT: Duration = Duration::from_millis(250);
@@ -857,6 +913,7 @@ async fn follow(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut routing = Routing::default();
+    let mut ticks: u64 = 0;
     loop {
         let due = routing.heads.front().map(|h| h.due);
         tokio::select! {
@@ -883,6 +940,10 @@ async fn follow(
                 let Some(hub) = hub.upgrade() else { break };
                 if routing.heads.is_empty() {
                     hub.catch_up().await;
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(60) {
+                    hub.unlisten_unused();
                 }
             }
         }

@@ -251,7 +251,7 @@ pub(crate) async fn write_bases(
             .collect();
         let kept: Vec<Kept> = diesel::sql_query(
             "UPDATE gateway_sessions AS g SET base_seq = v.seq, base_position = v.position, \
-               base_topics = string_to_array(v.topics, ','), last_seen_at = now() \
+               base_topics = string_to_array(v.topics, ','), connected = true, last_seen_at = now() \
              FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[]) \
                   AS v(id, epoch, seq, position, topics) \
              WHERE g.id = v.id AND g.epoch = v.epoch AND g.node_id = $6 RETURNING g.id",
@@ -268,6 +268,23 @@ pub(crate) async fn write_bases(
         lost.extend(ids.into_iter().filter(|id| !kept.contains(id)));
     }
     Ok(lost)
+}
+
+/// Marks dropped the sessions the database says are connected to `node` but that it
+/// does not hold (a disconnect whose write failed, a registration that failed).
+pub(crate) async fn sweep_orphans(
+    conn: &mut AsyncPgConnection,
+    node: Uuid,
+    held: &[Uuid],
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE gateway_sessions SET connected = false, last_seen_at = now() \
+         WHERE node_id = $1 AND connected AND NOT (id = ANY($2))",
+    )
+    .bind::<SqlUuid, _>(node)
+    .bind::<Array<SqlUuid>, _>(held)
+    .execute(conn)
+    .await
 }
 
 /// A socket went away: a clean close ends the session, anything else keeps it
