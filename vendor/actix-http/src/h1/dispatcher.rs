@@ -375,6 +375,11 @@ where
 
         // everything has written to I/O; clear buffer
         write_buf.clear();
+        // SyncTalk: a large message (a READY) grew the buffer; do not keep that for the
+        // connection's whole life.
+        if write_buf.capacity() > 4 * HW_BUFFER_SIZE {
+            *write_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
+        }
 
         // flush the I/O and check if get blocked
         io.poll_flush(cx)
