@@ -29,7 +29,7 @@ db-reset:
     -pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -n1); [ -d .data/postgres ] && if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" stop -D "$PWD/.data/postgres" -m fast; else "$pg_ctl" stop -D .data/postgres -m fast; fi
     rm -rf .data
 
-# Benchmark idle gateway sockets (SOCKETS, NODES, RATE, CLIENTS); writes bench/results/.
+# Benchmark idle gateway sockets (SOCKETS, NODES, RATE, CLIENTS, FRIENDS); writes bench/results/.
 bench:
     bash bench/run.sh
 
@@ -42,3 +42,8 @@ bench-writes:
 # PREPUBLISHED); writes bench/results/.
 bench-resume-big:
     bash bench/resume-big.sh
+
+# Resume storm: SOCKETS sessions on one node dropped at once, one missed event each, all
+# resuming at once (SOCKETS, PER_USER, RATE, VIA); writes bench/results/.
+bench-storm:
+    bash bench/storm.sh

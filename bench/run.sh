@@ -6,6 +6,13 @@
 #   CLIENTS   load-tool processes the sockets are spread over (default: enough to keep
 #             each under 19,000 sockets)
 #   RATE      sockets opened per second, per client process (default 500)
+#   FRIENDS   friends per user (default 0): before the sockets open, the users are made
+#             friends in groups of FRIENDS+1 (rows written straight to the database), so
+#             each session listens to FRIENDS+2 topics instead of 2
+#   PIN       1: the server and PostgreSQL on CPU $SERVER_CPU (0), the load tool on
+#             CPU $LOAD_CPU (1), with taskset (default: 1 with one node, else 0)
+#   QUIET     1 (default): first wait, up to QUIET_WAIT s, until the machine is idle
+#   SERVER_BIN a server binary to use instead of building this tree's
 # Results: bench/results/idle-<nodes>n-<sockets>-<date>.json (one per client process)
 # and a line in bench/results/summary.md. Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -16,10 +23,22 @@ RATE=${RATE:-500}
 PER_PROCESS=19000
 CLIENTS=${CLIENTS:-$(( (SOCKETS + PER_PROCESS - 1) / PER_PROCESS ))}
 HOLD=${HOLD:-10}
+FRIENDS=${FRIENDS:-0}
+PIN=${PIN:-$([ "$NODES" = 1 ] && echo 1 || echo 0)}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+server_pin=(); load_pin=()
+if [ "$PIN" = 1 ]; then server_pin=(taskset -c "$SERVER_CPU"); load_pin=(taskset -c "$LOAD_CPU"); fi
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release -q -p synctalk-app -p synctalk-load
 bin=target/release
+if [ -n "${SERVER_BIN:-}" ]; then
+  cargo build --release -q -p synctalk-load
+  server_bin=$SERVER_BIN
+else
+  cargo build --release -q -p synctalk-app -p synctalk-load
+  server_bin=$bin/synctalk
+fi
 data=target/bench-data
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # A fresh database every run, so runs compare.
@@ -49,27 +68,53 @@ for n in $(seq 1 "$NODES"); do
   if [ "$n" -gt 1 ]; then
     extra=(DATABASE_URL="postgres://synctalk:$(cat "$data/password")@127.0.0.1:$(cat "$data/port")/synctalk")
   fi
-  env "${common[@]}" "${extra[@]}" SYNCTALK_PORT="$port" "$bin/synctalk" >"$data/node$n.log" 2>&1 & pids+=($!)
+  "${server_pin[@]}" env "${common[@]}" "${extra[@]}" SYNCTALK_PORT="$port" "$server_bin" >"$data/node$n.log" 2>&1 & pids+=($!)
   server_pids+=($!)
   urls+=("http://127.0.0.1:$port")
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$port/ready" >/dev/null || { echo "node $n did not start:"; cat "$data/node$n.log"; exit 1; }
 done
 
+if [ "$PIN" = 1 ]; then
+  # The postmaster and every process it has now (later backends inherit from it).
+  postmaster=$(head -n1 "$data/postgres/postmaster.pid")
+  for p in "$postmaster" $(pgrep -P "$postmaster" || true); do
+    taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null
+  done
+  echo "pinned: server and PostgreSQL on CPU $SERVER_CPU, load on CPU $LOAD_CPU"
+fi
+# On a shared machine: wait (bounded) until nothing else keeps the CPUs busy.
+if [ "${QUIET:-1}" = 1 ]; then
+  python3 - "${QUIET_WAIT:-900}" <<'PY'
+import sys, time
+def snap():
+    v = list(map(int, open("/proc/stat").readline().split()[1:]))
+    return sum(v), v[3] + v[4]
+deadline, quiet, busy = time.time() + float(sys.argv[1]), 0, 1.0
+while time.time() < deadline:
+    a = snap(); time.sleep(1); b = snap()
+    busy = 1 - (b[1] - a[1]) / max(1, b[0] - a[0])
+    quiet = quiet + 1 if busy < 0.10 else 0
+    if quiet >= 5:
+        sys.exit(0)
+print(f"  (the machine is still busy: {busy:.0%}; running anyway)", file=sys.stderr)
+PY
+fi
+
 per_client=$(( (SOCKETS + CLIENTS - 1) / CLIENTS ))
 outs=()
 for c in $(seq 1 "$CLIENTS"); do
   out="bench/results/idle-${NODES}n-${SOCKETS}-${stamp}-c$c.json"
   outs+=("$out")
-  "$bin/synctalk-load" idle --url "${urls[@]}" --server-pid "${server_pids[@]}" \
-    --sockets "$per_client" --rate "$RATE" --hold "$HOLD" --prefix "b$(echo "$stamp" | tr "[:upper:]" "[:lower:]")c$c" --out "$out" >/dev/null &
+  "${load_pin[@]}" "$bin/synctalk-load" idle --url "${urls[@]}" --server-pid "${server_pids[@]}" \
+    --sockets "$per_client" --rate "$RATE" --hold "$HOLD" --friends "$FRIENDS" --data-dir "$data" --prefix "b$(echo "$stamp" | tr "[:upper:]" "[:lower:]")c$c" --out "$out" >/dev/null &
   pids+=($!)
 done
 for p in "${pids[@]: -$CLIENTS}"; do wait "$p"; done
 
-python3 - "$NODES" "$SOCKETS" "$stamp" "${outs[@]}" <<'PY' | tee -a bench/results/summary.md
+python3 - "$NODES" "$SOCKETS" "$stamp" "$FRIENDS" "$RATE" "$PIN" "${outs[@]}" <<'PY'
 import json, sys
-nodes, sockets, stamp, outs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+nodes, sockets, stamp, friends, rate, pin, outs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7:]
 runs = [json.load(open(o)) for o in outs]
 ready = sum(r["sockets_ready"] for r in runs)
 alive = sum(r["sockets_alive_after_hold"] for r in runs)
@@ -80,5 +125,20 @@ per = [n for n in runs[-1]["nodes"]]
 total_growth = sum(max(0, (n["rss_after_kib"] or 0) - (n["rss_before_kib"] or 0)) for n in per)
 kb = total_growth * 1024 / max(ready, 1) / 1024
 rss = ", ".join(f'{(n["rss_after_kib"] or 0)/1024:.0f} MiB' for n in per)
-print(f"| {stamp} | {nodes} | {sockets} | {ready} | {alive} | {p50:.1f} | {p99:.1f} | {kb:.1f} | {rss} |")
+asked = str(sockets)
+notes = [f"{rate}/s"] + ([f"{friends} friends each"] if friends else []) + (["pinned"] if pin == "1" else [])
+asked += " (" + ", ".join(notes) + ")"
+row = f"| {stamp} | {nodes} | {asked} | {ready} | {alive} | {p50:.1f} | {p99:.1f} | {kb:.1f} | {rss} |"
+# The row goes at the end of the idle table (the first section of summary.md).
+path = "bench/results/summary.md"
+text = open(path).read()
+nxt = text.find("\n## ")
+if nxt < 0:
+    text = text.rstrip("\n") + "\n" + row + "\n"
+else:
+    text = text[:nxt].rstrip("\n") + "\n" + row + "\n" + text[nxt:]
+open(path, "w").write(text)
+print(row)
 PY
+server_problems=$(cat "$data"/node*.log | grep -cE 'WARN|ERROR|panicked' || true)
+echo "server logs: $server_problems warning/error lines (under $data)"

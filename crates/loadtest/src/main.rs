@@ -11,7 +11,9 @@
 //! JSON file. Every loop is bounded in count and time; it only talks to the URLs given
 //! (loopback in the bench recipe).
 
+mod friends;
 mod resume;
+mod storm;
 mod writes;
 
 use std::rc::Rc;
@@ -40,6 +42,8 @@ enum Mode {
     Writes(writes::WritesArgs),
     /// Resume dropped sessions over an outbox of (by default) a million rows.
     ResumeBig(resume::ResumeArgs),
+    /// Resume storm: every session on a node dropped at once, then all resuming at once.
+    Storm(storm::StormArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +75,14 @@ struct IdleArgs {
     /// Unique prefix for the users this run registers.
     #[arg(long, default_value = "load")]
     prefix: String,
+    /// Friends per user: before the sockets open, the users are made friends in groups
+    /// of N+1 (rows written to the database; needs --data-dir), so each session listens
+    /// to N profile topics more. The users are rounded up to a multiple of N+1.
+    #[arg(long, default_value_t = 0)]
+    friends: usize,
+    /// The server's data dir (its PostgreSQL cluster's `port` and `password`).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
     /// Write the JSON results here.
     #[arg(long)]
     out: Option<String>,
@@ -82,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Mode::Idle(args) => actix_web::rt::System::new().block_on(idle(args)),
         Mode::Writes(args) => actix_web::rt::System::new().block_on(writes::run(args)),
         Mode::ResumeBig(args) => actix_web::rt::System::new().block_on(resume::run(args)),
+        Mode::Storm(args) => actix_web::rt::System::new().block_on(storm::run(args)),
     }
 }
 
@@ -89,10 +102,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-async fn register(client: &awc::Client, base: &str, username: &str) -> anyhow::Result<String> {
-    Ok(register_user(client, base, username).await?.access_token)
 }
 
 /// A registered account: its access token and the user (`CurrentUser`) it got back.
@@ -171,16 +180,32 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(args.timeout))
         .finish();
-    let users = args.sockets.div_ceil(args.per_user.max(1));
+    let mut users = args.sockets.div_ceil(args.per_user.max(1));
+    if args.friends > 0 {
+        users = users.div_ceil(args.friends + 1) * (args.friends + 1);
+    }
     let mut tokens = Vec::with_capacity(users);
+    let mut ids = Vec::with_capacity(users);
     for i in 0..users {
         let base = &args.url[i % args.url.len()];
-        tokens.push(register(&client, base, &format!("{}_{i}", args.prefix)).await?);
+        let account = register_user(&client, base, &format!("{}_{i}", args.prefix)).await?;
+        tokens.push(account.access_token);
+        ids.push(account.user["id"].as_str().unwrap_or_default().to_owned());
     }
     eprintln!(
         "registered {users} users in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let mut friendships = 0;
+    if args.friends > 0 {
+        let dir = args
+            .data_dir
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--friends needs --data-dir"))?;
+        let db = resume::database(dir).await?;
+        friendships = friends::befriend(&db, &ids, args.friends).await?;
+        eprintln!("wrote {friendships} friendship rows");
+    }
 
     let before: Vec<Option<u64>> = args.server_pid.iter().map(|pid| rss_kib(*pid)).collect();
     let histogram = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new_with_bounds(
@@ -212,6 +237,7 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
                 let client = awc::Client::builder().timeout(timeout).finish();
                 let (_, mut framed) = client
                     .ws(url)
+                    .max_frame_size(1 << 20)
                     .connect()
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -330,6 +356,8 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
         "sockets_alive_after_hold": alive_at_end,
         "rate_per_second": args.rate,
         "users": users,
+        "friends_per_user": args.friends,
+        "friendship_rows": friendships,
         "open_seconds": opened_in.as_secs_f64(),
         "all_ready_seconds": all_up.as_secs_f64(),
         "hold_seconds": args.hold,

@@ -64,10 +64,10 @@ pub(crate) struct ResumeArgs {
     out: Option<String>,
 }
 
-type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+pub(crate) type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
 /// The next JSON text frame.
-async fn next_json(socket: &mut Socket) -> anyhow::Result<Value> {
+pub(crate) async fn next_json(socket: &mut Socket) -> anyhow::Result<Value> {
     loop {
         match socket.next().await {
             Some(Ok(awc::ws::Frame::Text(text))) => return Ok(serde_json::from_slice(&text)?),
@@ -80,20 +80,20 @@ async fn next_json(socket: &mut Socket) -> anyhow::Result<Value> {
 }
 
 /// Connects and reads HELLO.
-async fn open(url: &str, timeout: Duration) -> anyhow::Result<Socket> {
+pub(crate) async fn open(url: &str, timeout: Duration) -> anyhow::Result<Socket> {
     let client = awc::Client::builder().timeout(timeout).finish();
     let (_, mut socket) = client
         .ws(url)
         .max_frame_size(1 << 20)
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("connect: {e:?}"))?;
     let hello = next_json(&mut socket).await?;
     anyhow::ensure!(hello["op"] == 10, "expected HELLO, got {hello}");
     Ok(socket)
 }
 
-async fn send(socket: &mut Socket, frame: Value) -> anyhow::Result<()> {
+pub(crate) async fn send(socket: &mut Socket, frame: Value) -> anyhow::Result<()> {
     socket
         .send(awc::ws::Message::Text(frame.to_string().into()))
         .await?;
@@ -169,7 +169,7 @@ async fn resume_once(
     })
 }
 
-async fn database(data_dir: &std::path::Path) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn database(data_dir: &std::path::Path) -> anyhow::Result<tokio_postgres::Client> {
     let read = |name: &str| -> anyhow::Result<String> {
         let path = data_dir.join(name);
         Ok(std::fs::read_to_string(&path)
@@ -233,13 +233,13 @@ async fn seed(db: &mut tokio_postgres::Client, rows: i64, published: bool) -> an
     Ok(())
 }
 
-struct Progress {
-    unpublished: i64,
-    head: i64,
-    node: Option<i64>,
+pub(crate) struct Progress {
+    pub(crate) unpublished: i64,
+    pub(crate) head: i64,
+    pub(crate) node: Option<i64>,
 }
 
-async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Progress> {
+pub(crate) async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Progress> {
     let row = db
         .query_one(
             "SELECT (SELECT count(*) FROM outbox WHERE position IS NULL), \
@@ -256,7 +256,7 @@ async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Progress> {
     })
 }
 
-async fn patch(
+pub(crate) async fn patch(
     client: &awc::Client,
     base: &str,
     account: &Account,
