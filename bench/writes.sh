@@ -325,18 +325,8 @@ doc = {"stamp": stamp, "server_commit": commit, "clients": int(clients), "users"
 json.dump(doc, open(out, "w"), indent=2)
 open(out, "a").write("\n")
 
-def add_row(summary, head, row):
-    """Appends `row` to the table of the section `head` starts (made when missing)."""
-    heading = head.strip().splitlines()[0]
-    text = open(summary).read()
-    if heading not in text:
-        text = text.rstrip("\n") + "\n\n" + head.strip("\n") + "\n"
-    start = text.index(heading)
-    nxt = text.find("\n## ", start)
-    end = len(text) if nxt < 0 else nxt
-    rest = text[end:].lstrip("\n")
-    text = text[:start] + text[start:end].rstrip("\n") + "\n" + row + "\n" + ("\n" + rest if rest else "")
-    open(summary, "w").write(text)
+sys.path.insert(0, "bench")
+from summary import add_row  # noqa: E402
 
 summary = "bench/results/summary.md"
 head = """

@@ -15,6 +15,18 @@ fn room() -> ChannelId {
     ChannelId::new()
 }
 
+/// ROOM_TYPING (ephemeral) for those in `room` and for `user` themself.
+fn typing(room: ChannelId, user: synctalk_kernel::UserId) -> synctalk_gateway::Ephemeral {
+    synctalk_gateway::Ephemeral::new(
+        vec![
+            synctalk_gateway::Topic::Channel(room),
+            synctalk_gateway::Topic::User(user),
+        ],
+        &support::Typing { room },
+    )
+    .unwrap()
+}
+
 /// The next replayable dispatch, skipping heartbeat acks and ephemeral events.
 async fn next_event(ws: &mut synctalk_testkit::WsClient) -> (String, i64, Value) {
     loop {
@@ -420,14 +432,7 @@ async fn ephemeral_events_reach_listeners_once_without_a_sequence_number() {
     join(&mut conn, alice.id, r).await;
     let (mut a, _) = node.identify(&alice).await;
     let (mut b, _) = node.identify(&bob).await;
-    let typing = synctalk_gateway::Ephemeral::new(
-        vec![
-            synctalk_gateway::Topic::Channel(r),
-            synctalk_gateway::Topic::User(alice.id),
-        ],
-        &support::Typing { room: r },
-    )
-    .unwrap();
+    let typing = typing(r, alice.id);
     node.hub.publish_ephemeral(typing).await;
     let frame = a.dispatch("ROOM_TYPING").await;
     assert!(frame["s"].is_null());
@@ -553,14 +558,7 @@ async fn on_nats_an_ephemeral_event_reaches_listeners_of_each_of_its_topics() {
     let (mut on_alice, _) = a.identify(&alice).await;
     let (mut on_carol, _) = a.identify(&carol).await;
     // Published from the other node, to a room (carol) and to alice herself: two shards.
-    let typing = synctalk_gateway::Ephemeral::new(
-        vec![
-            synctalk_gateway::Topic::Channel(r),
-            synctalk_gateway::Topic::User(alice.id),
-        ],
-        &support::Typing { room: r },
-    )
-    .unwrap();
+    let typing = typing(r, alice.id);
     b.hub.publish_ephemeral(typing).await;
     assert!(on_alice.dispatch("ROOM_TYPING").await["s"].is_null());
     assert!(on_carol.dispatch("ROOM_TYPING").await["s"].is_null());
