@@ -47,7 +47,7 @@ impl Application {
         jwt_secret: Secret,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let listener = TcpListener::bind((settings.host, settings.port))
+        let listener = listen(settings.host, settings.port)
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
 
@@ -353,4 +353,17 @@ pub async fn connect(settings: &Settings, url: &Secret) -> anyhow::Result<Pool> 
         }
     }
     Ok(pool)
+}
+
+/// The listening socket. Its backlog holds a reconnect storm (every socket of a node
+/// coming back at once) while the workers accept; the kernel caps it at
+/// `net.core.somaxconn`.
+fn listen(host: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let address = std::net::SocketAddr::new(host, port);
+    let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }

@@ -563,3 +563,82 @@ async fn on_nats_an_ephemeral_event_reaches_listeners_of_each_of_its_topics() {
     assert!(on_alice.dispatch("ROOM_TYPING").await["s"].is_null());
     assert!(on_carol.dispatch("ROOM_TYPING").await["s"].is_null());
 }
+
+#[actix_web::test]
+async fn sessions_resuming_all_at_once_each_get_their_events_and_a_double_resume_lives_once() {
+    let node = Node::spawn().await;
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(node.user(&format!("storm{i}")).await);
+    }
+    let mut held = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        for _ in 0..10 {
+            let (ws, ready) = node.identify(user).await;
+            held.push((i, ready["session_id"].as_str().unwrap().to_owned()));
+            drop(ws);
+        }
+    }
+    let mut conn = node.conn().await;
+    for (i, user) in users.iter().enumerate() {
+        mark(&mut conn, user.id, &format!("missed {i}")).await;
+    }
+    // Every session at once (take-overs share batches), the first one twice.
+    let first = held[0].clone();
+    let twice_user = first.0;
+    let resumes = std::iter::once(&first)
+        .chain(held.iter())
+        .map(|(i, session)| node.resume(&users[*i], session, json!(0)));
+    let mut doubles = futures_util::future::join_all(resumes).await;
+    let mut others = doubles.split_off(2);
+    for ((i, _), ws) in held.iter().skip(1).zip(others.iter_mut()) {
+        let got = dispatches_until(ws, "RESUMED").await;
+        assert_eq!(
+            got.iter()
+                .map(|(t, s, d)| (t.as_str(), *s, d["label"].as_str().unwrap().to_owned()))
+                .collect::<Vec<_>>(),
+            [("MARKER", 1, format!("missed {i}"))]
+        );
+    }
+    // Of the two resumes of one session, exactly one ends live, with its event.
+    let mut live = Vec::new();
+    for mut ws in doubles {
+        let mut events = Vec::new();
+        let resumed = loop {
+            match ws.recv().await {
+                Received::Frame(f) if f["op"] == 0 && f["t"] == "RESUMED" => {
+                    break true;
+                }
+                Received::Frame(f) if f["op"] == 0 => {
+                    events.push(f["d"]["label"].as_str().unwrap_or("").to_owned());
+                }
+                Received::Frame(f) if f["op"] == 9 => break false,
+                Received::Frame(_) => {}
+                Received::Closed(_) => break false,
+            }
+        };
+        if resumed {
+            assert_eq!(events, ["missed 0"]);
+            live.push(ws);
+        }
+    }
+    mark(&mut conn, users[twice_user].id, "after").await;
+    let mut still = 0;
+    for ws in &mut live {
+        loop {
+            match ws.recv_within(Duration::from_secs(2)).await {
+                Some(Received::Frame(f)) if f["t"] == "MARKER" => {
+                    assert_eq!(
+                        (f["s"].as_i64(), f["d"]["label"].as_str()),
+                        (Some(2), Some("after"))
+                    );
+                    still += 1;
+                    break;
+                }
+                Some(Received::Frame(_)) => {}
+                Some(Received::Closed(_)) | None => break,
+            }
+        }
+    }
+    assert_eq!(still, 1, "one live socket for the session resumed twice");
+}

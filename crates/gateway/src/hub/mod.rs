@@ -124,7 +124,9 @@ pub struct Hub {
     /// receive it; batches up to there are read from the outbox for that shard.
     cold: Mutex<HashMap<u16, (i64, std::time::Instant)>>,
     received: std::sync::atomic::AtomicU64,
-    inserter: store::Inserter,
+    inserter: store::Batcher<store::Insert>,
+    taker: store::Batcher<store::TakeOver>,
+    leaver: store::Batcher<store::Disconnect>,
 }
 
 fn db<E: std::fmt::Display>(error: E) -> anyhow::Error {
@@ -162,7 +164,15 @@ impl Hub {
             lost_hooks: RwLock::new(Vec::new()),
             cold: Mutex::new(HashMap::new()),
             received: std::sync::atomic::AtomicU64::new(0),
-            inserter: store::Inserter::start(pool.clone(), node_id),
+            inserter: store::Batcher::start(pool.clone(), store::Insert(node_id)),
+            taker: store::Batcher::start(
+                pool.clone(),
+                store::TakeOver {
+                    node: node_id,
+                    window_ms: i64::try_from(config.resume_window.as_millis()).unwrap_or(i64::MAX),
+                },
+            ),
+            leaver: store::Batcher::start(pool.clone(), store::Disconnect),
             pool,
         });
         tokio::spawn(follow(Arc::downgrade(&hub), bus.subscribe()));
@@ -668,7 +678,7 @@ impl Hub {
             topics: Arc::from(topics),
         };
         self.inserter
-            .insert(store::NewSession {
+            .call(store::NewSession {
                 id,
                 auth: opening.auth,
                 domains: opening.domains,
@@ -728,17 +738,21 @@ impl Hub {
         if self.is_shutting_down() {
             return Ok(Err(Refused::ShuttingDown));
         }
-        let window = i64::try_from(self.config.resume_window.as_millis()).unwrap_or(i64::MAX);
-        let mut conn = self.pool.get().await.map_err(db)?;
-        let taken =
-            match store::take_over(&mut conn, session_id, auth, self.node_id, window).await? {
-                Ok(taken) => taken,
-                Err(refusal) => return Ok(Err(Refused::Invalid(refusal))),
-            };
-        drop(conn);
+        let taken = self
+            .taker
+            .call(store::TakeOverRequest {
+                id: session_id,
+                auth,
+            })
+            .await?;
+        let barrier = taken.barrier;
+        let taken = match taken.taken {
+            Ok(taken) => taken,
+            Err(refusal) => return Ok(Err(Refused::Invalid(refusal))),
+        };
         let epoch = taken.epoch;
         let outcome = self
-            .replay_resumed(auth, session_id, seq, queue, taken)
+            .replay_resumed(auth, session_id, seq, queue, taken, &barrier)
             .await;
         match &outcome {
             Ok(Ok(_)) => {
@@ -761,16 +775,17 @@ impl Hub {
         seq: Option<i64>,
         queue: Arc<Queue>,
         taken: store::Taken,
+        barrier: &store::Barrier,
     ) -> anyhow::Result<Result<Registration, Refused>> {
-        let mut conn = self.pool.get().await.map_err(db)?;
         // Everything committed before the RESUME arrived is delivered before RESUMED:
         // wait until the relay has published it and this node has applied it.
-        let mut target = event::head(&mut conn).await?;
-        let waiting = event::unpublished(&mut conn, &taken.base.topics).await?;
+        let mut target = barrier.head;
+        let waiting = &barrier.unpublished;
         if !waiting.is_empty() {
+            let mut conn = self.pool.get().await.map_err(db)?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             loop {
-                let (done, last) = event::published(&mut conn, &waiting).await?;
+                let (done, last) = event::published(&mut conn, waiting).await?;
                 if done {
                     target = target.max(last);
                     break;
@@ -781,7 +796,6 @@ impl Hub {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        drop(conn);
         if !self.reach(target, Duration::from_secs(2)).await {
             self.catch_up().await;
         }
@@ -822,13 +836,12 @@ impl Hub {
     /// session; any other drop keeps it resumable for the window.
     pub async fn disconnect(&self, session_id: Uuid, epoch: i32, clean: bool) {
         self.local().remove_at(session_id, epoch);
-        let result = async {
-            let mut conn = self.pool.get().await.map_err(db)?;
-            store::disconnect(&mut conn, session_id, epoch, clean).await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(error) = result {
+        let gone = store::Gone {
+            id: session_id,
+            epoch,
+            clean,
+        };
+        if let Err(error) = self.leaver.call(gone).await {
             // The session stays marked connected on a live node until the node dies or
             // the next checkpoint finds it gone; nothing is lost for the client.
             tracing::warn!(%error, "could not record a disconnect");

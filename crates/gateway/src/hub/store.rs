@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Uuid as SqlUuid};
-use diesel::{OptionalExtension, QueryableByName};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use synctalk_kernel::AuthUser;
 use uuid::Uuid;
@@ -27,52 +27,90 @@ pub(crate) struct NewSession {
     pub skip: Vec<i64>,
 }
 
-type Done = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-/// Creates sessions in batches: every IDENTIFY that arrives while one insert runs goes
-/// into the next, so a burst of sign-ins costs a few commits, not one each.
-#[derive(Clone)]
-pub(crate) struct Inserter {
-    queue: tokio::sync::mpsc::UnboundedSender<(NewSession, Done)>,
+/// Database work done for many sockets at once.
+pub(crate) trait Job: Send + Sync + 'static {
+    /// One socket's request.
+    type Request: Send + Sync + 'static;
+    /// Its answer.
+    type Answer: Send + 'static;
+    /// Does the work of a batch, answering each request in order.
+    fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[Self::Request],
+    ) -> impl Future<Output = diesel::QueryResult<Vec<Self::Answer>>> + Send;
 }
 
-impl Inserter {
-    pub fn start(pool: synctalk_db::Pool, node: Uuid) -> Self {
-        let (queue, mut rx) = tokio::sync::mpsc::unbounded_channel::<(NewSession, Done)>();
+type Reply<A> = tokio::sync::oneshot::Sender<Result<A, String>>;
+
+/// Runs a [`Job`] in batches: every request that arrives while a batch runs goes into
+/// the next one, so a burst of sign-ins, resumes or drops costs a few commits and one
+/// pooled connection, not one each.
+pub(crate) struct Batcher<J: Job> {
+    queue: tokio::sync::mpsc::UnboundedSender<(J::Request, Reply<J::Answer>)>,
+}
+
+/// The most requests one batch takes.
+const BATCH: usize = 500;
+
+impl<J: Job> Batcher<J> {
+    pub fn start(pool: synctalk_db::Pool, job: J) -> Self {
+        let (queue, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(J::Request, Reply<J::Answer>)>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < 500 {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let rows: Vec<&NewSession> = batch.iter().map(|(s, _)| s).collect();
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                 let result = async {
                     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                    insert(&mut conn, node, &rows)
+                    job.run(&mut conn, &requests)
                         .await
                         .map_err(|e| e.to_string())
                 }
                 .await;
-                for (_, done) in batch {
-                    let _ = done.send(result.clone());
+                match result {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    Err(error) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
                 }
             }
         });
         Self { queue }
     }
 
-    /// Creates one session (with whatever else is waiting).
-    pub async fn insert(&self, session: NewSession) -> anyhow::Result<()> {
-        let (done, wait) = tokio::sync::oneshot::channel();
+    /// Does one request (with whatever else is waiting).
+    pub async fn call(&self, request: J::Request) -> anyhow::Result<J::Answer> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
         self.queue
-            .send((session, done))
+            .send((request, reply))
             .map_err(|_| anyhow::anyhow!("the session writer stopped"))?;
         wait.await
             .map_err(|_| anyhow::anyhow!("the session writer stopped"))?
-            .map_err(|e| anyhow::anyhow!("could not create the session: {e}"))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Creates sessions.
+pub(crate) struct Insert(pub Uuid);
+
+impl Job for Insert {
+    type Request = NewSession;
+    type Answer = ();
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[NewSession],
+    ) -> diesel::QueryResult<Vec<()>> {
+        let rows: Vec<&NewSession> = requests.iter().collect();
+        insert(conn, self.0, &rows).await?;
+        Ok(vec![(); requests.len()])
     }
 }
 
@@ -150,21 +188,80 @@ impl Refusal {
     }
 }
 
-/// Takes a session over for `node`: bumps its epoch (fencing any node that still has
-/// it) and marks it connected there.
-pub(crate) async fn take_over(
+/// A resume asking to take its session over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TakeOverRequest {
+    pub id: Uuid,
+    pub auth: AuthUser,
+}
+
+/// What a batch of take-overs found: each session taken (or why not), and what every
+/// resume of the batch waits for before RESUMED (read after the take-overs committed).
+#[derive(Debug)]
+pub(crate) struct TakenOver {
+    pub taken: Result<Taken, Refusal>,
+    pub barrier: Arc<Barrier>,
+}
+
+/// Everything committed before a batch of resumes arrived: the relay's head then, and
+/// the rows of the resumed sessions' topics committed but not yet published.
+#[derive(Debug)]
+pub(crate) struct Barrier {
+    pub head: i64,
+    pub unpublished: Vec<i64>,
+}
+
+/// Takes sessions over for a node: bumps each one's epoch (fencing any node that
+/// still has it) and marks it connected there, in one transaction per batch.
+pub(crate) struct TakeOver {
+    pub node: Uuid,
+    pub window_ms: i64,
+}
+
+impl Job for TakeOver {
+    type Request = TakeOverRequest;
+    type Answer = TakenOver;
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[TakeOverRequest],
+    ) -> diesel::QueryResult<Vec<TakenOver>> {
+        let taken = take_over(conn, requests, self.node, self.window_ms).await?;
+        let mut topics: Vec<Topic> = taken
+            .iter()
+            .flatten()
+            .flat_map(|t| t.base.topics.iter().copied())
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        let barrier = Arc::new(Barrier {
+            head: crate::event::head(conn).await?,
+            unpublished: if topics.is_empty() {
+                Vec::new()
+            } else {
+                crate::event::unpublished(conn, &topics).await?
+            },
+        });
+        Ok(taken
+            .into_iter()
+            .map(|taken| TakenOver {
+                taken,
+                barrier: barrier.clone(),
+            })
+            .collect())
+    }
+}
+
+async fn take_over(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    auth: AuthUser,
+    requests: &[TakeOverRequest],
     node: Uuid,
     window_ms: i64,
-) -> diesel::QueryResult<Result<Taken, Refusal>> {
+) -> diesel::QueryResult<Vec<Result<Taken, Refusal>>> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = SqlUuid)]
-        user_id: Uuid,
-        #[diesel(sql_type = SqlUuid)]
-        auth_session_id: Uuid,
+        id: Uuid,
         #[diesel(sql_type = Array<Text>)]
         domains: Vec<String>,
         #[diesel(sql_type = Integer)]
@@ -177,54 +274,55 @@ pub(crate) async fn take_over(
         base_topics: Vec<String>,
         #[diesel(sql_type = Array<BigInt>)]
         base_skip: Vec<i64>,
-        #[diesel(sql_type = Bool)]
-        expired: bool,
     }
-    conn.transaction(async |conn| {
-        let row: Option<Row> = diesel::sql_query(
-            "SELECT g.user_id, g.auth_session_id, g.domains, g.epoch, g.base_seq, g.base_position, \
-                    g.base_topics, g.base_skip, \
-                    NOT (g.last_seen_at > now() - make_interval(secs => $2::double precision / 1000) \
-                         OR (g.connected AND n.last_seen_at > now() - interval '30 seconds')) AS expired \
-             FROM gateway_sessions g LEFT JOIN gateway_nodes n ON n.id = g.node_id \
-             WHERE g.id = $1 FOR UPDATE OF g",
-        )
-        .bind::<SqlUuid, _>(id)
-        .bind::<BigInt, _>(window_ms)
-        .get_result(conn)
-        .await
-        .optional()?;
-        let Some(row) = row else {
-            return Ok(Err(Refusal::Expired));
-        };
-        if row.user_id != auth.user_id.0 || row.auth_session_id != auth.session_id.0 || row.expired {
-            return Ok(Err(Refusal::Expired));
-        }
-        let epoch = row.epoch + 1;
-        diesel::sql_query(
-            "UPDATE gateway_sessions SET epoch = $2, node_id = $3, connected = true, last_seen_at = now() \
-             WHERE id = $1",
-        )
-        .bind::<SqlUuid, _>(id)
-        .bind::<Integer, _>(epoch)
-        .bind::<SqlUuid, _>(node)
-        .execute(conn)
-        .await?;
-        let mut topics: Vec<Topic> = row.base_topics.iter().filter_map(|t| t.parse().ok()).collect();
-        topics.sort_unstable();
-        topics.dedup();
-        Ok(Ok(Taken {
-            domains: row.domains.iter().filter_map(|d| Domain::parse(d)).collect(),
-            epoch,
-            base: Base {
-                seq: row.base_seq,
-                position: row.base_position,
-                topics: Arc::from(topics),
-            },
-            skip: row.base_skip,
-        }))
-    })
-    .await
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.id).collect();
+    let users: Vec<Uuid> = requests.iter().map(|r| r.auth.user_id.0).collect();
+    let sessions: Vec<Uuid> = requests.iter().map(|r| r.auth.session_id.0).collect();
+    // Rows are locked in id order (no deadlock with another node's batch); a session
+    // asked twice in one batch is taken once, and the other asker is refused.
+    let rows: Vec<Row> = diesel::sql_query(
+        "WITH asked AS (SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])                           AS v(id, user_id, auth_session_id)),               locked AS (SELECT g.id FROM gateway_sessions g                          JOIN asked a ON a.id = g.id AND a.user_id = g.user_id                                      AND a.auth_session_id = g.auth_session_id                          WHERE g.last_seen_at > now() - make_interval(secs => $5::double precision / 1000)                             OR (g.connected AND EXISTS (SELECT 1 FROM gateway_nodes n                                  WHERE n.id = g.node_id AND n.last_seen_at > now() - interval '30 seconds'))                          ORDER BY g.id FOR UPDATE OF g)          UPDATE gateway_sessions g             SET epoch = g.epoch + 1, node_id = $4, connected = true, last_seen_at = now()          FROM locked WHERE g.id = locked.id          RETURNING g.id, g.domains, g.epoch, g.base_seq, g.base_position, g.base_topics, g.base_skip",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&users)
+    .bind::<Array<SqlUuid>, _>(&sessions)
+    .bind::<SqlUuid, _>(node)
+    .bind::<BigInt, _>(window_ms)
+    .load(conn)
+    .await?;
+    let mut rows: std::collections::HashMap<Uuid, Row> =
+        rows.into_iter().map(|r| (r.id, r)).collect();
+    // The last of two resumes of one session in a batch gets it.
+    let mut taken: Vec<Result<Taken, Refusal>> = requests
+        .iter()
+        .rev()
+        .map(|r| {
+            let row = rows.remove(&r.id).ok_or(Refusal::Expired)?;
+            let mut topics: Vec<Topic> = row
+                .base_topics
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            topics.sort_unstable();
+            topics.dedup();
+            Ok(Taken {
+                domains: row
+                    .domains
+                    .iter()
+                    .filter_map(|d| Domain::parse(d))
+                    .collect(),
+                epoch: row.epoch,
+                base: Base {
+                    seq: row.base_seq,
+                    position: row.base_position,
+                    topics: Arc::from(topics),
+                },
+                skip: row.base_skip,
+            })
+        })
+        .collect();
+    taken.reverse();
+    Ok(taken)
 }
 
 /// Moves bases forward for sessions this node still holds at their epoch; returns the
@@ -287,23 +385,59 @@ pub(crate) async fn sweep_orphans(
     .await
 }
 
-/// A socket went away: a clean close ends the session, anything else keeps it
-/// resumable from its base.
-pub(crate) async fn disconnect(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    epoch: i32,
-    clean: bool,
-) -> diesel::QueryResult<()> {
-    let sql = if clean {
-        "DELETE FROM gateway_sessions WHERE id = $1 AND epoch = $2"
-    } else {
-        "UPDATE gateway_sessions SET connected = false, last_seen_at = now() WHERE id = $1 AND epoch = $2"
-    };
-    diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(id)
-        .bind::<Integer, _>(epoch)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// A socket that went away: a clean close ends the session, anything else keeps it
+/// resumable from its base. Only the epoch that went away is touched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gone {
+    pub id: Uuid,
+    pub epoch: i32,
+    pub clean: bool,
+}
+
+/// Records sockets that went away, one transaction per batch.
+pub(crate) struct Disconnect;
+
+impl Job for Disconnect {
+    type Request = Gone;
+    type Answer = ();
+    async fn run(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[Gone],
+    ) -> diesel::QueryResult<Vec<()>> {
+        let (ended, dropped): (Vec<&Gone>, Vec<&Gone>) = requests.iter().partition(|g| g.clean);
+        let columns = |gone: &[&Gone]| -> (Vec<Uuid>, Vec<i32>) {
+            let mut gone = gone.to_vec();
+            gone.sort_unstable_by_key(|g| g.id);
+            gone.iter().map(|g| (g.id, g.epoch)).unzip()
+        };
+        let (ended_ids, ended_epochs) = columns(&ended);
+        let (dropped_ids, dropped_epochs) = columns(&dropped);
+        conn.transaction(async |conn| {
+            // Locked in id order, as every batch here does.
+            diesel::sql_query(
+                "WITH locked AS (SELECT g.id FROM gateway_sessions g \
+                   JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
+                   ORDER BY g.id FOR UPDATE OF g) \
+                 DELETE FROM gateway_sessions g USING locked WHERE g.id = locked.id",
+            )
+            .bind::<Array<SqlUuid>, _>(&ended_ids)
+            .bind::<Array<Integer>, _>(&ended_epochs)
+            .execute(conn)
+            .await?;
+            diesel::sql_query(
+                "WITH locked AS (SELECT g.id FROM gateway_sessions g \
+                   JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
+                   ORDER BY g.id FOR UPDATE OF g) \
+                 UPDATE gateway_sessions g SET connected = false, last_seen_at = now() \
+                 FROM locked WHERE g.id = locked.id",
+            )
+            .bind::<Array<SqlUuid>, _>(&dropped_ids)
+            .bind::<Array<Integer>, _>(&dropped_epochs)
+            .execute(conn)
+            .await?;
+            Ok(vec![(); requests.len()])
+        })
+        .await
+    }
 }
