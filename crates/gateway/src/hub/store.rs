@@ -281,7 +281,19 @@ async fn take_over(
     // Rows are locked in id order (no deadlock with another node's batch); a session
     // asked twice in one batch is taken once, and the other asker is refused.
     let rows: Vec<Row> = diesel::sql_query(
-        "WITH asked AS (SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])                           AS v(id, user_id, auth_session_id)),               locked AS (SELECT g.id FROM gateway_sessions g                          JOIN asked a ON a.id = g.id AND a.user_id = g.user_id                                      AND a.auth_session_id = g.auth_session_id                          WHERE g.last_seen_at > now() - make_interval(secs => $5::double precision / 1000)                             OR (g.connected AND EXISTS (SELECT 1 FROM gateway_nodes n                                  WHERE n.id = g.node_id AND n.last_seen_at > now() - interval '30 seconds'))                          ORDER BY g.id FOR UPDATE OF g)          UPDATE gateway_sessions g             SET epoch = g.epoch + 1, node_id = $4, connected = true, last_seen_at = now()          FROM locked WHERE g.id = locked.id          RETURNING g.id, g.domains, g.epoch, g.base_seq, g.base_position, g.base_topics, g.base_skip",
+        "WITH asked AS (SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) \
+         AS v(id, user_id, auth_session_id)), \
+         locked AS (SELECT g.id FROM gateway_sessions g \
+         JOIN asked a ON a.id = g.id AND a.user_id = g.user_id \
+         AND a.auth_session_id = g.auth_session_id \
+         WHERE g.last_seen_at > now() - make_interval(secs => $5::double precision / 1000) \
+         OR (g.connected AND EXISTS (SELECT 1 FROM gateway_nodes n \
+         WHERE n.id = g.node_id AND n.last_seen_at > now() - interval '30 seconds')) \
+         ORDER BY g.id FOR UPDATE OF g) \
+         UPDATE gateway_sessions g \
+         SET epoch = g.epoch + 1, node_id = $4, connected = true, last_seen_at = now() \
+         FROM locked WHERE g.id = locked.id \
+         RETURNING g.id, g.domains, g.epoch, g.base_seq, g.base_position, g.base_topics, g.base_skip",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<Array<SqlUuid>, _>(&users)
@@ -338,6 +350,8 @@ pub(crate) async fn write_bases(
         id: Uuid,
     }
     let mut lost = Vec::new();
+    let mut bases: Vec<&(Uuid, i32, Base)> = bases.iter().collect();
+    bases.sort_unstable_by_key(|b| b.0);
     for chunk in bases.chunks(2000) {
         let ids: Vec<Uuid> = chunk.iter().map(|b| b.0).collect();
         let epochs: Vec<i32> = chunk.iter().map(|b| b.1).collect();
@@ -348,11 +362,13 @@ pub(crate) async fn write_bases(
             .map(|b| topic_texts(&b.2.topics).join(","))
             .collect();
         let kept: Vec<Kept> = diesel::sql_query(
-            "UPDATE gateway_sessions AS g SET base_seq = v.seq, base_position = v.position, \
+            "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[]) \
+                        AS v(id, epoch, seq, position, topics)), \
+                  locked AS (SELECT g.id FROM gateway_sessions g JOIN v ON v.id = g.id \
+                             WHERE g.epoch = v.epoch AND g.node_id = $6 ORDER BY g.id FOR UPDATE OF g) \
+             UPDATE gateway_sessions AS g SET base_seq = v.seq, base_position = v.position, \
                base_topics = string_to_array(v.topics, ','), connected = true, last_seen_at = now() \
-             FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[]) \
-                  AS v(id, epoch, seq, position, topics) \
-             WHERE g.id = v.id AND g.epoch = v.epoch AND g.node_id = $6 RETURNING g.id",
+             FROM v, locked WHERE g.id = v.id AND g.id = locked.id RETURNING g.id",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<Integer>, _>(&epochs)
@@ -376,8 +392,10 @@ pub(crate) async fn sweep_orphans(
     held: &[Uuid],
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
-        "UPDATE gateway_sessions SET connected = false, last_seen_at = now() \
-         WHERE node_id = $1 AND connected AND NOT (id = ANY($2))",
+        "WITH locked AS (SELECT id FROM gateway_sessions \
+                         WHERE node_id = $1 AND connected AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE) \
+         UPDATE gateway_sessions g SET connected = false, last_seen_at = now() \
+         FROM locked WHERE g.id = locked.id",
     )
     .bind::<SqlUuid, _>(node)
     .bind::<Array<SqlUuid>, _>(held)
@@ -413,8 +431,18 @@ impl Job for Disconnect {
         };
         let (ended_ids, ended_epochs) = columns(&ended);
         let (dropped_ids, dropped_epochs) = columns(&dropped);
+        let mut all: Vec<Uuid> = requests.iter().map(|g| g.id).collect();
+        all.sort_unstable();
         conn.transaction(async |conn| {
-            // Locked in id order, as every batch here does.
+            // Every row first, in id order, as every writer of these rows locks them:
+            // two batches (or a batch and a checkpoint) never wait for each other in
+            // a circle.
+            diesel::sql_query(
+                "SELECT 1 FROM gateway_sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .bind::<Array<SqlUuid>, _>(&all)
+            .execute(conn)
+            .await?;
             diesel::sql_query(
                 "WITH locked AS (SELECT g.id FROM gateway_sessions g \
                    JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
