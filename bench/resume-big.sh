@@ -30,16 +30,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 bin=target/release
-if [ -n "${SERVER_BIN:-}" ]; then
-  cargo build --release -q -p synctalk-load
-  server_bin=$SERVER_BIN
-  server_rev=${SERVER_REV:-unknown}
-else
-  cargo build --release -q -p synctalk-app -p synctalk-load
-  server_bin=$bin/synctalk
-  server_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  git diff --quiet HEAD -- crates migrations vendor Cargo.toml Cargo.lock 2>/dev/null || server_rev="$server_rev+changes"
-fi
+. bench/lib.sh
+build_binaries
 data=${DATA_DIR:-target/bench-data-resume}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 rm -rf "$data"

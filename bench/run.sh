@@ -32,13 +32,8 @@ if [ "$PIN" = 1 ]; then server_pin=(taskset -c "$SERVER_CPU"); load_pin=(taskset
 ulimit -n "$(ulimit -Hn)"
 
 bin=target/release
-if [ -n "${SERVER_BIN:-}" ]; then
-  cargo build --release -q -p synctalk-load
-  server_bin=$SERVER_BIN
-else
-  cargo build --release -q -p synctalk-app -p synctalk-load
-  server_bin=$bin/synctalk
-fi
+. bench/lib.sh
+build_binaries
 data=target/bench-data
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # A fresh database every run, so runs compare.

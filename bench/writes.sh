@@ -39,16 +39,8 @@ psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -n1)
 
 bin=target/release
 # SERVER_BIN: benchmark that server binary instead of building this tree's.
-if [ -n "${SERVER_BIN:-}" ]; then
-  cargo build --release -q -p synctalk-load
-  server_bin=$SERVER_BIN
-  server_rev=${SERVER_REV:-unknown}
-else
-  cargo build --release -q -p synctalk-app -p synctalk-load
-  server_bin=$bin/synctalk
-  server_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  git diff --quiet HEAD -- crates migrations vendor Cargo.toml Cargo.lock 2>/dev/null || server_rev="$server_rev+changes"
-fi
+. bench/lib.sh
+build_binaries
 data=${DATA_DIR:-target/bench-data-writes}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # A fresh database every run, so runs compare.
