@@ -47,8 +47,11 @@ pub(crate) struct Local {
     /// On a routed bus, the shards this node receives and the position from which
     /// it has each one's records complete; `None`: it receives everything.
     pub listened: Option<HashMap<u16, i64>>,
-    sockets: HashMap<Uuid, Socket>,
-    by_topic: HashMap<Topic, Vec<Uuid>>,
+    /// Sockets by slot; the topic index holds slots (4 bytes a listener, not 16).
+    slots: Vec<Option<(Uuid, Socket)>>,
+    free: Vec<u32>,
+    ids: HashMap<Uuid, u32>,
+    by_topic: HashMap<Topic, Vec<u32>>,
     /// Every published record up to here has been applied.
     pub position: i64,
     recent: VecDeque<Arc<Record>>,
@@ -61,7 +64,9 @@ impl Local {
     pub fn new(position: i64, recent_cap: usize, routed: bool) -> Self {
         Self {
             listened: routed.then(HashMap::new),
-            sockets: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::new(),
             by_topic: HashMap::new(),
             position,
             recent: VecDeque::new(),
@@ -71,7 +76,7 @@ impl Local {
     }
 
     pub fn len(&self) -> usize {
-        self.sockets.len()
+        self.ids.len()
     }
 
     /// Whether this node has every record of `topic` after `from`.
@@ -89,41 +94,49 @@ impl Local {
         self.by_topic.keys().map(crate::bus::shard).collect()
     }
 
-    fn index(&mut self, id: Uuid, topic: Topic) {
-        self.by_topic.entry(topic).or_default().push(id);
+    fn index(&mut self, slot: u32, topic: Topic) {
+        self.by_topic.entry(topic).or_default().push(slot);
     }
 
-    fn unindex(&mut self, id: Uuid, topic: &Topic) {
-        if let Some(ids) = self.by_topic.get_mut(topic) {
-            ids.retain(|other| *other != id);
-            if ids.is_empty() {
+    fn unindex(&mut self, slot: u32, topic: &Topic) {
+        if let Some(slots) = self.by_topic.get_mut(topic) {
+            slots.retain(|other| *other != slot);
+            if slots.is_empty() {
                 self.by_topic.remove(topic);
+            } else if slots.capacity() > 8 && slots.len() < slots.capacity() / 4 {
+                slots.shrink_to_fit();
             }
         }
     }
 
     pub fn remove(&mut self, id: Uuid) -> Option<Socket> {
-        let socket = self.sockets.remove(&id)?;
+        let slot = self.ids.remove(&id)?;
+        let (_, socket) = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
         for topic in socket.stream.topics.iter() {
-            self.unindex(id, topic);
+            self.unindex(slot, topic);
         }
         Some(socket)
     }
 
     /// Removes the socket if it is still at `epoch`.
     pub fn remove_at(&mut self, id: Uuid, epoch: i32) -> Option<Socket> {
-        if self.sockets.get(&id).is_some_and(|s| s.epoch == epoch) {
+        if self.get(&id).is_some_and(|s| s.epoch == epoch) {
             return self.remove(id);
         }
         None
     }
 
     pub fn get(&self, id: &Uuid) -> Option<&Socket> {
-        self.sockets.get(id)
+        let slot = *self.ids.get(id)?;
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .map(|(_, socket)| socket)
     }
 
     pub fn ids(&self) -> Vec<Uuid> {
-        self.sockets.keys().copied().collect()
+        self.ids.keys().copied().collect()
     }
 
     /// Registers a socket whose stream stands at `from`. Records this node applied
@@ -187,7 +200,6 @@ impl Local {
             return Registered::InvalidSeq;
         }
         if self
-            .sockets
             .get(&id)
             .is_some_and(|old| old.epoch > pending.socket.epoch)
         {
@@ -206,10 +218,18 @@ impl Local {
             old.queue
                 .close(CloseCode::UnknownError, "session resumed elsewhere");
         }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 sockets")
+            }
+        };
         for topic in socket.stream.topics.iter() {
-            self.index(id, *topic);
+            self.index(slot, *topic);
         }
-        self.sockets.insert(id, socket);
+        self.slots[slot as usize] = Some((id, socket));
+        self.ids.insert(id, slot);
         Registered::Done
     }
 
@@ -221,10 +241,12 @@ impl Local {
             if record.position <= self.position {
                 continue;
             }
-            let mut changes: Vec<(Uuid, Step)> = Vec::new();
-            if let Some(ids) = self.by_topic.get(&record.topic) {
-                for id in ids {
-                    let Some(socket) = self.sockets.get_mut(id) else {
+            let mut changes: Vec<(u32, Uuid, Step)> = Vec::new();
+            if let Some(slots) = self.by_topic.get(&record.topic) {
+                for slot in slots {
+                    let Some((id, socket)) =
+                        self.slots.get_mut(*slot as usize).and_then(Option::as_mut)
+                    else {
                         continue;
                     };
                     if record.position <= socket.floor {
@@ -235,21 +257,21 @@ impl Local {
                         Step::Dispatch(seq) => {
                             applied.delivered += 1;
                             if !socket.queue.push(Outbound::Dispatch(record.clone(), seq)) {
-                                changes.push((*id, Step::Revoked));
+                                changes.push((*slot, *id, Step::Revoked));
                                 applied.slow.push(*id);
                             }
                         }
-                        step => changes.push((*id, step)),
+                        step => changes.push((*slot, *id, step)),
                     }
                 }
             }
-            for (id, step) in changes {
+            for (slot, id, step) in changes {
                 match step {
                     Step::Subscribed(topic) => {
                         applied.subscribed.push(topic);
-                        self.index(id, topic);
+                        self.index(slot, topic);
                     }
-                    Step::Unsubscribed(topic) => self.unindex(id, &topic),
+                    Step::Unsubscribed(topic) => self.unindex(slot, &topic),
                     Step::Revoked => {
                         if let Some(socket) = self.remove(id) {
                             if applied.slow.contains(&id) {
@@ -298,10 +320,10 @@ impl Local {
         let frame: Arc<str> = Arc::from(event.frame());
         let mut seen = HashSet::new();
         for topic in &event.topics {
-            for id in self.by_topic.get(topic).into_iter().flatten() {
-                if let Some(socket) = self.sockets.get(id)
+            for slot in self.by_topic.get(topic).into_iter().flatten() {
+                if let Some((_, socket)) = self.slots.get(*slot as usize).and_then(Option::as_ref)
                     && socket.stream.domains.contains(event.domain)
-                    && seen.insert(*id)
+                    && seen.insert(*slot)
                 {
                     socket.queue.push_ephemeral(frame.clone());
                 }
@@ -312,8 +334,9 @@ impl Local {
     /// The bases to write now (captured a checkpoint ago), and captures the next ones.
     pub fn checkpoint(&mut self) -> Vec<(Uuid, i32, Base)> {
         let position = self.position;
-        self.sockets
+        self.slots
             .iter_mut()
+            .flatten()
             .map(|(id, socket)| {
                 // A socket registered ahead of this node stands at its floor.
                 let now = Base {

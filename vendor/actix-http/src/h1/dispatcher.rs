@@ -1419,6 +1419,18 @@ where
                         return Poll::Ready(Ok(()));
                     }
 
+                    // SyncTalk: a connection with nothing buffered (an idle WebSocket above
+                    // all) keeps no buffers; the next read or write allocates them again.
+                    {
+                        let inner_p = inner.as_mut().project();
+                        if inner_p.read_buf.is_empty() && inner_p.read_buf.capacity() > 0 {
+                            *inner_p.read_buf = BytesMut::new();
+                        }
+                        if inner_p.write_buf.is_empty() && inner_p.write_buf.capacity() > 0 {
+                            *inner_p.write_buf = BytesMut::new();
+                        }
+                    }
+
                     let inner_p = inner.as_mut().project();
                     let state_is_none = inner_p.state.is_none();
 
