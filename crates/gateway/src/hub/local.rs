@@ -221,8 +221,12 @@ impl Local {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
+                // A node holds far fewer than 2^32 sockets (the open-file limit).
+                let Ok(slot) = u32::try_from(self.slots.len()) else {
+                    return Registered::Superseded;
+                };
                 self.slots.push(None);
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 sockets")
+                slot
             }
         };
         for topic in socket.stream.topics.iter() {
