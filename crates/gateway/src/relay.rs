@@ -75,12 +75,21 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     }
     tracing::info!("this node relays the outbox");
     let mut last_prune = Instant::now();
+    // Every row written by a transaction below the floor is published.
+    let mut floor = String::from("0");
     loop {
-        let (prev, records) = mark(&mut conn).await?;
+        let horizon = horizon(&mut conn).await?;
+        let (prev, records) = mark(&mut conn, &floor).await?;
         // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
         // under load one numbering (and one commit) covers many appends instead of
         // the relay committing after every one or two.
         let full = records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        if !full {
+            // Every transaction below the horizon had ended before this batch was
+            // picked, so each of its rows was visible to it, and none was left: none
+            // can come any more.
+            floor = horizon;
+        }
         if !records.is_empty() {
             // A bus that does not take them in time must not stop the numbering:
             // nodes read what they miss from the outbox.
@@ -105,9 +114,23 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     }
 }
 
-/// Numbers the oldest unpublished committed rows after the cursor; returns the cursor
-/// before them and the records.
-async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)> {
+/// The oldest transaction still running (every older one has ended).
+async fn horizon(conn: &mut AsyncPgConnection) -> anyhow::Result<String> {
+    #[derive(QueryableByName)]
+    struct Horizon {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        xid: String,
+    }
+    let horizon: Horizon =
+        diesel::sql_query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid")
+            .get_result(conn)
+            .await?;
+    Ok(horizon.xid)
+}
+
+/// Numbers the oldest unpublished committed rows after the cursor, among the rows of
+/// transactions at or above `floor`; returns the cursor before them and the records.
+async fn mark(conn: &mut AsyncPgConnection, floor: &str) -> anyhow::Result<(i64, Vec<Record>)> {
     #[derive(QueryableByName)]
     struct Marked {
         #[diesel(sql_type = BigInt)]
@@ -129,7 +152,8 @@ async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)
         "WITH cursor AS MATERIALIZED (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
          picked AS MATERIALIZED ( \
            SELECT id, row_number() OVER (ORDER BY id) AS n FROM ( \
-             SELECT id FROM outbox WHERE position IS NULL ORDER BY id LIMIT $1 \
+             SELECT id FROM outbox WHERE position IS NULL AND xid >= $2::text::xid8 \
+             ORDER BY id LIMIT $1 \
            ) AS oldest \
          ), \
          marked AS ( \
@@ -143,6 +167,7 @@ async fn mark(conn: &mut AsyncPgConnection) -> anyhow::Result<(i64, Vec<Record>)
          SELECT * FROM marked ORDER BY position",
     )
     .bind::<BigInt, _>(BATCH)
+    .bind::<diesel::sql_types::Text, _>(floor)
     .load(conn)
     .await?;
     let Some(first) = <[Marked]>::first(&rows).map(|r| r.position) else {

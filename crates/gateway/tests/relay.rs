@@ -193,3 +193,31 @@ async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_ba
         "in batches, down to the slowest node"
     );
 }
+
+#[actix_web::test]
+async fn a_transaction_older_than_many_relay_rounds_still_gets_its_events_published() {
+    let node = Node::spawn().await;
+    let (alice, bob) = (node.user("alice").await, node.user("bob").await);
+    let (mut ws, _) = node.identify(&alice).await;
+    let mut old = node.conn().await;
+    let mut conn = node.conn().await;
+    // An old transaction: it has its transaction id before everything below.
+    diesel::sql_query("BEGIN").execute(&mut old).await.unwrap();
+    diesel::sql_query("SELECT pg_current_xact_id()")
+        .execute(&mut old)
+        .await
+        .unwrap();
+    // Many relay rounds go by while it runs; each publishes newer transactions' rows.
+    for i in 0..5 {
+        mark(&mut conn, bob.id, &format!("bob {i}")).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    mark(&mut conn, alice.id, "newer").await;
+    assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "newer");
+    // Its row, written and committed last, is still published (the relay's floor
+    // never passes a transaction that is still running).
+    mark(&mut old, alice.id, "older transaction").await;
+    diesel::sql_query("COMMIT").execute(&mut old).await.unwrap();
+    assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "older transaction");
+    assert_eq!(count_unpublished(&mut conn).await, 0);
+}
