@@ -218,6 +218,9 @@ async fn a_transaction_older_than_many_relay_rounds_still_gets_its_events_publis
     // never passes a transaction that is still running).
     mark(&mut old, alice.id, "older transaction").await;
     diesel::sql_query("COMMIT").execute(&mut old).await.unwrap();
-    assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "older transaction");
+    assert_eq!(
+        ws.dispatch("MARKER").await["d"]["label"],
+        "older transaction"
+    );
     assert_eq!(count_unpublished(&mut conn).await, 0);
 }
