@@ -229,6 +229,12 @@ impl Settings {
             self.environment != Environment::Production || self.jwt_secret.is_some(),
             "JWT_SECRET is required when SYNCTALK_ENV=production"
         );
+        // Every node of a deployment must sign and check tokens with one secret: a
+        // secret made up per node would make every node refuse the others' tokens.
+        anyhow::ensure!(
+            self.nats_url.is_none() || self.jwt_secret.is_some(),
+            "JWT_SECRET is required with NATS_URL (every node must share it)"
+        );
         anyhow::ensure!(
             self.rate_limit_auth_per_minute > 0,
             "RATE_LIMIT_AUTH_PER_MINUTE must be > 0"
@@ -271,6 +277,16 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("super-secret"), "{printed}");
         assert!(!printed.contains("pw@host"), "{printed}");
+    }
+
+    #[test]
+    fn several_nodes_need_one_shared_secret() {
+        let mut settings = Settings::defaults();
+        settings.nats_url = Some(Secret::new("nats://127.0.0.1:4222"));
+        let refused = settings.validate().unwrap_err().to_string();
+        assert!(refused.contains("JWT_SECRET"), "{refused}");
+        settings.jwt_secret = Some(Secret::new("x".repeat(32)));
+        assert!(settings.validate().is_ok());
     }
 
     #[test]
