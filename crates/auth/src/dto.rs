@@ -7,7 +7,7 @@ use synctalk_users::dto::CurrentUser;
 use utoipa::ToSchema;
 
 /// Create an account.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3-32 of lower-case `a-z`, `0-9`, `_`, `.` (`Alice` is refused).
     #[schema(example = "alice")]
@@ -24,8 +24,10 @@ pub struct RegisterRequest {
     pub device_id: Option<String>,
 }
 
+synctalk_kernel::debug_redacted!(RegisterRequest { username, email, device_id } secret { password });
+
 /// Sign in.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// Your username or your email.
     #[schema(example = "alice")]
@@ -39,15 +41,19 @@ pub struct LoginRequest {
     pub device_id: Option<String>,
 }
 
+synctalk_kernel::debug_redacted!(LoginRequest { login, device_id } secret { password });
+
 /// Trade a refresh token for a new pair.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// The refresh token from register, login or the last refresh. Each works once.
     pub refresh_token: String,
 }
 
+synctalk_kernel::debug_redacted!(RefreshRequest {} secret { refresh_token });
+
 /// Tokens for a session.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// You.
     pub user: CurrentUser,
@@ -64,6 +70,11 @@ pub struct TokenResponse {
     /// The session (device) these tokens belong to.
     pub session_id: SessionId,
 }
+
+synctalk_kernel::debug_redacted!(
+    TokenResponse { user, token_type, expires_in, session_id }
+    secret { access_token, refresh_token }
+);
 
 /// A signed-in device.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -84,4 +95,33 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// Whether this is the session making the request.
     pub current: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_never_print_passwords_or_tokens() {
+        let register: RegisterRequest = serde_json::from_value(serde_json::json!({
+            "username": "alice", "email": "a@example.com", "password": "hunter2-secret"
+        }))
+        .unwrap();
+        let login: LoginRequest = serde_json::from_value(
+            serde_json::json!({"login": "alice", "password": "hunter2-secret"}),
+        )
+        .unwrap();
+        let refresh: RefreshRequest =
+            serde_json::from_value(serde_json::json!({"refresh_token": "rt-secret-value"}))
+                .unwrap();
+        for printed in [
+            format!("{register:?}"),
+            format!("{login:?}"),
+            format!("{refresh:?}"),
+        ] {
+            assert!(!printed.contains("secret"), "{printed}");
+            assert!(printed.contains("[redacted]"), "{printed}");
+        }
+        assert!(format!("{login:?}").contains("alice"));
+    }
 }

@@ -39,6 +39,30 @@ impl FromStr for Secret {
     }
 }
 
+/// `Debug` for a type that holds secrets (passwords, tokens, password hashes): the
+/// plain fields are printed, the secret ones as `"[redacted]"`, so a request or a row
+/// that ends up in a log never carries them.
+///
+/// ```
+/// struct Login { login: String, password: String }
+/// synctalk_kernel::debug_redacted!(Login { login } secret { password });
+/// let printed = format!("{:?}", Login { login: "alice".into(), password: "hunter22".into() });
+/// assert_eq!(printed, r#"Login { login: "alice", password: "[redacted]" }"#);
+/// ```
+#[macro_export]
+macro_rules! debug_redacted {
+    ($ty:ident $(<$lt:lifetime>)? { $($field:ident),* $(,)? } secret { $($secret:ident),+ $(,)? }) => {
+        impl $(<$lt>)? ::std::fmt::Debug for $ty $(<$lt>)? {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &{ let _ = &self.$secret; "[redacted]" }))+
+                    .finish()
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use synctalk_db::schema::users;
 use synctalk_kernel::UserId;
 
 /// A row of `users`.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserRow {
     /// Id.
@@ -33,8 +33,13 @@ pub struct UserRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+synctalk_kernel::debug_redacted!(
+    UserRow { id, username, email, display_name, avatar_url, bio, status_text, created_at, updated_at, deleted_at }
+    secret { password_hash }
+);
+
 /// A new account.
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     /// Id.
@@ -46,6 +51,8 @@ pub struct NewUser<'a> {
     /// The argon2id PHC string.
     pub password_hash: &'a str,
 }
+
+synctalk_kernel::debug_redacted!(NewUser<'a> { id, username, email } secret { password_hash });
 
 /// A profile change; `None` leaves a column alone, `Some(None)` clears it.
 #[derive(Debug, Default, AsChangeset)]
