@@ -361,3 +361,20 @@ fn authenticated_routes(alice: &synctalk_testkit::TestUser) -> Vec<(Method, Stri
         (Method::GET, "/api/v1/users?query=a".to_owned()),
     ]
 }
+
+#[actix_web::test]
+async fn invented_methods_do_not_make_new_metric_series() {
+    let app = TestApp::spawn().await;
+    for name in ["FOOBAR", "XYZZY1", "PROPFIND"] {
+        let method = actix_web::http::Method::from_bytes(name.as_bytes()).unwrap();
+        app.request(method, "/health", None, None).await;
+    }
+    let metrics = app.get("/metrics", None).await.text;
+    for name in ["FOOBAR", "XYZZY1", "PROPFIND"] {
+        assert!(!metrics.contains(name), "{name} became a label");
+    }
+    assert!(
+        metrics.contains(r#"http_requests_total{method="other",route="/health""#),
+        "{metrics}"
+    );
+}
