@@ -378,3 +378,41 @@ async fn invented_methods_do_not_make_new_metric_series() {
         "{metrics}"
     );
 }
+
+#[actix_web::test]
+async fn nul_characters_are_refused_before_the_database() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let login = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "a\u{0}b", "password": "correct horse battery staple"}),
+        )
+        .await;
+    assert_eq!(login.status, Status::UNAUTHORIZED, "{}", login.text);
+    assert_eq!(login.code(), "invalid_credentials");
+    let search = app
+        .get("/api/v1/users?query=%00", Some(&alice.access_token))
+        .await;
+    assert_eq!(search.status, Status::BAD_REQUEST, "{}", search.text);
+    assert_eq!(search.code(), "invalid_query");
+    let befriend = app
+        .post(
+            "/api/v1/users/@me/relationships",
+            Some(&alice.access_token),
+            json!({"username": "\u{0}"}),
+        )
+        .await;
+    assert_eq!(
+        befriend.status,
+        Status::UNPROCESSABLE_ENTITY,
+        "{}",
+        befriend.text
+    );
+    assert!(
+        befriend.body["error"]["fields"]["username"].is_array(),
+        "{}",
+        befriend.text
+    );
+}

@@ -139,9 +139,13 @@ impl AuthService {
             login.to_lowercase()
         };
         let invalid = || AppError::new(ErrorCode::InvalidCredentials, "wrong login or password");
-        // Over-long input is refused after the same work as a wrong password.
-        let plausible =
-            !login.is_empty() && login.len() <= 254 && body.password.chars().count() <= 128;
+        // Over-long input, or input no account can have (control characters such as
+        // NUL, which PostgreSQL text cannot hold), is refused after the same work as a
+        // wrong password.
+        let plausible = !login.is_empty()
+            && login.len() <= 254
+            && !login.chars().any(char::is_control)
+            && body.password.chars().count() <= 128;
         let user = if plausible {
             let mut conn = self.conn().await?;
             users_repo::find_by_login(&mut conn, &login).await?

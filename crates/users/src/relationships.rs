@@ -282,6 +282,12 @@ fn blocked() -> AppError {
 /// Sends a friend request by username (or accepts theirs, if they sent one).
 /// Returns the other user's id.
 pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserId> {
+    if username.chars().any(char::is_control) {
+        return Err(AppError::field(
+            "username",
+            "holds control characters; no username does",
+        ));
+    }
     let mut conn = synctalk_db::conn(pool).await?;
     let other = crate::repo::find_by_login(&mut conn, &username.trim().to_lowercase())
         .await?

@@ -227,6 +227,12 @@ pub(crate) async fn search_users(
             "query is at most 32 characters",
         ));
     }
+    if prefix.chars().any(char::is_control) {
+        return Err(AppError::new(
+            synctalk_kernel::ErrorCode::InvalidQuery,
+            "query holds control characters; no username does",
+        ));
+    }
     let mut conn = synctalk_db::conn(&pool).await?;
     let users = repo::search(&mut conn, &prefix, page).await?;
     Ok(web::Json(users.into_iter().map(User::from).collect()))
