@@ -153,6 +153,20 @@ pub async fn revoke(
     Ok(updated == 1)
 }
 
+/// Waits for, then holds until the transaction ends, the lock of one user's device:
+/// concurrent sign-ins on it take turns.
+pub async fn lock_device(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    device_id: &str,
+) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7308))")
+        .bind::<diesel::sql_types::Text, _>(format!("{}:{device_id}", user.0))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Ends the live sessions of `user` on `device_id` (a new sign-in replaces them).
 pub async fn revoke_device(
     conn: &mut AsyncPgConnection,

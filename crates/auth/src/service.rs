@@ -363,6 +363,8 @@ async fn ended(conn: &mut AsyncPgConnection, sessions: &[SessionId]) -> AppResul
     Ok(())
 }
 
+/// Creates a session; call it inside a transaction (the device's lock is held until it
+/// ends).
 async fn new_session(
     conn: &mut AsyncPgConnection,
     user: &UserRow,
@@ -372,6 +374,9 @@ async fn new_session(
     refresh_hash: &[u8],
 ) -> AppResult<SessionId> {
     if let Some(device) = device_id {
+        // Sign-ins on one device take turns (until their transactions end), so each
+        // replaces the one before it and one session per device is left.
+        repo::lock_device(conn, user.id, device).await?;
         let replaced = repo::revoke_device(conn, user.id, device).await?;
         ended(conn, &replaced).await?;
     }

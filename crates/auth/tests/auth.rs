@@ -554,3 +554,26 @@ async fn long_ended_sessions_are_pruned_with_their_tokens() {
         Status::OK
     );
 }
+
+#[actix_web::test]
+async fn concurrent_sign_ins_on_one_device_leave_one_live_session() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let body = json!({"login": "alice", "password": PASSWORD, "device_id": "phone-1"});
+    for _ in 0..3 {
+        let logins = (0..8).map(|_| app.post("/api/v1/auth/login", None, body.clone()));
+        let answers = futures_util::future::join_all(logins).await;
+        assert!(answers.iter().all(|a| a.status == Status::OK));
+        let live_tokens = {
+            let mut live = 0;
+            for answer in &answers {
+                let token = answer.body["access_token"].as_str().unwrap();
+                if app.get("/api/v1/users/@me", Some(token)).await.status == Status::OK {
+                    live += 1;
+                }
+            }
+            live
+        };
+        assert_eq!(live_tokens, 1, "one session per device");
+    }
+}
