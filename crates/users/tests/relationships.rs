@@ -446,3 +446,33 @@ async fn new_friends_learn_each_others_presence_at_once() {
     assert_eq!(presence_of(&mut bob_ws, &alice).await, "online");
     assert_eq!(presence_of(&mut alice_ws, &bob).await, "online");
 }
+
+#[actix_web::test]
+async fn a_deleted_friend_is_gone_from_ready_relationships_and_presences() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    request(&app, &alice, "bob").await;
+    assert_eq!(
+        put(&app, &bob, &alice, None).await.status,
+        Status::NO_CONTENT
+    );
+    // Bob online, then gone for good.
+    let (_bob_ws, _) = app.gateway("/gateway/users", &bob.access_token).await;
+    let (_, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    assert!(
+        ready["presences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user_id"] == bob.id.as_str()),
+        "a friend's presence is in READY: {ready}"
+    );
+    let deleted = app
+        .delete("/api/v1/users/@me", Some(&bob.access_token))
+        .await;
+    assert_eq!(deleted.status, Status::NO_CONTENT);
+    let (_, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    assert_eq!(ready["presences"], json!([]), "{ready}");
+    assert_eq!(ready["relationships"], json!([]), "{ready}");
+}
