@@ -86,7 +86,34 @@ fn bounded_text(value: &str, min: usize, max: usize) -> Result<String, Problem> 
     if value.chars().any(|c| c.is_control() && c != '\n') {
         return Err("must not contain control characters".into());
     }
+    if value.chars().any(deceptive) {
+        return Err("must not contain invisible or direction-changing characters".into());
+    }
     Ok(value.to_owned())
+}
+
+/// Characters that show nothing or reorder the text around them, with which one name
+/// can pass for another: bidirectional embeddings, overrides, isolates and marks,
+/// zero-width spaces and joiners (but the zero-width joiner, which emoji sequences
+/// need), invisible operators and the byte-order mark.
+fn deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+    )
 }
 
 /// A display name: 1 to 32 characters.
@@ -136,6 +163,27 @@ pub fn parse_avatar_url(value: &str) -> Result<String, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_texts_refuse_invisible_and_direction_changing_characters() {
+        for bad in [
+            "admin\u{202E}nimda",
+            "ali\u{200B}ce",
+            "\u{2066}bob\u{2069}",
+            "\u{FEFF}carol",
+            "dave\u{200F}",
+            "\u{3164}",
+        ] {
+            assert!(parse_display_name(bad).is_err(), "{bad:?}");
+            assert!(parse_bio(bad).is_err(), "{bad:?}");
+            assert!(parse_status_text(bad).is_err(), "{bad:?}");
+        }
+        // Emoji sequences keep their zero-width joiner; other scripts are welcome.
+        for good in ["👩\u{200D}💻 at work", "Zoë", "مرحبا", "日本語"] {
+            assert!(parse_display_name(good).is_ok(), "{good:?}");
+            assert!(parse_status_text(good).is_ok(), "{good:?}");
+        }
+    }
 
     #[test]
     fn usernames() {

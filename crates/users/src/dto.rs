@@ -83,7 +83,10 @@ impl From<UserRow> for CurrentUser {
 /// A profile change: a field left out stays as it is, `null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct UpdateCurrentUser {
-    /// 1-32 characters, or `null` to clear.
+    /// 1-32 characters on one line, or `null` to clear.
+    /// No control, invisible or direction-changing characters (bidi overrides and
+    /// isolates, zero-width spaces, the byte-order mark; emoji keep their zero-width
+    /// joiner).
     #[serde(
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
@@ -98,6 +101,9 @@ pub struct UpdateCurrentUser {
     #[schema(value_type = Option<String>, nullable)]
     pub avatar_url: Option<Option<String>>,
     /// Up to 190 characters, or `null` to clear.
+    /// No control, invisible or direction-changing characters (bidi overrides and
+    /// isolates, zero-width spaces, the byte-order mark; emoji keep their zero-width
+    /// joiner).
     #[serde(
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
@@ -105,6 +111,9 @@ pub struct UpdateCurrentUser {
     #[schema(value_type = Option<String>, nullable)]
     pub bio: Option<Option<String>>,
     /// Up to 128 characters on one line, or `null` to clear.
+    /// No control, invisible or direction-changing characters (bidi overrides and
+    /// isolates, zero-width spaces, the byte-order mark; emoji keep their zero-width
+    /// joiner).
     #[serde(
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
