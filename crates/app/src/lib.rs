@@ -152,9 +152,13 @@ impl Application {
                 .app_data(kernel_http::path_config())
                 .wrap(from_fn(middleware::request_meta))
                 .wrap(TracingLogger::<middleware::RootSpan>::new())
-                .service(kernel_http::resource("/health").route(web::get().to(routes::health)))
-                .service(kernel_http::resource("/ready").route(web::get().to(routes::ready)))
-                .service(kernel_http::resource("/metrics").route(web::get().to(routes::metrics)))
+                .service(
+                    kernel_http::resource("/health", "GET").route(web::get().to(routes::health)),
+                )
+                .service(kernel_http::resource("/ready", "GET").route(web::get().to(routes::ready)))
+                .service(
+                    kernel_http::resource("/metrics", "GET").route(web::get().to(routes::metrics)),
+                )
                 .configure(Gateway::configure)
                 .service(api);
             if docs {

@@ -65,10 +65,12 @@ async fn every_response_has_a_request_id_and_errors_have_the_shape() {
         .await;
     assert_eq!(wrong_method.status, Status::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.code(), "method_not_allowed");
+    assert_eq!(wrong_method.header("allow"), Some("GET, PATCH, DELETE"));
     let wrong_method = app
         .request(Method::GET, "/api/v1/auth/login", None, None)
         .await;
     assert_eq!(wrong_method.status, Status::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
 
     let a = app.get("/health", None).await;
     let b = app.get("/health", None).await;

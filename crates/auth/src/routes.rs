@@ -9,12 +9,15 @@ use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, Session, TokenRe
 use crate::service::{AuthService, ClientInfo};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/register").route(web::post().to(register)))
-        .service(resource("/auth/login").route(web::post().to(login)))
-        .service(resource("/auth/refresh").route(web::post().to(refresh)))
-        .service(resource("/auth/logout").route(web::post().to(logout)))
-        .service(resource("/auth/sessions").route(web::get().to(list_sessions)))
-        .service(resource("/auth/sessions/{session_id}").route(web::delete().to(revoke_session)));
+    cfg.service(resource("/auth/register", "POST").route(web::post().to(register)))
+        .service(resource("/auth/login", "POST").route(web::post().to(login)))
+        .service(resource("/auth/refresh", "POST").route(web::post().to(refresh)))
+        .service(resource("/auth/logout", "POST").route(web::post().to(logout)))
+        .service(resource("/auth/sessions", "GET").route(web::get().to(list_sessions)))
+        .service(
+            resource("/auth/sessions/{session_id}", "DELETE")
+                .route(web::delete().to(revoke_session)),
+        );
 }
 
 fn client_info(req: &HttpRequest) -> ClientInfo {

@@ -244,8 +244,9 @@ impl Gateway {
     /// Mounts `/gateway/{domain}` and `/gateway?domains=a,b`.
     pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         use actix_web::web;
-        cfg.service(web::resource("/gateway").route(web::get().to(session::combined)))
-            .service(web::resource("/gateway/{domain}").route(web::get().to(session::single)));
+        use synctalk_kernel::http::resource;
+        cfg.service(resource("/gateway", "GET").route(web::get().to(session::combined)))
+            .service(resource("/gateway/{domain}", "GET").route(web::get().to(session::single)));
     }
 }
 

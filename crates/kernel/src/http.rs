@@ -64,9 +64,17 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     AppError::new(ErrorCode::NotFound, format!("no route for {}", req.path())).error_response()
 }
 
-/// A resource whose unsupported methods get a 405 in the error shape.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose unsupported methods get a 405 in the error shape, with an `Allow`
+/// header naming the methods it has (`allow`, e.g. `"GET, PATCH"`).
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut response = method_not_allowed().await;
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        response
+    }))
 }
 
 /// App data: whether to take the client address from `X-Forwarded-For` / `Forwarded`

@@ -26,23 +26,23 @@ pub struct UsersConfig;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/users/@me/relationships")
+        resource("/users/@me/relationships", "GET, POST")
             .route(web::get().to(list_relationships))
             .route(web::post().to(send_friend_request)),
     )
     .service(
-        resource("/users/@me/relationships/{user_id}")
+        resource("/users/@me/relationships/{user_id}", "PUT, DELETE")
             .route(web::put().to(update_relationship))
             .route(web::delete().to(delete_relationship)),
     )
     .service(
-        resource("/users/@me")
+        resource("/users/@me", "GET, PATCH, DELETE")
             .route(web::get().to(get_me))
             .route(web::patch().to(update_me))
             .route(web::delete().to(delete_me)),
     )
-    .service(resource("/users/{user_id}").route(web::get().to(get_user)))
-    .service(resource("/users").route(web::get().to(search_users)));
+    .service(resource("/users/{user_id}", "GET").route(web::get().to(get_user)))
+    .service(resource("/users", "GET").route(web::get().to(search_users)));
 }
 
 /// Your own profile, with your email.
