@@ -115,7 +115,10 @@ pub async fn rate_limit(
     let ip = synctalk_kernel::http::client_ip(req.request())
         .and_then(|ip| ip.parse().ok())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let (limiter, key) = if IP_LIMITED.contains(&req.path()) {
+    // The path as the router reads it (percent-decoded, as `match_info` holds it), not
+    // as the client spelled it: `/auth/%6Cogin` is the login route and its limit.
+    let routed = req.match_info().as_str();
+    let (limiter, key) = if IP_LIMITED.contains(&routed) {
         (&limits.auth, Key::Ip(ip))
     } else {
         let user = synctalk_kernel::auth::bearer_token(req.request()).and_then(|token| {

@@ -577,3 +577,29 @@ async fn concurrent_sign_ins_on_one_device_leave_one_live_session() {
         assert_eq!(live_tokens, 1, "one session per device");
     }
 }
+
+#[actix_web::test]
+async fn the_per_ip_limit_holds_however_the_path_is_spelled() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_auth_per_minute = 3).await;
+    let body = json!({"login": "nobody", "password": PASSWORD});
+    let mut statuses = Vec::new();
+    for path in [
+        "/api/v1/auth/%6Cogin",
+        "/api/v1/auth/%6cogin",
+        "/api/v1/auth/log%69n",
+        "/api/v1/%61uth/login",
+        "/api/v1/auth/login",
+    ] {
+        statuses.push(app.post(path, None, body.clone()).await.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            Status::UNAUTHORIZED,
+            Status::UNAUTHORIZED,
+            Status::UNAUTHORIZED,
+            Status::TOO_MANY_REQUESTS,
+            Status::TOO_MANY_REQUESTS,
+        ]
+    );
+}
