@@ -343,8 +343,9 @@ async fn malformed_bodies_on_every_json_route_are_400() {
             Some(json!("not an object")),
         )
         .await;
-    assert_eq!(res.status, Status::BAD_REQUEST);
-    assert_eq!(res.code(), "invalid_json");
+    // JSON, but not an object: a problem of the body's shape.
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.code(), "validation_failed");
 }
 
 /// Every route that needs a bearer token, with paths that exist for `alice`.

@@ -48,7 +48,7 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
 pub(crate) async fn register(
     req: HttpRequest,
     service: web::Data<AuthService>,
-    body: web::Json<RegisterRequest>,
+    body: synctalk_kernel::http::Json<RegisterRequest>,
 ) -> AppResult<HttpResponse> {
     let tokens = service
         .register(body.into_inner(), client_info(&req))
@@ -72,7 +72,7 @@ pub(crate) async fn register(
 pub(crate) async fn login(
     req: HttpRequest,
     service: web::Data<AuthService>,
-    body: web::Json<LoginRequest>,
+    body: synctalk_kernel::http::Json<LoginRequest>,
 ) -> AppResult<web::Json<TokenResponse>> {
     Ok(web::Json(
         service.login(body.into_inner(), client_info(&req)).await?,
@@ -88,13 +88,14 @@ pub(crate) async fn login(
         (status = 200, description = "New tokens for the same session", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
         (status = 401, description = "`invalid_refresh_token`: unknown, expired, already used, or its session ended", body = ErrorResponse),
+        (status = 422, description = "`validation_failed`: `refresh_token` missing or not a string, or the body not an object", body = ErrorResponse),
         (status = 429, description = "Rate limited (per IP)", body = ErrorResponse),
     )
 )]
 pub(crate) async fn refresh(
     req: HttpRequest,
     service: web::Data<AuthService>,
-    body: web::Json<RefreshRequest>,
+    body: synctalk_kernel::http::Json<RefreshRequest>,
 ) -> AppResult<web::Json<TokenResponse>> {
     Ok(web::Json(
         service

@@ -139,15 +139,30 @@ async fn malformed_and_incomplete_bodies_are_400() {
         .await;
     assert_eq!(res.status, Status::BAD_REQUEST);
     assert_eq!(res.code(), "invalid_json");
+    // Well-formed JSON of the wrong shape is a problem of the field it is about.
     let res = app
-        .post("/api/v1/auth/register", None, json!({"username": "alice"}))
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"username": "alice", "email": "a@example.com"}),
+        )
         .await;
-    assert_eq!(res.status, Status::BAD_REQUEST);
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{}", res.text);
+    assert_eq!(res.code(), "validation_failed");
+    assert_eq!(
+        res.body["error"]["fields"]["password"],
+        json!(["is required"])
+    );
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": 5, "password": "x"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{}", res.text);
     assert!(
-        res.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("missing field"),
+        res.body["error"]["fields"]["login"].is_array(),
         "{}",
         res.text
     );

@@ -52,7 +52,7 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    InvalidJson => (400, "invalid_json", "The body is not valid JSON or does not have the expected shape."),
+    InvalidJson => (400, "invalid_json", "The body is not valid JSON."),
     InvalidQuery => (400, "invalid_query", "A query parameter is missing, malformed or out of range."),
     Unauthorized => (401, "unauthorized", "No bearer token was sent."),
     InvalidToken => (401, "invalid_token", "The bearer token is malformed, expired, or its session has ended."),

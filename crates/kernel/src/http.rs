@@ -34,6 +34,69 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         })
 }
 
+/// A JSON request body. Not JSON at all (or not `application/json`, or too large): the
+/// errors of [`json_config`]. JSON of the wrong shape is a problem of the field it is
+/// about: 422 `validation_failed` with `fields.<name>` for a missing or mistyped field,
+/// `fields.body` for a body that is not an object (an array would otherwise fill a
+/// struct by position).
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    /// The body.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let web::Json(value) = value.await?;
+            Ok(Json(json_object(value)?))
+        })
+    }
+}
+
+/// A JSON object read into `T`; a wrong shape is 422 naming the field.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, AppError> {
+    if !value.is_object() {
+        return Err(AppError::field("body", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // "missing field `password`" is about `password`, not the object holding it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        match missing {
+            Some(name) => {
+                let field = if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                AppError::field(&field, "is required")
+            }
+            None => AppError::field(if path == "." { "body" } else { &path }, message),
+        }
+    })
+}
+
 /// Query extraction: any problem is 400 `invalid_query`.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error: QueryPayloadError, _req| {

@@ -83,7 +83,7 @@ pub(crate) async fn get_me(
 pub(crate) async fn update_me(
     auth: AuthUser,
     pool: web::Data<Pool>,
-    body: web::Json<UpdateCurrentUser>,
+    body: synctalk_kernel::http::Json<UpdateCurrentUser>,
 ) -> AppResult<web::Json<CurrentUser>> {
     let changes = parse_changes(body.into_inner())?;
     let mut conn = synctalk_db::conn(&pool).await?;
@@ -279,7 +279,7 @@ pub(crate) async fn send_friend_request(
     auth: AuthUser,
     pool: web::Data<Pool>,
     presences: web::Data<Presences>,
-    body: web::Json<FriendRequest>,
+    body: synctalk_kernel::http::Json<FriendRequest>,
 ) -> AppResult<HttpResponse> {
     let other = relationships::request(&pool, auth.user_id, &body.username).await?;
     announce_presences(&pool, &presences, auth.user_id, other).await?;

@@ -92,8 +92,22 @@ async fn patch_me_with_invalid_fields_is_422_and_changes_nothing() {
     let res = app
         .patch("/api/v1/users/@me", token, json!({"bio": 5}))
         .await;
-    assert_eq!(res.status, Status::BAD_REQUEST);
-    assert_eq!(res.code(), "invalid_json");
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{}", res.text);
+    assert!(
+        res.body["error"]["fields"]["bio"].is_array(),
+        "{}",
+        res.text
+    );
+    // An array would fill the struct by position: refused.
+    let res = app
+        .patch("/api/v1/users/@me", token, json!(["Alice"]))
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{}", res.text);
+    assert!(
+        res.body["error"]["fields"]["body"].is_array(),
+        "{}",
+        res.text
+    );
     assert_eq!(
         app.patch("/api/v1/users/@me", None, json!({})).await.status,
         Status::UNAUTHORIZED
