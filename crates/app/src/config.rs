@@ -105,6 +105,14 @@ pub struct Settings {
     /// Argon2id parallelism.
     #[arg(long, env = "ARGON2_PARALLELISM", default_value_t = 1)]
     pub argon2_parallelism: u32,
+    /// Password hashes computed at once (each holds ARGON2_MEMORY_KIB and a blocking
+    /// thread); default: the CPUs.
+    #[arg(long, env = "ARGON2_MAX_CONCURRENT")]
+    pub argon2_max_concurrent: Option<usize>,
+    /// Password checks that may wait for a turn; beyond that register, login and
+    /// password changes answer 503 with Retry-After.
+    #[arg(long, env = "ARGON2_MAX_WAITING", default_value_t = 64)]
+    pub argon2_max_waiting: usize,
     /// Requests per minute per IP on register, login and refresh.
     #[arg(long, env = "RATE_LIMIT_AUTH_PER_MINUTE", default_value_t = 20)]
     pub rate_limit_auth_per_minute: u32,
@@ -192,6 +200,10 @@ impl Settings {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,
                 parallelism: self.argon2_parallelism,
+                max_concurrent: self
+                    .argon2_max_concurrent
+                    .unwrap_or_else(|| synctalk_auth::Argon2Params::default().max_concurrent),
+                max_waiting: self.argon2_max_waiting,
             },
         }
     }

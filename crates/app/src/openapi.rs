@@ -133,10 +133,12 @@ fn decorate(op: &mut Operation, api: bool) {
             );
         }
     }
-    if let Some(RefOr::T(response)) = op.responses.responses.get_mut("429") {
-        response.headers.insert(
-            "Retry-After".to_owned(),
-            header("Seconds to wait before retrying", Type::Integer),
-        );
+    for status in ["429", "503"] {
+        if let Some(RefOr::T(response)) = op.responses.responses.get_mut(status) {
+            response.headers.insert(
+                "Retry-After".to_owned(),
+                header("Seconds to wait before retrying", Type::Integer),
+            );
+        }
     }
 }

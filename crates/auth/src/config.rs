@@ -11,6 +11,10 @@ pub struct Argon2Params {
     pub iterations: u32,
     /// Lanes (OWASP: 1).
     pub parallelism: u32,
+    /// Hashes computed at once (each holds `memory_kib` and a blocking thread).
+    pub max_concurrent: usize,
+    /// Requests that may wait for one; beyond that the answer is 503.
+    pub max_waiting: usize,
 }
 
 impl Default for Argon2Params {
@@ -19,6 +23,8 @@ impl Default for Argon2Params {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_waiting: 64,
         }
     }
 }

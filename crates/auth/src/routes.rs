@@ -43,6 +43,7 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
         (status = 413, description = "Body over 1 MiB", body = ErrorResponse),
         (status = 422, description = "Invalid username, email or password (see `fields`)", body = ErrorResponse),
         (status = 429, description = "Rate limited (per IP)", body = ErrorResponse),
+        (status = 503, description = "`service_unavailable`: too many password checks at once; retry after `Retry-After`", body = ErrorResponse),
     )
 )]
 pub(crate) async fn register(
@@ -67,6 +68,7 @@ pub(crate) async fn register(
         (status = 401, description = "`invalid_credentials`: wrong login or password (the same for both)", body = ErrorResponse),
         (status = 422, description = "Invalid `device_id`", body = ErrorResponse),
         (status = 429, description = "Rate limited (per IP)", body = ErrorResponse),
+        (status = 503, description = "`service_unavailable`: too many password checks at once; retry after `Retry-After`", body = ErrorResponse),
     )
 )]
 pub(crate) async fn login(

@@ -83,7 +83,7 @@ impl AuthService {
             .hasher
             .hash(password.expose().to_owned())
             .await
-            .map_err(AppError::internal)?;
+            .map_err(hashing_failed)?;
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
         let expires_at = Utc::now() + self.refresh_ttl;
         let mut conn = self.conn().await?;
@@ -161,7 +161,7 @@ impl AuthService {
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await
-            .map_err(AppError::internal)?;
+            .map_err(hashing_failed)?;
         let Some(user) = user.filter(|_| ok) else {
             return Err(invalid());
         };
@@ -345,6 +345,15 @@ impl Authenticator for AuthService {
             user_id: UserId(claims.sub),
             session_id: SessionId(claims.sid),
         })
+    }
+}
+
+/// A saturated hasher is 503 with a time to retry; anything else is internal.
+fn hashing_failed(error: anyhow::Error) -> AppError {
+    if error.downcast_ref::<crate::password::Busy>().is_some() {
+        AppError::unavailable("too many sign-ins at once; try again shortly", 1000)
+    } else {
+        AppError::internal(error)
     }
 }
 

@@ -70,7 +70,7 @@ error_codes! {
     ValidationFailed => (422, "validation_failed", "The body is well-formed but some fields are invalid; see `fields`."),
     RateLimited => (429, "rate_limited", "Too many requests; retry after `retry_after_ms`."),
     InternalError => (500, "internal_error", "Something went wrong on our side; the request id identifies it in the logs."),
-    ServiceUnavailable => (503, "service_unavailable", "A dependency (the database) is unavailable."),
+    ServiceUnavailable => (503, "service_unavailable", "A dependency (the database) is unavailable, or the server is saturated (too many password checks at once); retry after `Retry-After`."),
 }
 
 impl fmt::Display for ErrorCode {
@@ -132,6 +132,14 @@ impl AppError {
     /// A 404.
     pub fn not_found(what: &str) -> Self {
         Self::new(ErrorCode::NotFound, format!("unknown {what}"))
+    }
+
+    /// A 503 that says when to retry (the server is saturated, not broken).
+    pub fn unavailable(message: impl Into<Cow<'static, str>>, retry_after_ms: u64) -> Self {
+        Self {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(ErrorCode::ServiceUnavailable, message)
+        }
     }
 
     /// A 429 that says when to retry.
