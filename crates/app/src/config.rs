@@ -119,6 +119,9 @@ pub struct Settings {
     /// Requests per minute per user (per IP when unauthenticated) on other routes.
     #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 600)]
     pub rate_limit_user_per_minute: u32,
+    /// Gateway connections (WebSocket upgrades) per minute per IP.
+    #[arg(long, env = "GATEWAY_CONNECTS_PER_MINUTE", default_value_t = 300)]
+    pub gateway_connects_per_minute: u32,
     /// Largest JSON body, in bytes.
     #[arg(long, env = "JSON_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub json_body_limit: usize,
@@ -250,6 +253,10 @@ impl Settings {
         anyhow::ensure!(
             self.rate_limit_auth_per_minute > 0,
             "RATE_LIMIT_AUTH_PER_MINUTE must be > 0"
+        );
+        anyhow::ensure!(
+            self.gateway_connects_per_minute > 0,
+            "GATEWAY_CONNECTS_PER_MINUTE must be > 0"
         );
         anyhow::ensure!(
             self.rate_limit_user_per_minute > 0,

@@ -108,6 +108,7 @@ impl Application {
         let limits = web::Data::new(middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_user_per_minute,
+            settings.gateway_connects_per_minute,
         ));
         let doc = web::Data::new(openapi::document_json());
         let trust = web::Data::new(TrustForwardedFor(settings.trust_forwarded_for));
@@ -133,7 +134,6 @@ impl Application {
 
         let mut server = HttpServer::new(move || {
             let api = web::scope("/api/v1")
-                .wrap(from_fn(middleware::rate_limit))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .configure(synctalk_auth::configure)
                 .configure(synctalk_users::configure);
@@ -150,6 +150,7 @@ impl Application {
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())
+                .wrap(from_fn(middleware::rate_limit))
                 .wrap(from_fn(middleware::request_meta))
                 .wrap(TracingLogger::<middleware::RootSpan>::new())
                 .service(

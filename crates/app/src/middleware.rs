@@ -73,21 +73,24 @@ type Limiter =
 pub struct RateLimits {
     auth: Arc<Limiter>,
     user: Arc<Limiter>,
+    gateway: Arc<Limiter>,
 }
 
 impl RateLimits {
-    /// Limits of `auth_per_minute` and `user_per_minute` requests, refilled evenly.
-    pub fn new(auth_per_minute: u32, user_per_minute: u32) -> Self {
+    /// Limits of `auth_per_minute`, `user_per_minute` and `gateway_per_minute`
+    /// requests, refilled evenly.
+    pub fn new(auth_per_minute: u32, user_per_minute: u32, gateway_per_minute: u32) -> Self {
         let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
             auth: Arc::new(RateLimiter::keyed(quota(auth_per_minute)).with_middleware()),
             user: Arc::new(RateLimiter::keyed(quota(user_per_minute)).with_middleware()),
+            gateway: Arc::new(RateLimiter::keyed(quota(gateway_per_minute)).with_middleware()),
         }
     }
 
     /// Forgets keys whose buckets are full again, so memory stays bounded.
     pub fn prune(&self) {
-        for limiter in [&self.auth, &self.user] {
+        for limiter in [&self.auth, &self.user, &self.gateway] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -120,6 +123,15 @@ pub async fn rate_limit(
     let routed = req.match_info().as_str();
     let (limiter, key) = if IP_LIMITED.contains(&routed) {
         (&limits.auth, Key::Ip(ip))
+    } else if routed == "/gateway" || routed.starts_with("/gateway/") {
+        // Gateway upgrades (IDENTIFY and RESUME attempts with them), per IP.
+        (&limits.gateway, Key::Ip(ip))
+    } else if !(routed == "/api/v1" || routed.starts_with("/api/v1/")) {
+        // Health, readiness, metrics and the docs are not limited.
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     } else {
         let user = synctalk_kernel::auth::bearer_token(req.request()).and_then(|token| {
             req.app_data::<web::Data<AuthService>>()

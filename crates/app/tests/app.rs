@@ -419,3 +419,29 @@ async fn nul_characters_are_refused_before_the_database() {
         befriend.text
     );
 }
+
+#[actix_web::test]
+async fn gateway_connections_are_limited_per_ip() {
+    let app = TestApp::spawn_with(|s| s.gateway_connects_per_minute = 3).await;
+    let mut statuses = Vec::new();
+    for path in [
+        "/gateway/users",
+        "/gateway",
+        "/gateway/%75sers",
+        "/gateway/users",
+    ] {
+        statuses.push(app.get(path, None).await.status);
+    }
+    // Not upgrades (400), until the fourth: 429, whatever the spelling.
+    assert_eq!(
+        statuses,
+        [
+            Status::BAD_REQUEST,
+            Status::BAD_REQUEST,
+            Status::BAD_REQUEST,
+            Status::TOO_MANY_REQUESTS
+        ]
+    );
+    // The REST API and health have their own buckets.
+    assert_eq!(app.get("/health", None).await.status, Status::OK);
+}

@@ -338,6 +338,7 @@ pub fn test_settings() -> Settings {
     settings.argon2_iterations = 1;
     settings.rate_limit_auth_per_minute = 100_000;
     settings.rate_limit_user_per_minute = 100_000;
+    settings.gateway_connects_per_minute = 100_000;
     settings.docs = Some(true);
     settings.jwt_secret = Some(Secret::new(TEST_JWT_SECRET));
     settings
