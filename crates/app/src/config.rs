@@ -119,6 +119,9 @@ pub struct Settings {
     /// Requests per minute per user (per IP when unauthenticated) on other routes.
     #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 600)]
     pub rate_limit_user_per_minute: u32,
+    /// Gateway sockets one user may have on one node; IDENTIFY beyond it closes 4008.
+    #[arg(long, env = "GATEWAY_MAX_SOCKETS_PER_USER", default_value_t = 100)]
+    pub gateway_max_sockets_per_user: u32,
     /// Gateway connections (WebSocket upgrades) per minute per IP.
     #[arg(long, env = "GATEWAY_CONNECTS_PER_MINUTE", default_value_t = 300)]
     pub gateway_connects_per_minute: u32,
@@ -228,6 +231,7 @@ impl Settings {
             resume_window: Duration::from_secs(self.gateway_resume_window_secs),
             queue: self.gateway_queue.max(1),
             checkpoint_every: Duration::from_secs(self.gateway_checkpoint_secs.max(1)),
+            max_sockets_per_user: self.gateway_max_sockets_per_user.max(1),
             ..synctalk_gateway::HubConfig::default()
         }
     }

@@ -389,6 +389,10 @@ impl Socket {
             Ok(Ok(live)) => Ok((live, auth)),
             Ok(Err(Refused::Revoked)) => Err((CloseCode::AuthenticationFailed, "session ended")),
             Ok(Err(Refused::ShuttingDown)) => Err(self.refuse_shutdown().await),
+            Ok(Err(Refused::TooMany)) => Err((
+                CloseCode::RateLimited,
+                "too many gateway sockets for this user",
+            )),
             Ok(Err(_)) => Err((
                 CloseCode::UnknownError,
                 "could not open the session; try again",
@@ -453,6 +457,10 @@ impl Socket {
             Ok(Err(Refused::InvalidSeq)) => Err((CloseCode::InvalidSeq, "invalid seq")),
             Ok(Err(Refused::Revoked)) => Err((CloseCode::AuthenticationFailed, "session ended")),
             Ok(Err(Refused::ShuttingDown)) => Err(self.refuse_shutdown().await),
+            Ok(Err(Refused::TooMany)) => Err((
+                CloseCode::RateLimited,
+                "too many gateway sockets for this user",
+            )),
             Err(error) => {
                 // A fault on our side: the session is still resumable.
                 tracing::error!(%error, "resume failed");

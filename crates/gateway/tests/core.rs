@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Node, Setup, dispatches_until, join, leave, mark, revoke, say};
+use synctalk_gateway::HubConfig;
 use synctalk_kernel::ChannelId;
 use synctalk_testkit::Received;
 
@@ -641,4 +642,38 @@ async fn sessions_resuming_all_at_once_each_get_their_events_and_a_double_resume
         }
     }
     assert_eq!(still, 1, "one live socket for the session resumed twice");
+}
+
+#[actix_web::test]
+async fn a_user_has_at_most_the_allowed_sockets_on_a_node_and_resumes_still_fit() {
+    let node = Node::spawn_with(Setup {
+        hub: HubConfig {
+            max_sockets_per_user: 2,
+            resume_window: Duration::from_secs(60),
+            ..HubConfig::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let alice = node.user("alice").await;
+    let (first, ready) = node.identify(&alice).await;
+    let session = ready["session_id"].as_str().unwrap().to_owned();
+    let (_second, _) = node.identify(&alice).await;
+    let mut third = node.ws().await;
+    third
+        .send(json!({"op": 2, "d": {"token": alice.token()}}))
+        .await;
+    assert_eq!(
+        third.closed().await,
+        Some(4008),
+        "a third socket is refused"
+    );
+    // A resume replaces its own socket: it still fits.
+    drop(first);
+    let mut again = node.resume(&alice, &session, json!(0)).await;
+    dispatches_until(&mut again, "RESUMED").await;
+    // Another user is not affected.
+    let bob = node.user("bob").await;
+    let (_bob, ready) = node.identify(&bob).await;
+    assert!(ready["session_id"].is_string());
 }

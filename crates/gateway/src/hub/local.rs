@@ -52,6 +52,9 @@ pub(crate) struct Local {
     free: Vec<u32>,
     ids: HashMap<Uuid, u32>,
     by_topic: HashMap<Topic, Vec<u32>>,
+    /// Sockets per user, and how many a user may have on this node.
+    per_user: HashMap<synctalk_kernel::UserId, u32>,
+    max_per_user: u32,
     /// Every published record up to here has been applied.
     pub position: i64,
     recent: VecDeque<Arc<Record>>,
@@ -61,13 +64,15 @@ pub(crate) struct Local {
 }
 
 impl Local {
-    pub fn new(position: i64, recent_cap: usize, routed: bool) -> Self {
+    pub fn new(position: i64, recent_cap: usize, routed: bool, max_per_user: u32) -> Self {
         Self {
             listened: routed.then(HashMap::new),
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashMap::new(),
             by_topic: HashMap::new(),
+            per_user: HashMap::new(),
+            max_per_user,
             position,
             recent: VecDeque::new(),
             recent_cap,
@@ -113,6 +118,12 @@ impl Local {
         let slot = self.ids.remove(&id)?;
         let (_, socket) = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
+        if let Some(count) = self.per_user.get_mut(&socket.stream.user) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_user.remove(&socket.stream.user);
+            }
+        }
         for topic in socket.stream.topics.iter() {
             self.unindex(slot, topic);
         }
@@ -206,6 +217,12 @@ impl Local {
             // A newer resume of this session already lives here.
             return Registered::Superseded;
         }
+        let user = pending.socket.stream.user;
+        if pending.resumed.is_none()
+            && self.per_user.get(&user).copied().unwrap_or(0) >= self.max_per_user
+        {
+            return Registered::TooMany;
+        }
         let mut socket = pending.socket;
         socket.floor = from.max(self.position);
         if let Some(session_id) = pending.resumed {
@@ -234,6 +251,7 @@ impl Local {
         }
         self.slots[slot as usize] = Some((id, socket));
         self.ids.insert(id, slot);
+        *self.per_user.entry(user).or_default() += 1;
         Registered::Done
     }
 
@@ -377,6 +395,8 @@ pub(crate) enum Registered {
     InvalidSeq,
     /// A newer resume of the session got here first.
     Superseded,
+    /// The user has as many sockets on this node as allowed (a new session only).
+    TooMany,
     /// Read the database first.
     Behind(Behind, Box<Pending>),
 }

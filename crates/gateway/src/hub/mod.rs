@@ -53,6 +53,9 @@ pub struct HubConfig {
     pub max_replay: i64,
     /// How many recently delivered records the node keeps for registrations.
     pub recent: usize,
+    /// How many sockets one user may have on this node (new sessions beyond it are
+    /// refused; a resume replaces its socket).
+    pub max_sockets_per_user: u32,
 }
 
 impl Default for HubConfig {
@@ -63,6 +66,7 @@ impl Default for HubConfig {
             checkpoint_every: Duration::from_secs(30),
             max_replay: 5000,
             recent: 4096,
+            max_sockets_per_user: 100,
         }
     }
 }
@@ -96,6 +100,8 @@ pub enum Refused {
     InvalidSeq,
     /// The node is shutting down (RECONNECT).
     ShuttingDown,
+    /// The user already has as many sockets on this node as allowed (close 4008).
+    TooMany,
 }
 
 /// A registered socket.
@@ -157,7 +163,12 @@ impl Hub {
             node_id,
             bus: bus.clone(),
             config,
-            local: Mutex::new(Local::new(head, config.recent, bus.is_routed())),
+            local: Mutex::new(Local::new(
+                head,
+                config.recent,
+                bus.is_routed(),
+                config.max_sockets_per_user,
+            )),
             position: AtomicI64::new(head),
             advanced: Notify::new(),
             shutting_down: AtomicBool::new(false),
@@ -620,6 +631,7 @@ impl Hub {
                 Registered::Done => return Ok(Ok(())),
                 Registered::Revoked => return Ok(Err(Refused::Revoked)),
                 Registered::InvalidSeq => return Ok(Err(Refused::InvalidSeq)),
+                Registered::TooMany => return Ok(Err(Refused::TooMany)),
                 Registered::Superseded => {
                     return Ok(Err(Refused::Invalid(Refusal::Expired)));
                 }
