@@ -131,9 +131,15 @@ pub struct Settings {
     /// Serve Swagger UI at /docs (default: on in development, off in production).
     #[arg(long, env = "SYNCTALK_DOCS", action = clap::ArgAction::Set)]
     pub docs: Option<bool>,
-    /// Take client addresses from X-Forwarded-For (only behind a trusted proxy).
-    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// The load balancers whose X-Forwarded-For / Forwarded entries are believed:
+    /// comma-separated addresses or CIDR ranges. Empty: clients are the sockets' peers.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub trusted_proxies: Vec<String>,
     /// NATS server URL: turns on the multi-node bus. Unset: one node, in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<Secret>,
@@ -236,6 +242,18 @@ impl Settings {
         }
     }
 
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<synctalk_kernel::http::Cidr>> {
+        self.trusted_proxies
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                t.parse()
+                    .map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))
+            })
+            .collect()
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(secret) = &self.jwt_secret {
@@ -258,6 +276,7 @@ impl Settings {
             self.rate_limit_auth_per_minute > 0,
             "RATE_LIMIT_AUTH_PER_MINUTE must be > 0"
         );
+        self.trusted_proxies()?;
         anyhow::ensure!(
             self.gateway_connects_per_minute > 0,
             "GATEWAY_CONNECTS_PER_MINUTE must be > 0"

@@ -23,7 +23,7 @@ use synctalk_db::Pool;
 use synctalk_db::cluster::{Durability, LocalCluster};
 use synctalk_gateway::{Bus, Gateway, Hub};
 use synctalk_kernel::Secret;
-use synctalk_kernel::http::{self as kernel_http, TrustForwardedFor};
+use synctalk_kernel::http::{self as kernel_http, TrustedProxies};
 use tracing_actix_web::TracingLogger;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -111,7 +111,7 @@ impl Application {
             settings.gateway_connects_per_minute,
         ));
         let doc = web::Data::new(openapi::document_json());
-        let trust = web::Data::new(TrustForwardedFor(settings.trust_forwarded_for));
+        let trust = web::Data::new(TrustedProxies(settings.trusted_proxies()?));
         let json_limit = settings.json_body_limit;
         let docs = settings.docs_enabled();
         telemetry::metrics();

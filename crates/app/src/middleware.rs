@@ -103,6 +103,18 @@ const IP_LIMITED: &[&str] = &[
     "/api/v1/auth/refresh",
 ];
 
+/// The bucket of an address: itself for IPv4, its /64 for IPv6 (one subscriber gets a
+/// whole /64 and could otherwise take a new address for every request).
+fn bucket_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        other => other,
+    }
+}
+
 /// Applies the rate limits and sets `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
 /// `X-RateLimit-Reset-After` (seconds until the bucket is full again).
 pub async fn rate_limit(
@@ -117,7 +129,7 @@ pub async fn rate_limit(
     };
     let ip = synctalk_kernel::http::client_ip(req.request())
         .and_then(|ip| ip.parse().ok())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        .map_or(IpAddr::from([0, 0, 0, 0]), bucket_of);
     // The path as the router reads it (percent-decoded, as `match_info` holds it), not
     // as the client spelled it: `/auth/%6Cogin` is the login route and its limit.
     let routed = req.match_info().as_str();

@@ -140,20 +140,120 @@ pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     }))
 }
 
-/// App data: whether to take the client address from `X-Forwarded-For` / `Forwarded`
-/// (only behind a trusted load balancer) rather than from the socket.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TrustForwardedFor(pub bool);
+/// App data: the proxies (load balancers) whose `X-Forwarded-For` / `Forwarded` entries
+/// are believed. Empty (the default): the client is the socket's peer.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<Cidr>);
 
-/// The client's address, for rate limits and session records.
-pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    let trust = req
-        .app_data::<web::Data<TrustForwardedFor>>()
-        .is_some_and(|t| t.0);
-    if trust && let Some(ip) = req.connection_info().realip_remote_addr() {
-        return Some(strip_port(ip).to_owned());
+/// An address range, `10.0.0.0/8` or `fd00::/8` (a bare address is a range of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or a CIDR range"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?} has a prefix length out of 0-{max}"))?,
+        };
+        Ok(Self { network, prefix })
     }
-    req.peer_addr().map(|addr| addr.ip().to_string())
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        fn bits(ip: std::net::IpAddr) -> (u128, u8) {
+            match ip {
+                std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => (u128::from(u32::from(v4)), 32),
+                    None => (u128::from(v6), 128),
+                },
+            }
+        }
+        let ((net, width), (addr, addr_width)) = (bits(self.network), bits(ip));
+        if width != addr_width {
+            return false;
+        }
+        let shift = u32::from(width - self.prefix.min(width));
+        let mask = if shift >= 128 {
+            0
+        } else {
+            (u128::MAX << shift) & (u128::MAX >> (128 - u32::from(width)))
+        };
+        net & mask == addr & mask
+    }
+}
+
+impl TrustedProxies {
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.0.iter().any(|range| range.contains(ip))
+    }
+}
+
+/// The client's address, for rate limits and session records. The socket's peer,
+/// unless it is a trusted proxy: then the rightmost address of `X-Forwarded-For` (or
+/// `Forwarded`) that is not a trusted proxy, since every proxy appends what it saw and
+/// the client can write anything to the left.
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr().map(|addr| addr.ip())?;
+    let Some(trusted) = req
+        .app_data::<web::Data<TrustedProxies>>()
+        .filter(|t| t.trusts(peer))
+    else {
+        return Some(peer.to_string());
+    };
+    let mut hops: Vec<std::net::IpAddr> = Vec::new();
+    for value in req.headers().get_all("forwarded") {
+        for element in value.to_str().unwrap_or("").split(',') {
+            for pair in element.split(';') {
+                if let Some((key, value)) = pair.trim().split_once('=')
+                    && key.trim().eq_ignore_ascii_case("for")
+                    && let Some(ip) = parse_hop(value.trim().trim_matches('"'))
+                {
+                    hops.push(ip);
+                }
+            }
+        }
+    }
+    if hops.is_empty() {
+        for value in req.headers().get_all("x-forwarded-for") {
+            hops.extend(
+                value
+                    .to_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|h| parse_hop(h.trim())),
+            );
+        }
+    }
+    let client = hops
+        .iter()
+        .rev()
+        .find(|ip| !trusted.trusts(**ip))
+        .or(hops.first());
+    Some(client.copied().unwrap_or(peer).to_string())
+}
+
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    strip_port(hop).parse().ok()
 }
 
 fn strip_port(addr: &str) -> &str {
@@ -166,5 +266,71 @@ fn strip_port(addr: &str) -> &str {
             host
         }
         _ => addr,
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn request(peer: &str, forwarded_for: Option<&str>, forwarded: Option<&str>) -> HttpRequest {
+        let proxies = TrustedProxies(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ]);
+        let mut req = TestRequest::default()
+            .peer_addr(peer.parse().unwrap())
+            .app_data(web::Data::new(proxies));
+        if let Some(value) = forwarded_for {
+            req = req.insert_header(("x-forwarded-for", value));
+        }
+        if let Some(value) = forwarded {
+            req = req.insert_header(("forwarded", value));
+        }
+        req.to_http_request()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop_and_only_behind_a_trusted_proxy() {
+        // From a trusted proxy: the rightmost address it did not add itself.
+        let ip = client_ip(&request(
+            "10.0.0.5:80",
+            Some("6.6.6.6, 1.2.3.4, 10.0.0.9"),
+            None,
+        ));
+        assert_eq!(
+            ip.as_deref(),
+            Some("1.2.3.4"),
+            "the client wrote 6.6.6.6 itself"
+        );
+        let ip = client_ip(&request(
+            "10.0.0.5:80",
+            None,
+            Some("for=6.6.6.6, for=\"[2001:db8::1]:4711\""),
+        ));
+        assert_eq!(ip.as_deref(), Some("2001:db8::1"));
+        // From anyone else: the peer, whatever the headers say.
+        let ip = client_ip(&request("8.8.8.8:80", Some("1.2.3.4"), None));
+        assert_eq!(ip.as_deref(), Some("8.8.8.8"));
+        // Only trusted hops: the leftmost.
+        let ip = client_ip(&request("[fd00::1]:80", Some("10.1.1.1, 10.2.2.2"), None));
+        assert_eq!(ip.as_deref(), Some("10.1.1.1"));
+    }
+
+    #[test]
+    fn ranges_parse_and_match() {
+        let range: Cidr = "192.168.0.0/16".parse().unwrap();
+        assert!(range.contains("192.168.4.2".parse().unwrap()));
+        assert!(!range.contains("192.169.0.1".parse().unwrap()));
+        assert!(range.contains("::ffff:192.168.1.1".parse().unwrap()));
+        let one: Cidr = "2001:db8::1".parse().unwrap();
+        assert!(one.contains("2001:db8::1".parse().unwrap()));
+        assert!(!one.contains("2001:db8::2".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nope", "fd00::/129", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
     }
 }
