@@ -93,20 +93,39 @@ fn header(description: &str, schema: Type) -> RefOr<utoipa::openapi::header::Hea
 
 fn decorate(op: &mut Operation, api: bool) {
     let error_ref = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorResponse"));
-    op.responses
-        .responses
-        .entry("500".to_owned())
-        .or_insert_with(|| {
-            ResponseBuilder::new()
-                .description("Internal error: no details, see the logs under the X-Request-Id")
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(error_ref.clone()))
-                        .build(),
-                )
-                .into()
-        });
+    let mut standard = vec![(
+        "500",
+        "Internal error: no details, see the logs under the X-Request-Id",
+    )];
+    // A required JSON body (an optional one, read as raw bytes, takes any type).
+    if op.request_body.as_ref().is_some_and(
+        |b| matches!(b, RefOr::T(b) if b.required == Some(utoipa::openapi::Required::True)),
+    ) {
+        standard.push((
+            "413",
+            "`payload_too_large`: the body is larger than the limit",
+        ));
+        standard.push((
+            "415",
+            "`unsupported_media_type`: the body must be `application/json`",
+        ));
+    }
+    for (status, description) in standard {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(error_ref.clone()))
+                            .build(),
+                    )
+                    .into()
+            });
+    }
     for response in op.responses.responses.values_mut() {
         let RefOr::T(response) = response else {
             continue;

@@ -293,7 +293,7 @@ pub(crate) async fn send_friend_request(
     put, path = "/api/v1/users/@me/relationships/{user_id}", tag = "users",
     security(("bearer" = [])),
     params(("user_id" = UserId, Path, description = "The other user")),
-    request_body(content = RelationshipUpdate, description = "Optional; empty accepts"),
+    request_body(content = Option<RelationshipUpdate>, description = "Optional: an empty body or `null` is `{\"type\": \"friend\"}`"),
     responses(
         (status = 204, description = "Accepted or blocked"),
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
@@ -313,16 +313,18 @@ pub(crate) async fn update_relationship(
     let update: RelationshipUpdate = if body.iter().all(u8::is_ascii_whitespace) {
         RelationshipUpdate::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                AppError::field("type", "must be friend or blocked")
-            } else {
-                AppError::new(
-                    synctalk_kernel::ErrorCode::InvalidJson,
-                    format!("invalid JSON body: {e}"),
-                )
-            }
-        })?
+        serde_json::from_slice::<Option<RelationshipUpdate>>(&body)
+            .map_err(|e| {
+                if e.is_data() {
+                    AppError::field("type", "must be friend or blocked")
+                } else {
+                    AppError::new(
+                        synctalk_kernel::ErrorCode::InvalidJson,
+                        format!("invalid JSON body: {e}"),
+                    )
+                }
+            })?
+            .unwrap_or_default()
     };
     let kind = update.kind.unwrap_or(RelationshipType::Friend);
     let other = path.into_inner();

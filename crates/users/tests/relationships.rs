@@ -476,3 +476,17 @@ async fn a_deleted_friend_is_gone_from_ready_relationships_and_presences() {
     assert_eq!(ready["presences"], json!([]), "{ready}");
     assert_eq!(ready["relationships"], json!([]), "{ready}");
 }
+
+#[actix_web::test]
+async fn a_null_body_accepts_like_an_empty_one() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    request(&app, &alice, "bob").await;
+    let accepted = put(&app, &bob, &alice, Some(Value::Null)).await;
+    assert_eq!(accepted.status, Status::NO_CONTENT, "{}", accepted.text);
+    assert_eq!(
+        relationships(&app, &alice).await,
+        [("bob".to_owned(), "friend".to_owned())]
+    );
+}
