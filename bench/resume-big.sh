@@ -50,10 +50,7 @@ taskset -c "$SERVER_CPU" env MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-8} SYNCTALK_EN
 server=$!
 for _ in $(seq 1 600); do curl -sf "$url/ready" >/dev/null && break; sleep 0.1; done
 curl -sf "$url/ready" >/dev/null || { echo "the server did not start:"; cat "$data/server.log"; exit 1; }
-postmaster=$(head -n1 "$data/postgres/postmaster.pid")
-for p in "$postmaster" $(pgrep -P "$postmaster" || true); do
-  taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null
-done
+pin_postgres "$data"
 
 # SLOW_MS: log every statement slower than this to target/bench-data-resume/postgres.log.
 if [ -n "${SLOW_MS:-}" ]; then
@@ -62,22 +59,7 @@ if [ -n "${SLOW_MS:-}" ]; then
     -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 # On a shared machine: wait (bounded) until nothing else keeps the CPUs busy.
-if [ "${QUIET:-1}" = 1 ]; then
-  python3 - "${QUIET_WAIT:-900}" <<'PY'
-import sys, time
-def snap():
-    v = list(map(int, open("/proc/stat").readline().split()[1:]))
-    return sum(v), v[3] + v[4]
-deadline, quiet, busy = time.time() + float(sys.argv[1]), 0, 1.0
-while time.time() < deadline:
-    a = snap(); time.sleep(1); b = snap()
-    busy = 1 - (b[1] - a[1]) / max(1, b[0] - a[0])
-    quiet = quiet + 1 if busy < 0.10 else 0
-    if quiet >= 5:
-        sys.exit(0)
-print(f"  (the machine is still busy: {busy:.0%}; running anyway)", file=sys.stderr)
-PY
-fi
+wait_quiet
 extra=()
 [ "$PREPUBLISHED" = 1 ] && extra+=(--prepublished)
 [ -n "$VACUUM_AFTER" ] && extra+=(--vacuum-after "$VACUUM_AFTER")

@@ -71,30 +71,11 @@ for n in $(seq 1 "$NODES"); do
 done
 
 if [ "$PIN" = 1 ]; then
-  # The postmaster and every process it has now (later backends inherit from it).
-  postmaster=$(head -n1 "$data/postgres/postmaster.pid")
-  for p in "$postmaster" $(pgrep -P "$postmaster" || true); do
-    taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null
-  done
+  pin_postgres "$data"
   echo "pinned: server and PostgreSQL on CPU $SERVER_CPU, load on CPU $LOAD_CPU"
 fi
 # On a shared machine: wait (bounded) until nothing else keeps the CPUs busy.
-if [ "${QUIET:-1}" = 1 ]; then
-  python3 - "${QUIET_WAIT:-900}" <<'PY'
-import sys, time
-def snap():
-    v = list(map(int, open("/proc/stat").readline().split()[1:]))
-    return sum(v), v[3] + v[4]
-deadline, quiet, busy = time.time() + float(sys.argv[1]), 0, 1.0
-while time.time() < deadline:
-    a = snap(); time.sleep(1); b = snap()
-    busy = 1 - (b[1] - a[1]) / max(1, b[0] - a[0])
-    quiet = quiet + 1 if busy < 0.10 else 0
-    if quiet >= 5:
-        sys.exit(0)
-print(f"  (the machine is still busy: {busy:.0%}; running anyway)", file=sys.stderr)
-PY
-fi
+wait_quiet
 
 per_client=$(( (SOCKETS + CLIENTS - 1) / CLIENTS ))
 outs=()

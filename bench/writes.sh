@@ -63,11 +63,7 @@ server=$!
 for _ in $(seq 1 600); do curl -sf "$url/ready" >/dev/null && break; sleep 0.1; done
 curl -sf "$url/ready" >/dev/null || { echo "the server did not start:"; cat "$data/server.log"; exit 1; }
 
-# Pin the postmaster and every process it has now (later backends inherit from it).
-postmaster=$(head -n1 "$data/postgres/postmaster.pid")
-for p in "$postmaster" $(pgrep -P "$postmaster" || true); do
-  taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null
-done
+pin_postgres "$data"
 affinity="server $(taskset -p -c "$server" | awk '{print $NF}'), postmaster $(taskset -p -c "$postmaster" | awk '{print $NF}')"
 echo "pinned: $affinity; load on CPU $LOAD_CPU"
 
@@ -137,25 +133,6 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     if f and f[1] == postmaster:
         pg += int(f[11]) + int(f[12])
 print("proc", (int(s[11]) + int(s[12])) / tick if s else 0, pg / tick)
-PY
-}
-# On a shared machine: wait (bounded) until nothing else keeps the CPUs busy.
-wait_quiet() {
-  [ "${QUIET:-1}" = 1 ] || return 0
-  python3 - "${QUIET_WAIT:-900}" <<'PY'
-import sys, time
-def snap():
-    rows = [l.split() for l in open("/proc/stat") if l.startswith("cpu ")]
-    v = list(map(int, rows[0][1:]))
-    return sum(v), v[3] + v[4]
-deadline, quiet = time.time() + float(sys.argv[1]), 0
-while time.time() < deadline:
-    a = snap(); time.sleep(1); b = snap()
-    busy = 1 - (b[1] - a[1]) / max(1, b[0] - a[0])
-    quiet = quiet + 1 if busy < 0.10 else 0
-    if quiet >= 5:
-        sys.exit(0)
-print(f"  (the machine is still busy: {busy:.0%}; running anyway)", file=sys.stderr)
 PY
 }
 # Database transactions and rows written so far (to count them per request).
