@@ -134,7 +134,10 @@ impl Application {
 
         let mut server = HttpServer::new(move || {
             let api = web::scope("/api/v1")
-                .route("/openapi.json", web::get().to(routes::openapi_json))
+                .service(
+                    kernel_http::resource("/openapi.json", "GET")
+                        .route(web::get().to(routes::openapi_json)),
+                )
                 .configure(synctalk_auth::configure)
                 .configure(synctalk_users::configure);
             let mut app = App::new()

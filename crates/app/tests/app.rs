@@ -445,3 +445,41 @@ async fn gateway_connections_are_limited_per_ip() {
     // The REST API and health have their own buckets.
     assert_eq!(app.get("/health", None).await.status, Status::OK);
 }
+
+#[actix_web::test]
+async fn every_documented_path_answers_other_methods_405_with_its_allow_list() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/api/v1/openapi.json", None).await.body;
+    let all = ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "OPTIONS"];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let concrete = path
+            .replace("{session_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{user_id}", &uuid::Uuid::now_v7().to_string());
+        for method in all.iter().filter(|m| !documented.iter().any(|d| d == *m)) {
+            let res = app
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &concrete,
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(res.status, Status::METHOD_NOT_ALLOWED, "{method} {path}");
+            let mut allowed: Vec<&str> = res
+                .header("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: no Allow"))
+                .split(", ")
+                .collect();
+            allowed.sort_unstable();
+            let mut expected: Vec<&str> = documented.iter().map(String::as_str).collect();
+            expected.sort_unstable();
+            assert_eq!(allowed, expected, "{method} {path}");
+        }
+    }
+}
