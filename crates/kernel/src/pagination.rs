@@ -1,4 +1,5 @@
-//! Cursor pagination: `limit` (1-100, default 50) and a `before` or `after` id.
+//! Cursor pagination: `limit` (1-100, default 50) and a `before` or `after` id, or
+//! both for the ids strictly between them.
 //! Never offsets: a cursor is stable while new rows arrive.
 
 use serde::Deserialize;
@@ -19,9 +20,10 @@ pub struct PageQuery {
     /// How many items to return, 1-100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Only items whose id sorts before this id.
+    /// Only items whose id sorts before this id: the page nearest to it. With
+    /// `after` too, the items strictly between the two, from the `after` side.
     pub before: Option<Uuid>,
-    /// Only items whose id sorts after this id.
+    /// Only items whose id sorts after this id: the page nearest to it.
     pub after: Option<Uuid>,
 }
 
@@ -34,6 +36,13 @@ pub enum Cursor {
     Before(Uuid),
     /// Items with ids above this one.
     After(Uuid),
+    /// Items with ids above `after` and below `before`, from the `after` side.
+    Between {
+        /// The exclusive lower bound.
+        after: Uuid,
+        /// The exclusive upper bound.
+        before: Uuid,
+    },
 }
 
 /// A parsed, valid page request.
@@ -46,7 +55,7 @@ pub struct Page {
 }
 
 impl PageQuery {
-    /// Checks the range of `limit` and that at most one cursor is given.
+    /// Checks the range of `limit`; reads the cursors.
     pub fn parse(&self) -> Result<Page, AppError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -59,12 +68,7 @@ impl PageQuery {
             (None, None) => Cursor::Start,
             (Some(id), None) => Cursor::Before(id),
             (None, Some(id)) => Cursor::After(id),
-            (Some(_), Some(_)) => {
-                return Err(AppError::new(
-                    ErrorCode::InvalidQuery,
-                    "give at most one of before and after",
-                ));
-            }
+            (Some(before), Some(after)) => Cursor::Between { after, before },
         };
         Ok(Page {
             limit: i64::from(limit),
@@ -95,14 +99,21 @@ mod tests {
     }
 
     #[test]
-    fn one_cursor_at_most() {
+    fn cursors() {
         let id = Uuid::now_v7();
+        let later = Uuid::now_v7();
         let both = PageQuery {
-            before: Some(id),
+            before: Some(later),
             after: Some(id),
             ..Default::default()
         };
-        assert!(both.parse().is_err());
+        assert_eq!(
+            both.parse().unwrap().cursor,
+            Cursor::Between {
+                after: id,
+                before: later
+            }
+        );
         let after = PageQuery {
             after: Some(id),
             ..Default::default()

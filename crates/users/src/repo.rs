@@ -154,6 +154,10 @@ pub async fn search(
         Cursor::Start => query.order(users::id.asc()),
         Cursor::After(id) => query.filter(users::id.gt(id)).order(users::id.asc()),
         Cursor::Before(id) => query.filter(users::id.lt(id)).order(users::id.desc()),
+        Cursor::Between { after, before } => query
+            .filter(users::id.gt(after))
+            .filter(users::id.lt(before))
+            .order(users::id.asc()),
     };
     let mut rows = query.load(conn).await?;
     if matches!(page.cursor, Cursor::Before(_)) {

@@ -181,6 +181,26 @@ async fn search_by_prefix_with_cursor_pagination() {
         .get(&format!("/api/v1/users?query=an&before={}", ids[2]), token)
         .await;
     assert_eq!(names(&res), ["anna", "andy"]);
+    // Both cursors: the ids strictly between them, from the `after` side.
+    let res = app
+        .get(
+            &format!("/api/v1/users?query=an&after={}&before={}", ids[0], ids[4]),
+            token,
+        )
+        .await;
+    assert_eq!(names(&res), ["andy", "anton"]);
+    let res = app
+        .get(
+            &format!("/api/v1/users?limit=1&after={}&before={}", ids[0], ids[4]),
+            token,
+        )
+        .await;
+    assert_eq!(names(&res), ["andy"]);
+    let res = app
+        .get(&format!("/api/v1/users?after={last}&before={last}"), token)
+        .await;
+    assert_eq!(res.status, Status::OK);
+    assert_eq!(names(&res), Vec::<String>::new(), "an empty range");
 
     // `_` is a literal, not a LIKE wildcard.
     let res = app.get("/api/v1/users?query=ann_", token).await;
@@ -188,13 +208,7 @@ async fn search_by_prefix_with_cursor_pagination() {
     let all = app.get("/api/v1/users", token).await;
     assert_eq!(all.body.as_array().unwrap().len(), 6);
 
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "limit=abc",
-        "after=nope",
-        &format!("after={last}&before={last}"),
-    ] {
+    for bad in ["limit=0", "limit=101", "limit=abc", "after=nope"] {
         let res = app.get(&format!("/api/v1/users?{bad}"), token).await;
         assert_eq!(res.status, Status::BAD_REQUEST, "{bad}");
         assert_eq!(res.code(), "invalid_query", "{bad}");
