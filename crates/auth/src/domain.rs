@@ -29,11 +29,13 @@ impl Password {
 /// A client-chosen device id: identifies a device across logins, so that logging in
 /// again from the same device replaces its old session.
 pub fn parse_device_id(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
-        return Err("must be 1 to 128 printable characters".into());
+    let printable = value.chars().count() <= 128
+        && !value.chars().any(char::is_control)
+        && !value.trim().is_empty();
+    if !printable {
+        return Err("must be 1 to 128 printable characters, not all blank".into());
     }
-    Ok(value.to_owned())
+    Ok(value.trim().to_owned())
 }
 
 #[cfg(test)]

@@ -10,17 +10,37 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3-32 of lower-case `a-z`, `0-9`, `_`, `.` (`Alice` is refused).
-    #[schema(example = "alice")]
+    #[schema(
+        example = "alice",
+        min_length = 3,
+        max_length = 32,
+        pattern = "^[a-z0-9_.]{3,32}$"
+    )]
     pub username: String,
-    /// Unique without regard to case.
-    #[schema(example = "alice@example.com")]
+    /// Unique without regard to case. At most 254 characters, an ASCII local part and a
+    /// host name of two or more labels (no display text, no address literal).
+    #[schema(
+        example = "alice@example.com",
+        max_length = 254,
+        format = Email,
+        pattern = "@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+$"
+    )]
     pub email: String,
     /// 8-128 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 128
+    )]
     pub password: String,
     /// Optional stable id of this device; signing in again with the same id replaces
-    /// that device's previous session.
+    /// that device's previous session. 1-128 characters, no control characters, not
+    /// all blank.
     #[serde(default)]
+    #[schema(
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub device_id: Option<String>,
 }
 
@@ -36,8 +56,13 @@ pub struct LoginRequest {
     #[schema(example = "correct horse battery staple")]
     pub password: String,
     /// Optional stable id of this device; signing in again with the same id replaces
-    /// that device's previous session.
+    /// that device's previous session. 1-128 characters, no control characters, not
+    /// all blank.
     #[serde(default)]
+    #[schema(
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u001f\\u007f-\\u009f\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub device_id: Option<String>,
 }
 

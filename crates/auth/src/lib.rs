@@ -10,7 +10,7 @@
 //!   every use; presenting a spent one revokes its whole session.
 
 mod config;
-mod domain;
+pub mod domain;
 pub mod dto;
 pub mod model;
 mod password;

@@ -43,24 +43,25 @@ impl fmt::Display for Username {
 pub struct Email(String);
 
 impl Email {
-    /// Parses an email address (RFC 5322 addr-spec, at most 254 characters, with a
-    /// dot in the domain).
+    /// Parses an email address: an RFC 5322 addr-spec of at most 254 characters, its
+    /// local part ASCII, its domain a host name of two or more labels (`a-z`, `0-9`,
+    /// `-`, at most 63 each), no display text, no address literal, nothing around it.
+    /// This is JSON Schema's `email` format plus a dotted domain, as the OpenAPI
+    /// document says.
     pub fn parse(value: &str) -> Result<Self, Problem> {
-        let value = value.trim();
-        if value.len() > 254 {
+        if value.chars().count() > 254 {
             return Err("must be at most 254 characters".into());
         }
-        let valid = email_address::EmailAddress::parse_with_options(
+        let parsed = email_address::EmailAddress::parse_with_options(
             value,
             email_address::Options::default()
                 .without_display_text()
                 .without_domain_literal(),
-        )
-        .is_ok();
-        let dotted_domain = value.rsplit_once('@').is_some_and(|(_, domain)| {
-            domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        );
+        let valid = parsed.is_ok_and(|address| {
+            address.local_part().is_ascii() && dotted_host_name(address.domain())
         });
-        if !valid || !dotted_domain {
+        if !valid {
             return Err("must be a valid email address".into());
         }
         Ok(Self(value.to_owned()))
@@ -72,16 +73,30 @@ impl Email {
     }
 }
 
-/// A profile text field with a length limit (display name, bio, custom status).
-fn bounded_text(value: &str, min: usize, max: usize) -> Result<String, Problem> {
-    let value = value.trim();
-    let len = value.chars().count();
-    if len < min || len > max {
-        return Err(if min > 0 {
-            format!("must be {min} to {max} characters")
-        } else {
-            format!("must be at most {max} characters")
-        });
+/// A DNS host name of two or more labels: `a-z`, `A-Z`, `0-9` and inner `-`, 1 to 63
+/// each, at most 253 in all.
+fn dotted_host_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A profile text field: at most `max` characters as sent (blanks at the ends count,
+/// then are trimmed off), no control characters but, where `lines` allows, the line
+/// feed, nothing invisible or direction-changing.
+fn bounded_text(value: &str, max: usize, lines: Lines) -> Result<String, Problem> {
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if lines == Lines::One && value.contains('\n') {
+        return Err("must be a single line".into());
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
         return Err("must not contain control characters".into());
@@ -89,7 +104,13 @@ fn bounded_text(value: &str, min: usize, max: usize) -> Result<String, Problem> 
     if value.chars().any(deceptive) {
         return Err("must not contain invisible or direction-changing characters".into());
     }
-    Ok(value.to_owned())
+    Ok(value.trim().to_owned())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    One,
+    Many,
 }
 
 /// Characters that show nothing or reorder the text around them, with which one name
@@ -116,37 +137,29 @@ fn deceptive(c: char) -> bool {
     )
 }
 
-/// A display name: 1 to 32 characters.
+/// A display name: at most 32 characters on one line, not all blank.
 pub fn parse_display_name(value: &str) -> Result<String, Problem> {
-    bounded_text(value, 1, 32).and_then(|v| {
-        if v.contains('\n') {
-            Err("must be a single line".into())
-        } else {
-            Ok(v)
-        }
-    })
+    let name = bounded_text(value, 32, Lines::One)?;
+    if name.is_empty() {
+        return Err("must not be blank".into());
+    }
+    Ok(name)
 }
 
 /// A bio: at most 190 characters.
 pub fn parse_bio(value: &str) -> Result<String, Problem> {
-    bounded_text(value, 0, 190)
+    bounded_text(value, 190, Lines::Many)
 }
 
 /// A custom status: at most 128 characters, one line.
 pub fn parse_status_text(value: &str) -> Result<String, Problem> {
-    bounded_text(value, 0, 128).and_then(|v| {
-        if v.contains('\n') {
-            Err("must be a single line".into())
-        } else {
-            Ok(v)
-        }
-    })
+    bounded_text(value, 128, Lines::One)
 }
 
-/// An avatar URL: `http` or `https`, at most 2048 characters.
+/// An avatar URL: `http://` or `https://`, a host, no blanks or control characters, at
+/// most 2048 characters.
 pub fn parse_avatar_url(value: &str) -> Result<String, Problem> {
-    let value = value.trim();
-    if value.len() > 2048 {
+    if value.chars().count() > 2048 {
         return Err("must be at most 2048 characters".into());
     }
     let rest = value
@@ -158,6 +171,31 @@ pub fn parse_avatar_url(value: &str) -> Result<String, Problem> {
         return Err("must be an http or https URL".into());
     }
     Ok(value.to_owned())
+}
+
+/// The username of a friend request: any text without control characters (at most
+/// 254, the longest login); a name nobody has is a 404, not a malformed request.
+/// Compared trimmed and in lower case.
+pub fn parse_friend_username(value: &str) -> Result<String, Problem> {
+    name_lookup(value, 254)
+}
+
+/// The prefix of a user search: at most 32 characters as sent, no control characters;
+/// compared trimmed and in lower case.
+pub fn parse_search_prefix(value: &str) -> Result<String, Problem> {
+    name_lookup(value, 32)
+}
+
+/// Text to look usernames up by: at most `max` characters as sent, no control
+/// characters (no username holds one); trimmed and in lower case.
+fn name_lookup(value: &str, max: usize) -> Result<String, Problem> {
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("holds control characters; no username does".into());
+    }
+    Ok(value.trim().to_lowercase())
 }
 
 #[cfg(test)]

@@ -83,7 +83,8 @@ impl From<UserRow> for CurrentUser {
 /// A profile change: a field left out stays as it is, `null` clears it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct UpdateCurrentUser {
-    /// 1-32 characters on one line, or `null` to clear.
+    /// Up to 32 characters on one line, not all blank, or `null` to clear; blanks at
+    /// the ends count toward the limit and are trimmed off.
     /// No control, invisible or direction-changing characters (bidi overrides and
     /// isolates, zero-width spaces, the byte-order mark; emoji keep their zero-width
     /// joiner).
@@ -91,14 +92,15 @@ pub struct UpdateCurrentUser {
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
     )]
-    #[schema(value_type = Option<String>, nullable, example = "Alice")]
+    #[schema(value_type = Option<String>, nullable, example = "Alice", max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u115f\\u1160\\u180e\\u200b\\u200c\\u200e\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u3164\\ufeff\\uffa0]*[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u115f\\u1160\\u180e\\u200b\\u200c\\u200e\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u3164\\ufeff\\uffa0\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u115f\\u1160\\u180e\\u200b\\u200c\\u200e\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u3164\\ufeff\\uffa0]*$")]
     pub display_name: Option<Option<String>>,
-    /// An http(s) URL up to 2048 characters, or `null` to clear.
+    /// An `http://` or `https://` URL up to 2048 characters with a host and no blanks,
+    /// or `null` to clear.
     #[serde(
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
     )]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 2048, pattern = "^https?://[^/?#\\u0000-\\u001f\\u007f-\\u009f\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
     pub avatar_url: Option<Option<String>>,
     /// Up to 190 characters, or `null` to clear.
     /// No control, invisible or direction-changing characters (bidi overrides and
@@ -108,7 +110,7 @@ pub struct UpdateCurrentUser {
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
     )]
-    #[schema(value_type = Option<String>, nullable)]
+    #[schema(value_type = Option<String>, nullable, max_length = 190, pattern = "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f\\u061c\\u115f\\u1160\\u180e\\u200b\\u200c\\u200e\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u3164\\ufeff\\uffa0]*$")]
     pub bio: Option<Option<String>>,
     /// Up to 128 characters on one line, or `null` to clear.
     /// No control, invisible or direction-changing characters (bidi overrides and
@@ -118,6 +120,6 @@ pub struct UpdateCurrentUser {
         default,
         deserialize_with = "synctalk_kernel::serde_ext::double_option"
     )]
-    #[schema(value_type = Option<String>, nullable, example = "On holiday")]
+    #[schema(value_type = Option<String>, nullable, example = "On holiday", max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u115f\\u1160\\u180e\\u200b\\u200c\\u200e\\u200f\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\u3164\\ufeff\\uffa0]*$")]
     pub status_text: Option<Option<String>>,
 }

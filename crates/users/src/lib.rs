@@ -35,7 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     components(schemas(
         dto::User, dto::CurrentUser, dto::UpdateCurrentUser, relationships::Relationship,
         relationships::RelationshipType, relationships::RelationshipRemoved, relationships::FriendRequest,
-        relationships::RelationshipUpdate, presence::Presence, presence::Status
+        relationships::RelationshipUpdate, relationships::RelationshipChange, presence::Presence, presence::Status
     )),
     tags((name = "users", description = "Users and profiles"))
 )]

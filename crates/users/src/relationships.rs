@@ -78,8 +78,12 @@ pub struct RelationshipRemoved {
 /// Send a friend request.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct FriendRequest {
-    /// The username of the user to befriend.
-    #[schema(example = "bob")]
+    /// The username of the user to befriend (any case).
+    #[schema(
+        example = "bob",
+        max_length = 254,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub username: String,
 }
 
@@ -89,7 +93,26 @@ pub struct FriendRequest {
 pub struct RelationshipUpdate {
     /// `friend` (accept) or `blocked`.
     #[serde(default, rename = "type")]
-    pub kind: Option<RelationshipType>,
+    pub kind: Option<RelationshipChange>,
+}
+
+/// What `PUT /users/@me/relationships/{user_id}` makes of the other user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationshipChange {
+    /// Accept their friend request.
+    Friend,
+    /// Block them.
+    Blocked,
+}
+
+impl From<RelationshipChange> for RelationshipType {
+    fn from(change: RelationshipChange) -> Self {
+        match change {
+            RelationshipChange::Friend => Self::Friend,
+            RelationshipChange::Blocked => Self::Blocked,
+        }
+    }
 }
 
 #[derive(Queryable)]
@@ -282,19 +305,18 @@ fn blocked() -> AppError {
 /// Sends a friend request by username (or accepts theirs, if they sent one).
 /// Returns the other user's id.
 pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserId> {
-    if username.chars().any(char::is_control) {
-        return Err(AppError::field(
-            "username",
-            "holds control characters; no username does",
-        ));
-    }
+    let username = crate::domain::parse_friend_username(username)
+        .map_err(|problem| AppError::field("username", problem))?;
     let mut conn = synctalk_db::conn(pool).await?;
-    let other = crate::repo::find_by_login(&mut conn, &username.trim().to_lowercase())
+    let other = crate::repo::find_by_login(&mut conn, &username)
         .await?
         .filter(|_| !username.contains('@'))
         .ok_or_else(|| AppError::not_found("user"))?;
     if other.id == me {
-        return Err(AppError::field("username", "you cannot befriend yourself"));
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "you cannot befriend yourself",
+        ));
     }
     let other = other.id;
     conn.transaction::<_, AppError, _>(async |conn| {

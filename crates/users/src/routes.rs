@@ -196,7 +196,9 @@ pub(crate) async fn get_user(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SearchQuery {
-    /// Username prefix (lower case); empty or absent lists everyone.
+    /// Username prefix (any case), at most 32 characters; empty or absent lists
+    /// everyone.
+    #[param(max_length = 32, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     query: Option<String>,
 }
 
@@ -220,19 +222,13 @@ pub(crate) async fn search_users(
     page: web::Query<PageQuery>,
 ) -> AppResult<web::Json<Vec<User>>> {
     let page = page.parse()?;
-    let prefix = search.query.as_deref().unwrap_or("").trim().to_lowercase();
-    if prefix.chars().count() > 32 {
-        return Err(AppError::new(
-            synctalk_kernel::ErrorCode::InvalidQuery,
-            "query is at most 32 characters",
-        ));
-    }
-    if prefix.chars().any(char::is_control) {
-        return Err(AppError::new(
-            synctalk_kernel::ErrorCode::InvalidQuery,
-            "query holds control characters; no username does",
-        ));
-    }
+    let prefix =
+        domain::parse_search_prefix(search.query.as_deref().unwrap_or("")).map_err(|problem| {
+            AppError::new(
+                synctalk_kernel::ErrorCode::InvalidQuery,
+                format!("query {problem}"),
+            )
+        })?;
     let mut conn = synctalk_db::conn(&pool).await?;
     let users = repo::search(&mut conn, &prefix, page).await?;
     Ok(web::Json(users.into_iter().map(User::from).collect()))
@@ -270,8 +266,8 @@ pub(crate) async fn list_relationships(
         (status = 401, description = "No or bad token", body = ErrorResponse),
         (status = 403, description = "`blocked`: this user has blocked you", body = ErrorResponse),
         (status = 404, description = "No such user", body = ErrorResponse),
-        (status = 409, description = "`conflict`: already friends, already requested, or you blocked them", body = ErrorResponse),
-        (status = 422, description = "You cannot befriend yourself", body = ErrorResponse),
+        (status = 409, description = "`conflict`: already friends, already requested, you blocked them, or the name is yours", body = ErrorResponse),
+        (status = 422, description = "`username` holds control characters or is over 254 characters", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
@@ -326,7 +322,9 @@ pub(crate) async fn update_relationship(
             })?
             .unwrap_or_default()
     };
-    let kind = update.kind.unwrap_or(RelationshipType::Friend);
+    let kind = update
+        .kind
+        .map_or(RelationshipType::Friend, RelationshipType::from);
     let other = path.into_inner();
     relationships::update(&pool, auth.user_id, other, kind).await?;
     announce_presences(&pool, &presences, auth.user_id, other).await?;
