@@ -96,6 +96,20 @@ pub struct Settings {
     /// Session lifetime without a refresh, in seconds (default 30 days).
     #[arg(long, env = "REFRESH_TOKEN_TTL_SECS", default_value_t = 2_592_000)]
     pub refresh_token_ttl_secs: u64,
+    /// Seconds after a refresh during which the same refresh token, sent again (a retry
+    /// whose answer was lost), gets the same new token instead of ending the session.
+    /// Reuse after that ends the session. 0 turns the grace off.
+    #[arg(long, env = "REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
+    pub refresh_reuse_grace_secs: u64,
+    /// Failed sign-ins in a row that an account may have before the next one must wait
+    /// (429 with `Retry-After`): 1 second after this many, doubling with each further
+    /// failure. A device the account signed in from before (same `device_id`) skips
+    /// the wait. Shared by every node (PostgreSQL).
+    #[arg(long, env = "LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// The longest wait after failed sign-ins, in seconds.
+    #[arg(long, env = "LOGIN_MAX_DELAY_SECS", default_value_t = 60)]
+    pub login_max_delay_secs: u64,
     /// Argon2id memory cost, in KiB.
     #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -208,6 +222,9 @@ impl Settings {
             jwt_secret,
             access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
             refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+            refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace_secs),
+            login_free_failures: self.login_free_failures,
+            login_max_delay: Duration::from_secs(self.login_max_delay_secs),
             argon2: synctalk_auth::Argon2Params {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,

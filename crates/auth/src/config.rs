@@ -38,6 +38,14 @@ pub struct AuthConfig {
     pub access_token_ttl: Duration,
     /// How long a session lives without a refresh.
     pub refresh_token_ttl: Duration,
+    /// How long after a refresh the same refresh token, presented again, gets the same
+    /// successor instead of revoking the session (zero: never).
+    pub refresh_reuse_grace: Duration,
+    /// Failed sign-ins in a row an account (or unknown login) may make before the next
+    /// one waits: 1 s, doubling with every further failure.
+    pub login_free_failures: u32,
+    /// The longest such wait.
+    pub login_max_delay: Duration,
     /// Password hashing cost.
     pub argon2: Argon2Params,
 }

@@ -61,6 +61,10 @@ pub struct RefreshTokenRow {
     pub created_at: DateTime<Utc>,
     /// Spent.
     pub used_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the token it was exchanged for.
+    pub successor_hash: Option<Vec<u8>>,
+    /// That token, sealed with a key derived from this one (see `tokens::seal`).
+    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// Why a session ended.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use synctalk_db::AsyncPgConnection;
-use synctalk_db::schema::{refresh_tokens, sessions, users};
+use synctalk_db::schema::{login_failures, refresh_tokens, sessions, users};
 use synctalk_kernel::{SessionId, UserId};
 
 use crate::model::{NewSession, RefreshTokenRow, RevokeReason, SessionRow};
@@ -57,13 +57,33 @@ pub async fn lock_refresh_token(
         .optional()
 }
 
-/// Marks a refresh token spent.
-pub async fn spend_refresh_token(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<()> {
+/// Marks a refresh token spent, remembering (sealed) what it was exchanged for.
+pub async fn spend_refresh_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    successor_hash: &[u8],
+    successor_sealed: &[u8],
+) -> QueryResult<()> {
     diesel::update(refresh_tokens::table.filter(refresh_tokens::token_hash.eq(hash)))
-        .set(refresh_tokens::used_at.eq(Utc::now()))
+        .set((
+            refresh_tokens::used_at.eq(Utc::now()),
+            refresh_tokens::successor_hash.eq(successor_hash),
+            refresh_tokens::successor_sealed.eq(successor_sealed),
+        ))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Whether a refresh token exists and is still unspent.
+pub async fn is_unspent(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<bool> {
+    let used: Option<Option<DateTime<Utc>>> = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select(refresh_tokens::used_at)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(matches!(used, Some(None)))
 }
 
 /// Records a refresh: new expiry, last use, and where it came from.
@@ -204,5 +224,86 @@ pub async fn prune_sessions(
         ),
     )
     .execute(conn)
+    .await
+}
+
+/// Until when sign-ins for `subject` must wait, if they must.
+pub async fn login_retry_at(
+    conn: &mut AsyncPgConnection,
+    subject: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    login_failures::table
+        .find(subject)
+        .select(login_failures::retry_at)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Counts a failed sign-in for `subject` (the count starts again after an hour
+/// without failures) and makes the next one wait `delay(count)`.
+pub async fn record_login_failure(
+    conn: &mut AsyncPgConnection,
+    subject: &str,
+    delay: impl Fn(i32) -> chrono::Duration,
+) -> QueryResult<i32> {
+    let now = Utc::now();
+    let failures: i32 = diesel::insert_into(login_failures::table)
+        .values((
+            login_failures::subject.eq(subject),
+            login_failures::failures.eq(1),
+            login_failures::retry_at.eq(now),
+            login_failures::updated_at.eq(now),
+        ))
+        .on_conflict(login_failures::subject)
+        .do_update()
+        .set((
+            login_failures::failures.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "CASE WHEN login_failures.updated_at < now() - interval '1 hour' \
+                 THEN 1 ELSE login_failures.failures + 1 END",
+            )),
+            login_failures::updated_at.eq(now),
+        ))
+        .returning(login_failures::failures)
+        .get_result(conn)
+        .await?;
+    diesel::update(login_failures::table.find(subject))
+        .set(login_failures::retry_at.eq(now + delay(failures)))
+        .execute(conn)
+        .await?;
+    Ok(failures)
+}
+
+/// Forgets the failed sign-ins of `subject` (after a successful one).
+pub async fn clear_login_failures(conn: &mut AsyncPgConnection, subject: &str) -> QueryResult<()> {
+    diesel::delete(login_failures::table.find(subject))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets failed sign-ins older than `keep`.
+pub async fn prune_login_failures(
+    conn: &mut AsyncPgConnection,
+    keep: chrono::Duration,
+) -> QueryResult<usize> {
+    diesel::delete(login_failures::table.filter(login_failures::updated_at.lt(Utc::now() - keep)))
+        .execute(conn)
+        .await
+}
+
+/// Whether `user` has signed in from `device` before (a session of theirs with that
+/// device id still exists, live or ended within the pruning period).
+pub async fn known_device(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    device: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::device_id.eq(device)),
+    ))
+    .get_result(conn)
     .await
 }

@@ -67,7 +67,7 @@ pub(crate) async fn register(
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
         (status = 401, description = "`invalid_credentials`: wrong login or password (the same for both)", body = ErrorResponse),
         (status = 422, description = "Invalid `device_id`", body = ErrorResponse),
-        (status = 429, description = "Rate limited (per IP)", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many requests from this IP, or too many failed sign-ins for this account in a row (it waits `Retry-After`; a known `device_id` does not)", body = ErrorResponse),
         (status = 503, description = "`service_unavailable`: too many password checks at once; retry after `Retry-After`", body = ErrorResponse),
     )
 )]
@@ -82,7 +82,9 @@ pub(crate) async fn login(
 }
 
 /// Trades a refresh token for a new access token and a new refresh token. Each refresh
-/// token works once: presenting one that was already used ends its whole session.
+/// token works once: presenting one that was already used ends its whole session,
+/// except within 10 seconds of its use (`REFRESH_REUSE_GRACE_SECS`) while its successor
+/// is unused, when it gets that same successor again (a retried or racing request).
 #[utoipa::path(
     post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,

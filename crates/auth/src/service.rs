@@ -18,7 +18,7 @@ use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, Session, TokenRe
 use crate::model::{NewSession, RevokeReason};
 use crate::password::Hasher;
 use crate::repo;
-use crate::tokens::{AccessTokens, hash_refresh_token, new_refresh_token};
+use crate::tokens::{self, AccessTokens, hash_refresh_token, new_refresh_token};
 
 /// Where a request comes from, recorded on its session.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,9 @@ pub struct AuthService {
     tokens: AccessTokens,
     hasher: Hasher,
     refresh_ttl: chrono::Duration,
+    refresh_grace: chrono::Duration,
+    login_free_failures: i32,
+    login_max_delay: chrono::Duration,
 }
 
 impl AuthService {
@@ -46,6 +49,9 @@ impl AuthService {
             tokens: AccessTokens::new(config.jwt_secret.expose(), config.access_token_ttl)?,
             hasher: Hasher::new(config.argon2)?,
             refresh_ttl: chrono::Duration::from_std(config.refresh_token_ttl)?,
+            refresh_grace: chrono::Duration::from_std(config.refresh_reuse_grace)?,
+            login_free_failures: i32::try_from(config.login_free_failures).unwrap_or(i32::MAX),
+            login_max_delay: chrono::Duration::from_std(config.login_max_delay)?,
         })
     }
 
@@ -146,11 +152,15 @@ impl AuthService {
             && login.len() <= 254
             && !login.chars().any(char::is_control)
             && body.password.chars().count() <= 128;
-        let user = if plausible {
+        let (user, throttle) = if plausible {
             let mut conn = self.conn().await?;
-            users_repo::find_by_login(&mut conn, &login).await?
+            let user = users_repo::find_by_login(&mut conn, &login).await?;
+            let throttle = self
+                .login_throttle(&mut conn, user.as_ref(), &login, device_id.as_deref())
+                .await?;
+            (user, throttle)
         } else {
-            None
+            (None, None)
         };
         let password = if plausible {
             body.password
@@ -163,8 +173,20 @@ impl AuthService {
             .await
             .map_err(hashing_failed)?;
         let Some(user) = user.filter(|_| ok) else {
+            if let Some(subject) = &throttle {
+                let mut conn = self.conn().await?;
+                let (free, max) = (self.login_free_failures, self.login_max_delay);
+                repo::record_login_failure(&mut conn, subject, |failures| {
+                    login_delay(failures, free, max)
+                })
+                .await?;
+            }
             return Err(invalid());
         };
+        if let Some(subject) = &throttle {
+            let mut conn = self.conn().await?;
+            repo::clear_login_failures(&mut conn, subject).await?;
+        }
 
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
         let expires_at = Utc::now() + self.refresh_ttl;
@@ -185,15 +207,51 @@ impl AuthService {
         self.token_response(user, session, refresh_token)
     }
 
+    /// Whose failed sign-ins this attempt counts toward (`None`: nobody's, it comes
+    /// from a device the account signed in from before), or a 429 while that subject
+    /// must wait. An account is its id; a login text that names no account is that
+    /// text, so that both answer alike.
+    async fn login_throttle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: Option<&UserRow>,
+        login: &str,
+        device: Option<&str>,
+    ) -> AppResult<Option<String>> {
+        if let (Some(user), Some(device)) = (user, device)
+            && repo::known_device(conn, user.id, device).await?
+        {
+            return Ok(None);
+        }
+        let subject = match user {
+            Some(user) => format!("user:{}", user.id),
+            None => format!("login:{login}"),
+        };
+        if let Some(retry_at) = repo::login_retry_at(conn, &subject).await? {
+            let wait = retry_at - Utc::now();
+            if wait > chrono::Duration::zero() {
+                let ms = u64::try_from(wait.num_milliseconds()).unwrap_or(0).max(1);
+                return Err(AppError::rate_limited(ms)
+                    .with_message("too many failed sign-ins for this account; retry later"));
+            }
+        }
+        Ok(Some(subject))
+    }
+
     /// Rotates a refresh token. A spent token revokes its whole session.
     pub async fn refresh(
         &self,
         body: RefreshRequest,
         client: ClientInfo,
     ) -> AppResult<TokenResponse> {
-        let presented = hash_refresh_token(body.refresh_token.trim());
+        let presented_token = body.refresh_token.trim();
+        let presented = hash_refresh_token(presented_token);
         let (refresh_token, refresh_hash) = new_refresh_token().map_err(AppError::internal)?;
+        let sealed = tokens::seal(presented_token, &refresh_token).ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!("a new refresh token did not seal"))
+        })?;
         let expires_at = Utc::now() + self.refresh_ttl;
+        let grace = self.refresh_grace;
         let mut conn = self.conn().await?;
         // `None`: refused (the reuse revocation above still commits).
         let mut reused_session = None;
@@ -206,7 +264,18 @@ impl AuthService {
                 if session.revoked_at.is_some() || session.expires_at <= Utc::now() {
                     return Ok(None);
                 }
-                if token.used_at.is_some() {
+                if let Some(used_at) = token.used_at {
+                    // A retry of a refresh whose answer the client never saw (a flaky
+                    // network, two requests racing): within the grace window, and while
+                    // the successor is unspent, the same successor again.
+                    if let (Some(hash), Some(sealed)) = (&token.successor_hash, &token.successor_sealed)
+                        && Utc::now() - used_at <= grace
+                        && repo::is_unspent(conn, hash).await?
+                        && let Some(successor) = tokens::unseal(presented_token, sealed)
+                        && let Some(user) = users_repo::find(conn, session.user_id).await?
+                    {
+                        return Ok(Some((user, session.id, successor)));
+                    }
                     // Someone holds a copy of a token that was already rotated: end the
                     // session for both of them.
                     tracing::warn!(session_id = %session.id, "refresh token reused; session revoked");
@@ -218,18 +287,20 @@ impl AuthService {
                 let Some(user) = users_repo::find(conn, session.user_id).await? else {
                     return Ok(None);
                 };
-                repo::spend_refresh_token(conn, &presented).await?;
+                repo::spend_refresh_token(conn, &presented, &refresh_hash, &sealed).await?;
                 repo::insert_refresh_token(conn, session.id, &refresh_hash).await?;
                 repo::touch_session(conn, session.id, expires_at, client.user_agent.as_deref(), client.ip.as_deref())
                     .await?;
-                Ok(Some((user, session.id)))
+                Ok(Some((user, session.id, refresh_token.clone())))
             })
             .await?;
         if let Some(session) = reused_session {
             tracing::info!(session_id = %session, "session revoked after refresh token reuse");
         }
         match outcome {
-            Some((user, session)) => self.token_response(user, session, refresh_token),
+            Some((user, session, refresh_token)) => {
+                self.token_response(user, session, refresh_token)
+            }
             None => Err(AppError::new(
                 ErrorCode::InvalidRefreshToken,
                 "the refresh token is invalid, expired or already used",
@@ -303,6 +374,7 @@ impl AuthService {
     /// Deletes sessions that ended or expired more than a week ago.
     pub async fn prune(&self) -> AppResult<usize> {
         let mut conn = self.conn().await?;
+        repo::prune_login_failures(&mut conn, chrono::Duration::days(1)).await?;
         Ok(repo::prune_sessions(&mut conn, chrono::Duration::days(7)).await?)
     }
 
@@ -403,4 +475,30 @@ async fn new_session(
     )
     .await?;
     Ok(session.id)
+}
+
+/// How long the next sign-in waits after `failures` failed ones in a row: nothing for
+/// the first `free - 1`, then 1 s, doubling, at most `max`.
+fn login_delay(failures: i32, free: i32, max: chrono::Duration) -> chrono::Duration {
+    if failures < free {
+        return chrono::Duration::zero();
+    }
+    let doublings = u32::try_from(failures - free).unwrap_or(0).min(30);
+    chrono::Duration::seconds(1_i64 << doublings).min(max)
+}
+
+#[cfg(test)]
+mod login_delay_tests {
+    use super::login_delay;
+    use chrono::Duration;
+
+    #[test]
+    fn free_failures_then_doubling_up_to_the_cap() {
+        let max = Duration::seconds(60);
+        let delays: Vec<i64> = (1..=13)
+            .map(|n| login_delay(n, 5, max).num_seconds())
+            .collect();
+        assert_eq!(delays, [0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(login_delay(i32::MAX, 5, max), max);
+    }
 }

@@ -96,9 +96,52 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// Seals a refresh token's successor with a key only the holder of that refresh token
+/// can derive: the successor's 32 bytes XOR SHA-256 of a context string and the token.
+/// The database keeps only the token's plain SHA-256 (a different input), so neither a
+/// copy of the database nor anyone without the spent token can open it; each key seals
+/// exactly one successor.
+pub fn seal(presented: &str, successor: &str) -> Option<Vec<u8>> {
+    let plain = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(successor)
+        .ok()?;
+    let key = successor_key(presented);
+    (plain.len() == key.len()).then(|| plain.iter().zip(key).map(|(p, k)| p ^ k).collect())
+}
+
+/// Opens what [`seal`] sealed, given the same presented token.
+pub fn unseal(presented: &str, sealed: &[u8]) -> Option<String> {
+    let key = successor_key(presented);
+    if sealed.len() != key.len() {
+        return None;
+    }
+    let plain: Vec<u8> = sealed.iter().zip(key).map(|(s, k)| s ^ k).collect();
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain))
+}
+
+fn successor_key(presented: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"synctalk refresh successor\0");
+    hasher.update(presented.as_bytes());
+    hasher.finalize().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_its_token() {
+        let (spent, _) = new_refresh_token().unwrap();
+        let (successor, successor_hash) = new_refresh_token().unwrap();
+        let sealed = seal(&spent, &successor).unwrap();
+        assert_ne!(sealed, successor.as_bytes());
+        assert_ne!(sealed, successor_hash);
+        assert_eq!(unseal(&spent, &sealed).as_deref(), Some(successor.as_str()));
+        let (other, _) = new_refresh_token().unwrap();
+        assert_ne!(unseal(&other, &sealed).as_deref(), Some(successor.as_str()));
+        assert_eq!(unseal(&spent, &sealed[1..]), None);
+    }
 
     #[test]
     fn round_trip_and_tampering() {

@@ -1,5 +1,7 @@
 //! The auth API against a real server and a real database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
@@ -276,7 +278,8 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
     let new_refresh = rotated.body["refresh_token"].as_str().unwrap().to_owned();
     let new_access = rotated.body["access_token"].as_str().unwrap().to_owned();
 
-    // An attacker replays the spent token.
+    // An attacker replays the spent token, after the grace window for retries.
+    backdate_spent_refresh_tokens(&app).await;
     let replay = refresh(&app, &alice.refresh_token).await;
     assert_eq!(replay.status, Status::UNAUTHORIZED);
     assert_eq!(replay.code(), "invalid_refresh_token");
@@ -303,6 +306,158 @@ async fn reusing_a_spent_refresh_token_revokes_the_whole_session() {
             .status,
         Status::OK
     );
+}
+
+/// Moves every spent refresh token's spending an hour back, past any grace window.
+async fn backdate_spent_refresh_tokens(app: &TestApp) {
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "UPDATE refresh_tokens SET used_at = used_at - interval '1 hour' WHERE used_at IS NOT NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn a_retried_refresh_within_the_grace_window_gets_the_same_successor() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    // The answer to the first refresh is lost; the client sends it again.
+    let first = refresh(&app, &alice.refresh_token).await;
+    let retry = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(first.status, Status::OK);
+    assert_eq!(retry.status, Status::OK, "{}", retry.text);
+    assert_eq!(retry.body["refresh_token"], first.body["refresh_token"]);
+    assert_eq!(retry.body["session_id"], alice.session_id.as_str());
+    let access = retry.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(access)).await.status,
+        Status::OK
+    );
+
+    // Two refreshes racing with one token: both get the same successor.
+    let successor = first.body["refresh_token"].as_str().unwrap().to_owned();
+    let (a, b) = tokio::join!(refresh(&app, &successor), refresh(&app, &successor));
+    assert_eq!((a.status, b.status), (Status::OK, Status::OK));
+    assert_eq!(a.body["refresh_token"], b.body["refresh_token"]);
+    let newest = a.body["refresh_token"].as_str().unwrap().to_owned();
+
+    // Once the successor was used, the old token is a stolen copy, grace or not.
+    assert_eq!(refresh(&app, &newest).await.status, Status::OK);
+    let stolen = refresh(&app, &successor).await;
+    assert_eq!(stolen.status, Status::UNAUTHORIZED);
+    assert_eq!(stolen.code(), "invalid_refresh_token");
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(access)).await.status,
+        Status::UNAUTHORIZED,
+        "the session was revoked"
+    );
+}
+
+#[actix_web::test]
+async fn with_no_grace_window_a_retried_refresh_revokes_the_session() {
+    let app = TestApp::spawn_with(|s| s.refresh_reuse_grace_secs = 0).await;
+    let alice = app.register("alice").await;
+    assert_eq!(refresh(&app, &alice.refresh_token).await.status, Status::OK);
+    let retry = refresh(&app, &alice.refresh_token).await;
+    assert_eq!(retry.status, Status::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/v1/users/@me", Some(&alice.access_token))
+            .await
+            .status,
+        Status::UNAUTHORIZED
+    );
+}
+
+async fn login_from(
+    app: &TestApp,
+    login: &str,
+    password: &str,
+    device: &str,
+) -> synctalk_testkit::Response {
+    app.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"login": login, "password": password, "device_id": device}),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn repeated_failed_logins_slow_down_per_account_but_not_on_a_known_device() {
+    let app = TestApp::spawn_with(|s| {
+        s.login_free_failures = 3;
+        s.rate_limit_auth_per_minute = 10_000;
+    })
+    .await;
+    app.register("alice").await;
+    app.register("bob").await;
+    // Alice has signed in on her phone before.
+    assert_eq!(
+        login_from(&app, "alice", PASSWORD, "phone").await.status,
+        Status::OK
+    );
+    for attempt in 1..=3 {
+        let wrong = login(&app, "alice", "wrong password!").await;
+        assert_eq!(wrong.status, Status::UNAUTHORIZED, "attempt {attempt}");
+    }
+    // The next attempt waits, right password or not, and costs no password check.
+    for password in ["wrong password!", PASSWORD] {
+        let waiting = login(&app, "alice", password).await;
+        assert_eq!(
+            waiting.status,
+            Status::TOO_MANY_REQUESTS,
+            "{}",
+            waiting.text
+        );
+        assert_eq!(waiting.code(), "rate_limited");
+        assert!(waiting.header("retry-after").is_some());
+        assert!(waiting.body["error"]["retry_after_ms"].as_u64().unwrap() <= 1000);
+    }
+    // Her email names the same account.
+    assert_eq!(
+        login(&app, "alice@example.com", PASSWORD).await.status,
+        Status::TOO_MANY_REQUESTS
+    );
+    // Her phone is known and still gets in; a new device waits.
+    assert_eq!(
+        login_from(&app, "alice", PASSWORD, "phone").await.status,
+        Status::OK
+    );
+    assert_eq!(
+        login_from(&app, "alice", PASSWORD, "laptop").await.status,
+        Status::TOO_MANY_REQUESTS
+    );
+    // Other accounts are untouched.
+    assert_eq!(login(&app, "bob", PASSWORD).await.status, Status::OK);
+    // A login that names nobody answers the same way, so the wait tells nothing.
+    for _ in 0..3 {
+        assert_eq!(
+            login(&app, "nobody", "wrong password!").await.status,
+            Status::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login(&app, "nobody", "wrong password!").await.status,
+        Status::TOO_MANY_REQUESTS
+    );
+
+    // Once the wait is over, the right password gets in and the count starts again.
+    {
+        let mut conn = app.db.connect().await;
+        diesel::sql_query("UPDATE login_failures SET retry_at = now() - interval '1 second'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(login(&app, "alice", PASSWORD).await.status, Status::OK);
+    assert_eq!(
+        login(&app, "alice", "wrong password!").await.status,
+        Status::UNAUTHORIZED,
+        "a success forgets the failures"
+    );
+    assert_eq!(login(&app, "alice", PASSWORD).await.status, Status::OK);
 }
 
 #[actix_web::test]

@@ -35,6 +35,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures (subject) {
+        subject -> Text,
+        failures -> Int4,
+        retry_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::Xid8;
 
@@ -72,6 +81,8 @@ diesel::table! {
         session_id -> Uuid,
         created_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        successor_hash -> Nullable<Bytea>,
+        successor_sealed -> Nullable<Bytea>,
     }
 }
 
@@ -124,6 +135,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     gateway_nodes,
     gateway_sessions,
+    login_failures,
     outbox,
     outbox_relay,
     presences,

@@ -150,6 +150,13 @@ impl AppError {
         }
     }
 
+    /// The same error with another message for the client.
+    #[must_use]
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// The error's code.
     pub fn code(&self) -> ErrorCode {
         self.code

@@ -1,0 +1,3 @@
+ALTER TABLE refresh_tokens
+    DROP COLUMN successor_hash,
+    DROP COLUMN successor_sealed;

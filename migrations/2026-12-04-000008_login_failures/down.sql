@@ -1,0 +1,2 @@
+DROP INDEX sessions_by_user_device;
+DROP TABLE login_failures;
