@@ -199,6 +199,7 @@ impl Socket {
         }
         // Until IDENTIFY or RESUME.
         let deadline = Instant::now() + config.identify_timeout;
+        let mut failed_resumes = 0;
         loop {
             let inbound = tokio::select! {
                 inbound = next(stream) => inbound,
@@ -249,7 +250,15 @@ impl Socket {
             match attempt {
                 Ok(Some(live)) => return Some(live),
                 // Not resumable: INVALID_SESSION was sent; the client identifies again.
-                Ok(None) => {}
+                // Each failed RESUME costs a database lookup, so a socket gets a few.
+                Ok(None) => {
+                    failed_resumes += 1;
+                    if failed_resumes >= MAX_FAILED_RESUMES {
+                        self.close(CloseCode::RateLimited, "too many failed resumes")
+                            .await;
+                        return None;
+                    }
+                }
                 Err((code, reason)) => {
                     self.close(code, reason).await;
                     return None;
@@ -523,6 +532,9 @@ pub(crate) struct Snapshots {
 
 /// The most identifies one snapshot serves.
 const SNAPSHOT_BATCH: usize = 128;
+
+/// Failed RESUMEs a socket may make before it is closed with 4008.
+const MAX_FAILED_RESUMES: u32 = 3;
 
 impl Snapshots {
     pub(crate) fn start(

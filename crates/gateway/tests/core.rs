@@ -677,3 +677,26 @@ async fn a_user_has_at_most_the_allowed_sockets_on_a_node_and_resumes_still_fit(
     let (_bob, ready) = node.identify(&bob).await;
     assert!(ready["session_id"].is_string());
 }
+
+#[actix_web::test]
+async fn a_socket_gets_three_failed_resumes_then_is_closed_4008() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let mut ws = node
+        .resume(&alice, &uuid::Uuid::now_v7().to_string(), json!(0))
+        .await;
+    for attempt in 1..=3 {
+        let frame = ws.frame().await;
+        assert_eq!(frame["op"], 9, "attempt {attempt}: {frame}");
+        assert_eq!(frame["d"]["resumable"], false);
+        if attempt < 3 {
+            ws.send(json!({"op": 6, "d": {"token": alice.token(), "session_id": uuid::Uuid::now_v7().to_string(), "seq": 0}}))
+                .await;
+        }
+    }
+    // Then the socket is closed: each failed RESUME costs a database lookup.
+    assert_eq!(ws.closed().await, Some(4008));
+    // IDENTIFY is still open to a new socket.
+    let (_ws, ready) = node.identify(&alice).await;
+    assert!(ready["session_id"].is_string());
+}
