@@ -133,6 +133,13 @@ pub struct Settings {
     /// Requests per minute per user (per IP when unauthenticated) on other routes.
     #[arg(long, env = "RATE_LIMIT_USER_PER_MINUTE", default_value_t = 600)]
     pub rate_limit_user_per_minute: u32,
+    /// Redis for rate limits shared by every node (`redis://host:6379/0`). Unset: each
+    /// node keeps its own limits in memory, so N nodes allow N times each limit.
+    #[arg(long, env = "RATE_LIMIT_REDIS_URL", hide_env_values = true)]
+    pub rate_limit_redis_url: Option<Secret>,
+    /// Prefix of the rate-limit keys in Redis (deployments sharing one Redis differ).
+    #[arg(long, env = "RATE_LIMIT_REDIS_PREFIX", default_value = "synctalk")]
+    pub rate_limit_redis_prefix: String,
     /// Gateway sockets one user may have on one node; IDENTIFY beyond it closes 4008.
     #[arg(long, env = "GATEWAY_MAX_SOCKETS_PER_USER", default_value_t = 100)]
     pub gateway_max_sockets_per_user: u32,

@@ -7,6 +7,7 @@ pub mod config;
 mod middleware;
 pub mod openapi;
 mod routes;
+pub mod shared_limits;
 pub mod telemetry;
 
 use std::net::TcpListener;
@@ -105,11 +106,21 @@ impl Application {
         let bus_data = web::Data::new(bus.clone());
         let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
         let pool = web::Data::new(pool);
-        let limits = web::Data::new(middleware::RateLimits::new(
+        let mut limits = middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_user_per_minute,
             settings.gateway_connects_per_minute,
-        ));
+        );
+        if let Some(url) = &settings.rate_limit_redis_url {
+            let store = shared_limits::SharedLimits::connect(
+                url.expose(),
+                &settings.rate_limit_redis_prefix,
+            )
+            .await
+            .context("RATE_LIMIT_REDIS_URL: cannot reach Redis")?;
+            limits = limits.shared(store);
+        }
+        let limits = web::Data::new(limits);
         let doc = web::Data::new(openapi::document_json());
         let trust = web::Data::new(TrustedProxies(settings.trusted_proxies()?));
         let json_limit = settings.json_body_limit;

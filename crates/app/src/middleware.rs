@@ -17,6 +17,8 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use synctalk_auth::AuthService;
 use synctalk_kernel::{AppError, UserId};
+
+use crate::shared_limits::{Decision, SharedLimits};
 use tracing_actix_web::RequestId;
 
 /// Sets `X-Request-Id` (the id in every log line of the request) and records
@@ -68,12 +70,42 @@ enum Key {
 type Limiter =
     RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock, StateInformationMiddleware>;
 
-/// The rate limiters: per IP on register, login and refresh; per user elsewhere.
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Ip(ip) => write!(f, "ip:{ip}"),
+            Key::User(user) => write!(f, "user:{user}"),
+        }
+    }
+}
+
+/// The rate limiters: per IP on register, login and refresh; per user elsewhere. In
+/// this node's memory, or shared by every node in Redis when that is configured (the
+/// memory ones then stand in while Redis does not answer).
 #[derive(Clone)]
 pub struct RateLimits {
     auth: Arc<Limiter>,
     user: Arc<Limiter>,
     gateway: Arc<Limiter>,
+    per_minute: [u32; 3],
+    shared: Option<SharedLimits>,
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Auth = 0,
+    User = 1,
+    Gateway = 2,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Auth => "auth",
+            Which::User => "user",
+            Which::Gateway => "gateway",
+        }
+    }
 }
 
 impl RateLimits {
@@ -85,7 +117,16 @@ impl RateLimits {
             auth: Arc::new(RateLimiter::keyed(quota(auth_per_minute)).with_middleware()),
             user: Arc::new(RateLimiter::keyed(quota(user_per_minute)).with_middleware()),
             gateway: Arc::new(RateLimiter::keyed(quota(gateway_per_minute)).with_middleware()),
+            per_minute: [auth_per_minute, user_per_minute, gateway_per_minute],
+            shared: None,
         }
+    }
+
+    /// The same limits, kept in Redis for every node.
+    #[must_use]
+    pub fn shared(mut self, store: SharedLimits) -> Self {
+        self.shared = Some(store);
+        self
     }
 
     /// Forgets keys whose buckets are full again, so memory stays bounded.
@@ -93,6 +134,49 @@ impl RateLimits {
         for limiter in [&self.auth, &self.user, &self.gateway] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+    }
+
+    async fn check(&self, which: Which, key: &Key) -> Decision {
+        if let Some(store) = &self.shared {
+            let per_minute = self.per_minute[which as usize];
+            match store
+                .check(which.name(), &key.to_string(), per_minute)
+                .await
+            {
+                Ok(decision) => return decision,
+                Err(error) => crate::shared_limits::fell_back(&error),
+            }
+        }
+        let limiter = match which {
+            Which::Auth => &self.auth,
+            Which::User => &self.user,
+            Which::Gateway => &self.gateway,
+        };
+        match limiter.check_key(key) {
+            Ok(snapshot) => {
+                let quota = snapshot.quota();
+                let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining,
+                    retry_after: Duration::ZERO,
+                    reset_after: per_token * (limit - remaining),
+                }
+            }
+            Err(not_until) => {
+                let quota = not_until.quota();
+                let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
+                Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                    reset_after: per_token * limit,
+                }
+            }
         }
     }
 }
@@ -133,11 +217,11 @@ pub async fn rate_limit(
     // The path as the router reads it (percent-decoded, as `match_info` holds it), not
     // as the client spelled it: `/auth/%6Cogin` is the login route and its limit.
     let routed = req.match_info().as_str();
-    let (limiter, key) = if IP_LIMITED.contains(&routed) {
-        (&limits.auth, Key::Ip(ip))
+    let (which, key) = if IP_LIMITED.contains(&routed) {
+        (Which::Auth, Key::Ip(ip))
     } else if routed == "/gateway" || routed.starts_with("/gateway/") {
         // Gateway upgrades (IDENTIFY and RESUME attempts with them), per IP.
-        (&limits.gateway, Key::Ip(ip))
+        (Which::Gateway, Key::Ip(ip))
     } else if !(routed == "/api/v1" || routed.starts_with("/api/v1/")) {
         // Health, readiness, metrics and the docs are not limited.
         return next
@@ -149,28 +233,28 @@ pub async fn rate_limit(
             req.app_data::<web::Data<AuthService>>()
                 .and_then(|auth| auth.token_user(token))
         });
-        (&limits.user, user.map_or(Key::Ip(ip), Key::User))
+        (Which::User, user.map_or(Key::Ip(ip), Key::User))
     };
-    match limiter.check_key(&key) {
-        Ok(snapshot) => {
-            let quota = snapshot.quota();
-            let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
-            let remaining = snapshot.remaining_burst_capacity();
-            let reset_after = per_token * (limit - remaining);
-            let mut res = next.call(req).await?.map_into_boxed_body();
-            set_headers(res.headers_mut(), limit, remaining, reset_after);
-            Ok(res)
-        }
-        Err(not_until) => {
-            let quota = not_until.quota();
-            let (limit, per_token) = (quota.burst_size().get(), quota.replenish_interval());
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let error =
-                AppError::rate_limited(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
-            let mut response = error.error_response();
-            set_headers(response.headers_mut(), limit, 0, per_token * limit);
-            Ok(req.into_response(response))
-        }
+    let decision = limits.check(which, &key).await;
+    if decision.allowed {
+        let mut res = next.call(req).await?.map_into_boxed_body();
+        set_headers(
+            res.headers_mut(),
+            decision.limit,
+            decision.remaining,
+            decision.reset_after,
+        );
+        Ok(res)
+    } else {
+        let wait = u64::try_from(decision.retry_after.as_millis()).unwrap_or(u64::MAX);
+        let mut response = AppError::rate_limited(wait.max(1)).error_response();
+        set_headers(
+            response.headers_mut(),
+            decision.limit,
+            0,
+            decision.reset_after,
+        );
+        Ok(req.into_response(response))
     }
 }
 

@@ -147,20 +147,107 @@ pub async fn nats_url() -> String {
     URL.get_or_init(|| async {
         match std::env::var("NATS_URL") {
             Ok(url) if !url.is_empty() => url,
-            _ => tokio::task::spawn_blocking(start_nats).await.unwrap(),
+            _ => tokio::task::spawn_blocking(|| {
+                let port = private_server(
+                    "nats",
+                    &[
+                        "nats-server",
+                        "/usr/sbin/nats-server",
+                        "/usr/bin/nats-server",
+                        "/usr/local/bin/nats-server",
+                    ],
+                    |port| {
+                        vec![
+                            "-a".into(),
+                            "127.0.0.1".into(),
+                            "-p".into(),
+                            port.to_string(),
+                        ]
+                    },
+                );
+                format!("nats://127.0.0.1:{port}")
+            })
+            .await
+            .unwrap(),
         }
     })
     .await
     .clone()
 }
 
+/// A Redis for tests: `REDIS_URL` when set, else a `redis-server` of the kit's own
+/// (nothing saved to disk), started once and shared like the NATS server.
+pub async fn redis_url() -> String {
+    static URL: OnceCell<String> = OnceCell::const_new();
+    URL.get_or_init(|| async {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => tokio::task::spawn_blocking(|| {
+                let port = private_server(
+                    "redis",
+                    &[
+                        "redis-server",
+                        "/usr/bin/redis-server",
+                        "/usr/local/bin/redis-server",
+                    ],
+                    |port| {
+                        [
+                            "--bind",
+                            "127.0.0.1",
+                            "--port",
+                            &port.to_string(),
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                        ]
+                        .map(String::from)
+                        .to_vec()
+                    },
+                );
+                format!("redis://127.0.0.1:{port}/0")
+            })
+            .await
+            .unwrap(),
+        }
+    })
+    .await
+    .clone()
+}
+
+/// A `redis-server` for one test alone, to be stopped by it (fault tests): the process
+/// and its URL, once it accepts connections.
+pub async fn own_redis() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is not installed");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, format!("redis://127.0.0.1:{port}/0"))
+}
+
+/// Starts a server of `kind` from the first of `binaries` that runs, on a free port of
+/// 127.0.0.1, with `args(port)`, once per checkout: later test processes find it by the
+/// port file. Returns the port.
 // The server outlives this process on purpose (like the test PostgreSQL cluster), so
 // it is never waited for.
 #[allow(clippy::zombie_processes)]
-fn start_nats() -> String {
+fn private_server(kind: &str, binaries: &[&str], args: impl Fn(u16) -> Vec<String>) -> u16 {
     use std::net::{TcpListener, TcpStream};
     let dir = std::env::temp_dir().join(format!(
-        "synctalk-test-nats-{:08x}",
+        "synctalk-test-{kind}-{:08x}",
         fnv1a(concat!(env!("CARGO_MANIFEST_DIR"), "/../..").as_bytes()) as u32
     ));
     std::fs::create_dir_all(&dir).unwrap();
@@ -172,21 +259,26 @@ fn start_nats() -> String {
         .and_then(|p| p.trim().parse::<u16>().ok())
         && TcpStream::connect(("127.0.0.1", port)).is_ok()
     {
-        return format!("nats://127.0.0.1:{port}");
+        return port;
     }
-    let binary = ["nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .into_iter()
-        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok())
-        .expect("nats-server is not installed (Debian: apt-get install nats-server), and NATS_URL is not set");
+    let binary = binaries
+        .iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .unwrap_or_else(|| panic!("{} is not installed, and no URL for it is set", binaries[0]));
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let log = std::fs::File::create(dir.join("nats.log")).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{kind}.log"))).unwrap();
     use std::os::unix::process::CommandExt;
     std::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(args(port))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -196,13 +288,13 @@ fn start_nats() -> String {
     for _ in 0..100 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             std::fs::write(&port_file, port.to_string()).unwrap();
-            return format!("nats://127.0.0.1:{port}");
+            return port;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!(
-        "nats-server did not start; see {}",
-        dir.join("nats.log").display()
+        "{binary} did not start; see {}",
+        dir.join(format!("{kind}.log")).display()
     );
 }
 
