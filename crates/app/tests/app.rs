@@ -1,6 +1,8 @@
 //! What every route shares: the error shape, request ids, limits, health, metrics, the
 //! OpenAPI document, and the migrations.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::json;
 use synctalk_testkit::{Method, Status, TestApp, TestDb};
 
@@ -260,7 +262,7 @@ async fn an_unreachable_database_fails_start_up_fast_and_clearly() {
 async fn every_authenticated_route_needs_a_token_and_shares_the_users_rate_limit() {
     let app = TestApp::spawn_with(|s| s.rate_limit_user_per_minute = 1).await;
     let alice = app.register("alice").await;
-    let routes = authenticated_routes(&alice);
+    let routes = authenticated_routes(&app, &alice).await;
     for (method, path) in &routes {
         let body = (*method == Method::PATCH).then(|| json!({}));
         let res = app
@@ -301,15 +303,68 @@ async fn every_authenticated_route_needs_a_token_and_shares_the_users_rate_limit
     assert_eq!(bio, None, "a limited request changed something");
 }
 
+/// The authorization matrix: every operation the OpenAPI document marks as needing a
+/// bearer token, read from the document (so a new route cannot be left out), without a
+/// token, with an expired one, with a forged one and with one of a signed-out session.
 #[actix_web::test]
-async fn without_a_token_each_route_is_401() {
+async fn every_secured_operation_refuses_missing_expired_forged_and_revoked_tokens() {
     let app = TestApp::spawn().await;
     let alice = app.register("alice").await;
-    for (method, path) in authenticated_routes(&alice) {
-        let body = (method == Method::PATCH).then(|| json!({}));
-        let res = app.request(method.clone(), &path, None, body).await;
-        assert_eq!(res.status, Status::UNAUTHORIZED, "{method} {path}");
-        assert_eq!(res.code(), "unauthorized");
+    let routes = authenticated_routes(&app, &alice).await;
+    assert!(routes.len() >= 11, "{routes:?}");
+
+    // A second session of Alice's, signed out: its access token is still unexpired.
+    let phone = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "alice", "password": alice.password}),
+        )
+        .await;
+    let revoked = phone.body["access_token"].as_str().unwrap().to_owned();
+    let session = phone.body["session_id"].as_str().unwrap();
+    let res = app
+        .delete(
+            &format!("/api/v1/auth/sessions/{session}"),
+            Some(&alice.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+
+    let claims = |exp: i64| json!({"sub": alice.id, "sid": alice.session_id, "iat": exp - 900, "exp": exp, "iss": "synctalk"});
+    let sign = |claims: serde_json::Value, secret: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let expired = sign(claims(now - 3600), synctalk_testkit::TEST_JWT_SECRET);
+    let forged = sign(
+        claims(now + 3600),
+        "another-secret-that-is-long-enough-000000",
+    );
+    let cases = [
+        (None, "unauthorized"),
+        (Some(expired.as_str()), "invalid_token"),
+        (Some(forged.as_str()), "invalid_token"),
+        (Some(revoked.as_str()), "invalid_token"),
+        (Some("not-a-token"), "invalid_token"),
+    ];
+    for (token, code) in cases {
+        for (method, path) in &routes {
+            let body =
+                matches!(*method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
+            let res = app.request(method.clone(), path, token, body).await;
+            assert_eq!(
+                res.status,
+                Status::UNAUTHORIZED,
+                "{method} {path} with {token:?}"
+            );
+            assert_eq!(res.code(), code, "{method} {path} with {token:?}");
+        }
     }
     // Nothing was done: Alice is still there and signed in.
     assert_eq!(
@@ -348,21 +403,31 @@ async fn malformed_bodies_on_every_json_route_are_400() {
     assert_eq!(res.code(), "validation_failed");
 }
 
-/// Every route that needs a bearer token, with paths that exist for `alice`.
-fn authenticated_routes(alice: &synctalk_testkit::TestUser) -> Vec<(Method, String)> {
-    vec![
-        (Method::POST, "/api/v1/auth/logout".to_owned()),
-        (Method::GET, "/api/v1/auth/sessions".to_owned()),
-        (
-            Method::DELETE,
-            format!("/api/v1/auth/sessions/{}", alice.session_id),
-        ),
-        (Method::GET, "/api/v1/users/@me".to_owned()),
-        (Method::PATCH, "/api/v1/users/@me".to_owned()),
-        (Method::DELETE, "/api/v1/users/@me".to_owned()),
-        (Method::GET, format!("/api/v1/users/{}", alice.id)),
-        (Method::GET, "/api/v1/users?query=a".to_owned()),
-    ]
+/// Every operation the OpenAPI document secures with a bearer token, with path ids that
+/// exist for `alice`.
+async fn authenticated_routes(
+    app: &TestApp,
+    alice: &synctalk_testkit::TestUser,
+) -> Vec<(Method, String)> {
+    let doc = app.get("/api/v1/openapi.json", None).await.body;
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !secured {
+                continue;
+            }
+            let concrete = path
+                .replace("{session_id}", &alice.session_id)
+                .replace("{user_id}", &alice.id);
+            assert!(!concrete.contains('{'), "fill in the ids of {path}");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            routes.push((method, concrete));
+        }
+    }
+    routes
 }
 
 #[actix_web::test]

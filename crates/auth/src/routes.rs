@@ -52,7 +52,7 @@ pub(crate) async fn register(
     body: synctalk_kernel::http::Json<RegisterRequest>,
 ) -> AppResult<HttpResponse> {
     let tokens = service
-        .register(body.into_inner(), client_info(&req))
+        .register(body.into_inner()?, client_info(&req))
         .await?;
     Ok(HttpResponse::Created().json(tokens))
 }
@@ -77,7 +77,7 @@ pub(crate) async fn login(
     body: synctalk_kernel::http::Json<LoginRequest>,
 ) -> AppResult<web::Json<TokenResponse>> {
     Ok(web::Json(
-        service.login(body.into_inner(), client_info(&req)).await?,
+        service.login(body.into_inner()?, client_info(&req)).await?,
     ))
 }
 
@@ -103,7 +103,7 @@ pub(crate) async fn refresh(
 ) -> AppResult<web::Json<TokenResponse>> {
     Ok(web::Json(
         service
-            .refresh(body.into_inner(), client_info(&req))
+            .refresh(body.into_inner()?, client_info(&req))
             .await?,
     ))
 }

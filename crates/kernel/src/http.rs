@@ -39,20 +39,18 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 /// about: 422 `validation_failed` with `fields.<name>` for a missing or mistyped field,
 /// `fields.body` for a body that is not an object (an array would otherwise fill a
 /// struct by position).
+///
+/// A problem with the body is kept, not answered, until the handler asks for the body
+/// with [`Json::into_inner`]: extractors run side by side, and a body error must not
+/// overtake the 401 of a token whose check is still under way (a signed-out session's
+/// token would otherwise learn whether its body was valid).
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub struct Json<T>(Result<T, AppError>);
 
 impl<T> Json<T> {
-    /// The body.
-    pub fn into_inner(self) -> T {
+    /// The body, or its problem (400, 413, 415 or 422).
+    pub fn into_inner(self) -> Result<T, AppError> {
         self.0
-    }
-}
-
-impl<T> std::ops::Deref for Json<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
     }
 }
 
@@ -63,9 +61,33 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
         let value = web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
-            let web::Json(value) = value.await?;
-            Ok(Json(json_object(value)?))
+            let body = match value.await {
+                Ok(web::Json(value)) => json_object(value),
+                Err(error) => Err(body_error(error)),
+            };
+            Ok(Json(body))
         })
+    }
+}
+
+/// The problem of a body [`json_config`] refused, back from the response it made.
+fn body_error(error: actix_web::Error) -> AppError {
+    let status = error.as_response_error().status_code();
+    if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::new(
+            ErrorCode::PayloadTooLarge,
+            "the body is larger than the limit",
+        )
+    } else if status == actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        AppError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be application/json",
+        )
+    } else {
+        AppError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON body: {error}"),
+        )
     }
 }
 

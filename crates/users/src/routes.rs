@@ -85,7 +85,7 @@ pub(crate) async fn update_me(
     pool: web::Data<Pool>,
     body: synctalk_kernel::http::Json<UpdateCurrentUser>,
 ) -> AppResult<web::Json<CurrentUser>> {
-    let changes = parse_changes(body.into_inner())?;
+    let changes = parse_changes(body.into_inner()?)?;
     let mut conn = synctalk_db::conn(&pool).await?;
     let user = conn
         .transaction::<_, AppError, _>(async |conn| {
@@ -277,6 +277,7 @@ pub(crate) async fn send_friend_request(
     presences: web::Data<Presences>,
     body: synctalk_kernel::http::Json<FriendRequest>,
 ) -> AppResult<HttpResponse> {
+    let body = body.into_inner()?;
     let other = relationships::request(&pool, auth.user_id, &body.username).await?;
     announce_presences(&pool, &presences, auth.user_id, other).await?;
     Ok(HttpResponse::NoContent().finish())
