@@ -20,6 +20,14 @@ openapi:
 schema:
     diesel print-schema --database-url "$(cargo run -q -p synctalk-testkit --bin synctalk-testdb)" > crates/db/src/schema.rs
 
+# Lint openapi/openapi.json with spectral (.spectral.yaml).
+lint-openapi:
+    npx --yes @stoplight/spectral-cli@6.15.0 lint openapi/openapi.json --ruleset .spectral.yaml --fail-severity=warn
+
+# Schemathesis against openapi/openapi.json and a real server (as CI runs it).
+schemathesis:
+    .ci/schemathesis
+
 # Validate asyncapi.yaml.
 asyncapi:
     npx --yes @asyncapi/cli@4.1.1 validate asyncapi.yaml

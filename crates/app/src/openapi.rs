@@ -18,8 +18,10 @@ use crate::routes;
         description = "A real-time chat backend. REST under `/api/v1`; every error has the shape \
 `{\"error\": {\"code\", \"message\", \"fields\"?, \"retry_after_ms\"?}}` (codes in the README). \
 Authenticate with `Authorization: Bearer <access_token>` from register, login or refresh.",
-        license(name = "MIT")
+        license(name = "MIT"),
+        contact(name = "SyncTalk maintainers")
     ),
+    servers((url = "/", description = "The server that serves this document")),
     paths(routes::health, routes::ready, routes::metrics, routes::openapi_json),
     components(schemas(ErrorResponse, ErrorBody, routes::Health)),
     modifiers(&Shared),

@@ -16,14 +16,19 @@ pub struct Health {
     pub status: &'static str,
 }
 
-/// Liveness: the process answers.
+/// Liveness
+///
+/// The process answers; nothing else is checked.
 #[utoipa::path(get, path = "/health", tag = "app",
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn health() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers within 2 seconds and the bus is connected.
+/// Readiness
+///
+/// 200 when the database answers within 2 seconds and the bus (NATS, when configured)
+/// is connected; 503 otherwise, so a load balancer stops sending requests here.
 #[utoipa::path(get, path = "/ready", tag = "app",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
@@ -52,7 +57,10 @@ pub async fn ready(
     }
 }
 
-/// Prometheus metrics (text exposition format).
+/// Metrics
+///
+/// Prometheus metrics in the text exposition format (requests, gateway sockets and
+/// events, rate-limit fallbacks).
 #[utoipa::path(get, path = "/metrics", tag = "app",
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics() -> HttpResponse {
@@ -61,7 +69,9 @@ pub async fn metrics() -> HttpResponse {
         .body(crate::telemetry::metrics().render())
 }
 
-/// This OpenAPI document.
+/// This document
+///
+/// This OpenAPI 3.1 document, the same as `openapi/openapi.json` in the repository.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "app",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(doc: web::Data<String>) -> HttpResponse {

@@ -32,7 +32,10 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
     }
 }
 
-/// Creates an account and signs it in on this device.
+/// Create an account
+///
+/// Creates an account and signs it in on this device: the answer holds the tokens of
+/// its first session. Send `device_id` to name the device.
 #[utoipa::path(
     post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
@@ -57,8 +60,12 @@ pub(crate) async fn register(
     Ok(HttpResponse::Created().json(tokens))
 }
 
+/// Sign in
+///
 /// Signs in with a username or email and a password; each sign-in is a new session
-/// (device).
+/// (device), and one with the `device_id` of an earlier session replaces it. After
+/// repeated failures the account must wait (429 with `Retry-After`), except from a
+/// device it signed in from before.
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
@@ -81,6 +88,8 @@ pub(crate) async fn login(
     ))
 }
 
+/// Refresh the tokens
+///
 /// Trades a refresh token for a new access token and a new refresh token. Each refresh
 /// token works once: presenting one that was already used ends its whole session,
 /// except within 10 seconds of its use (`REFRESH_REUSE_GRACE_SECS`) while its successor
@@ -108,7 +117,10 @@ pub(crate) async fn refresh(
     ))
 }
 
-/// Ends this session: its access and refresh tokens stop working at once.
+/// Sign out
+///
+/// Ends this session: its access and refresh tokens stop working at once, and its
+/// gateway sockets are closed with 4004.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = [])),
@@ -126,6 +138,8 @@ pub(crate) async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// List your sessions
+///
 /// Your signed-in devices, newest first; `current` marks this one.
 #[utoipa::path(
     get, path = "/api/v1/auth/sessions", tag = "auth",
@@ -143,7 +157,10 @@ pub(crate) async fn list_sessions(
     Ok(web::Json(service.sessions(auth).await?))
 }
 
-/// Signs one of your devices out.
+/// Sign a session out
+///
+/// Signs one of your devices out: its tokens stop working at once and its gateway
+/// sockets are closed with 4004. Another user's session id is 404.
 #[utoipa::path(
     delete, path = "/api/v1/auth/sessions/{session_id}", tag = "auth",
     security(("bearer" = [])),

@@ -45,6 +45,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/users", "GET").route(web::get().to(search_users)));
 }
 
+/// Get yourself
+///
 /// Your own profile, with your email.
 #[utoipa::path(
     get, path = "/api/v1/users/@me", tag = "users",
@@ -66,6 +68,8 @@ pub(crate) async fn get_me(
     Ok(web::Json(user.into()))
 }
 
+/// Update your profile
+///
 /// Updates your profile: display name, avatar, bio, custom status. A field left out
 /// stays as it is; `null` clears it.
 #[utoipa::path(
@@ -142,6 +146,8 @@ fn parse_changes(body: UpdateCurrentUser) -> AppResult<UserChanges> {
     Ok(changes)
 }
 
+/// Delete your account
+///
 /// Deletes your account (soft): you vanish from every read, your sessions stop working
 /// at once, and your username and email become free.
 #[utoipa::path(
@@ -168,7 +174,9 @@ pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResul
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A user's public profile.
+/// Get a user
+///
+/// A user's public profile (no email). A deleted or unknown user is 404.
 #[utoipa::path(
     get, path = "/api/v1/users/{user_id}", tag = "users",
     security(("bearer" = [])),
@@ -202,6 +210,8 @@ pub(crate) struct SearchQuery {
     query: Option<String>,
 }
 
+/// Search users
+///
 /// Lists users, optionally those whose username starts with `query`, in id (creation)
 /// order; page with `after` (or `before`) the last id you got.
 #[utoipa::path(
@@ -234,6 +244,8 @@ pub(crate) async fn search_users(
     Ok(web::Json(users.into_iter().map(User::from).collect()))
 }
 
+/// List your relationships
+///
 /// Your relationships: friends, requests both ways, and whom you blocked.
 #[utoipa::path(
     get, path = "/api/v1/users/@me/relationships", tag = "users",
@@ -254,6 +266,8 @@ pub(crate) async fn list_relationships(
     ))
 }
 
+/// Send a friend request
+///
 /// Sends a friend request by username; if they already asked you, you become friends.
 /// Both of you get RELATIONSHIP_ADD.
 #[utoipa::path(
@@ -283,6 +297,8 @@ pub(crate) async fn send_friend_request(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Accept or block
+///
 /// Accepts this user's friend request (empty body, `{}` or `{"type": "friend"}`), or
 /// blocks them (`{"type": "blocked"}`): a blocked user cannot send you requests or
 /// DMs and does not see your presence.
@@ -332,7 +348,10 @@ pub(crate) async fn update_relationship(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Declines their request, cancels yours, unfriends or unblocks.
+/// Remove a relationship
+///
+/// Declines their request, cancels yours, unfriends or unblocks. Both of you get
+/// RELATIONSHIP_REMOVE.
 #[utoipa::path(
     delete, path = "/api/v1/users/@me/relationships/{user_id}", tag = "users",
     security(("bearer" = [])),
