@@ -28,6 +28,10 @@ lint-openapi:
 schemathesis:
     .ci/schemathesis
 
+# Fuzz each target for SECONDS (default 30) from the committed corpus, as CI does.
+fuzz seconds="30":
+    .ci/fuzz {{seconds}}
+
 # Validate asyncapi.yaml.
 asyncapi:
     npx --yes @asyncapi/cli@4.1.1 validate asyncapi.yaml
