@@ -110,6 +110,10 @@ pub struct Settings {
     /// The longest wait after failed sign-ins, in seconds.
     #[arg(long, env = "LOGIN_MAX_DELAY_SECS", default_value_t = 60)]
     pub login_max_delay_secs: u64,
+    /// Seconds a session seen live is trusted without asking the database again, while
+    /// the node listens for ended sessions (PostgreSQL LISTEN); 0 asks every time.
+    #[arg(long, env = "SESSION_CACHE_SECS", default_value_t = 10)]
+    pub session_cache_secs: u64,
     /// Argon2id memory cost, in KiB.
     #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -232,6 +236,7 @@ impl Settings {
             refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace_secs),
             login_free_failures: self.login_free_failures,
             login_max_delay: Duration::from_secs(self.login_max_delay_secs),
+            session_cache_ttl: Duration::from_secs(self.session_cache_secs),
             argon2: synctalk_auth::Argon2Params {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,

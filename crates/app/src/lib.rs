@@ -93,6 +93,7 @@ impl Application {
             pool.clone(),
             &settings.auth_config(jwt_secret),
         )?);
+        actix_web::rt::spawn(auth.session_cache().listen(url.expose().to_owned()));
         let gateway = web::Data::new(Gateway::new(
             hub.clone(),
             vec![Arc::new(synctalk_users::gateway::UsersGateway::new(

@@ -156,3 +156,72 @@ async fn presence_of(ws: &mut WsClient, user: &TestUser) -> String {
         }
     }
 }
+
+/// Calls `GET /users/@me` on `app` until it answers 401, for at most a second; how long
+/// that took.
+async fn until_refused(app: &TestApp, token: &str) -> Duration {
+    let begun = tokio::time::Instant::now();
+    while app.get("/api/v1/users/@me", Some(token)).await.status != Status::UNAUTHORIZED {
+        assert!(
+            begun.elapsed() < Duration::from_secs(1),
+            "a session ended elsewhere still works here after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    begun.elapsed()
+}
+
+#[actix_web::test]
+async fn a_session_ended_on_one_node_stops_working_on_every_node_at_once() {
+    let nodes = TestApp::cluster(2, |_| {}).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let alice = a.register("alice").await;
+    let bob = a.register("bob").await;
+    // Node b has seen both sessions live (and may trust that for a while).
+    for user in [&alice, &bob] {
+        let me = b.get("/api/v1/users/@me", Some(&user.access_token)).await;
+        assert_eq!(me.status, Status::OK);
+    }
+    let res = a
+        .post("/api/v1/auth/logout", Some(&alice.access_token), json!({}))
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    until_refused(b, &alice.access_token).await;
+    let res = a.delete("/api/v1/users/@me", Some(&bob.access_token)).await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    until_refused(b, &bob.access_token).await;
+    // And they stay refused.
+    for user in [&alice, &bob] {
+        let me = b.get("/api/v1/users/@me", Some(&user.access_token)).await;
+        assert_eq!(me.status, Status::UNAUTHORIZED);
+    }
+}
+
+#[actix_web::test]
+async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let me = app.get("/api/v1/users/@me", Some(&alice.access_token)).await;
+    assert_eq!(me.status, Status::OK);
+    let mut conn = app.db.connect().await;
+    // The node's listening connection is cut...
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and the session ends without a word on the channel (as if the word was lost).
+    diesel::sql_query(format!(
+        "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
+        alice.session_id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let me = app.get("/api/v1/users/@me", Some(&alice.access_token)).await;
+    assert_eq!(me.status, Status::UNAUTHORIZED, "the cache was not trusted");
+}

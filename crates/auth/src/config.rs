@@ -46,6 +46,9 @@ pub struct AuthConfig {
     pub login_free_failures: u32,
     /// The longest such wait.
     pub login_max_delay: Duration,
+    /// How long a session seen live is trusted without asking the database, while the
+    /// node listens for ended sessions (zero: always ask).
+    pub session_cache_ttl: Duration,
     /// Password hashing cost.
     pub argon2: Argon2Params,
 }

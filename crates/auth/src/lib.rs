@@ -17,6 +17,7 @@ mod password;
 pub mod repo;
 mod routes;
 mod service;
+pub mod session_cache;
 mod tokens;
 
 use actix_web::web;

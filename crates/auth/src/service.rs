@@ -1,6 +1,8 @@
 //! The account service behind the routes, and the [`Authenticator`] every route's
 //! [`AuthUser`](synctalk_kernel::AuthUser) goes through.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use synctalk_db::{AsyncConnection, AsyncPgConnection, DbError, Pool};
 use synctalk_gateway::{Domain, Outgoing, Topic};
@@ -18,6 +20,7 @@ use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, Session, TokenRe
 use crate::model::{NewSession, RevokeReason};
 use crate::password::Hasher;
 use crate::repo;
+use crate::session_cache::SessionCache;
 use crate::tokens::{self, AccessTokens, hash_refresh_token, new_refresh_token};
 
 /// Where a request comes from, recorded on its session.
@@ -39,6 +42,7 @@ pub struct AuthService {
     refresh_grace: chrono::Duration,
     login_free_failures: i32,
     login_max_delay: chrono::Duration,
+    sessions: Arc<SessionCache>,
 }
 
 impl AuthService {
@@ -52,6 +56,7 @@ impl AuthService {
             refresh_grace: chrono::Duration::from_std(config.refresh_reuse_grace)?,
             login_free_failures: i32::try_from(config.login_free_failures).unwrap_or(i32::MAX),
             login_max_delay: chrono::Duration::from_std(config.login_max_delay)?,
+            sessions: SessionCache::new(config.session_cache_ttl),
         })
     }
 
@@ -371,6 +376,11 @@ impl AuthService {
         })
     }
 
+    /// The cache of live sessions; run its [`SessionCache::listen`] for it to be used.
+    pub fn session_cache(&self) -> Arc<SessionCache> {
+        self.sessions.clone()
+    }
+
     /// Deletes sessions that ended or expired more than a week ago.
     pub async fn prune(&self) -> AppResult<usize> {
         let mut conn = self.conn().await?;
@@ -396,6 +406,10 @@ impl AuthService {
             user_id: UserId(claims.sub),
             session_id: SessionId(claims.sid),
         };
+        if self.sessions.is_live(auth.session_id, auth.user_id) {
+            return Ok(auth);
+        }
+        let generation = self.sessions.generation();
         let mut conn = self.conn().await?;
         let last_used = repo::find_live(&mut conn, auth.session_id, auth.user_id)
             .await?
@@ -403,6 +417,8 @@ impl AuthService {
         if Utc::now() - last_used > chrono::Duration::minutes(1) {
             repo::mark_used(&mut conn, auth.session_id).await?;
         }
+        self.sessions
+            .remember(auth.session_id, auth.user_id, generation);
         Ok(auth)
     }
 }
@@ -441,6 +457,9 @@ async fn ended(conn: &mut AsyncPgConnection, sessions: &[SessionId]) -> AppResul
         .map(|s| Outgoing::revoke(Domain::Users, Topic::Session(*s), "session ended"))
         .collect::<AppResult<Vec<_>>>()?;
     synctalk_gateway::event::append(conn, &rows).await?;
+    for session in sessions {
+        synctalk_db::announce_session_end(conn, &format!("session:{session}")).await?;
+    }
     Ok(())
 }
 

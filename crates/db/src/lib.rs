@@ -53,6 +53,24 @@ pub fn unique_violation(error: &diesel::result::Error) -> Option<&str> {
     }
 }
 
+/// The PostgreSQL channel on which the end of a session (`session:<id>`) or of every
+/// session of an account (`user:<id>`) is announced, for the nodes' session caches.
+pub const SESSION_ENDED_CHANNEL: &str = "synctalk_session_ended";
+
+/// Announces, when the current transaction commits, that `key` (`session:<id>` or
+/// `user:<id>`) no longer signs anyone in.
+pub async fn announce_session_end(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(SESSION_ENDED_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The same server URL with another database name (keeps user, password, host and
 /// query parameters).
 pub fn url_with_database(url: &str, database: &str) -> String {

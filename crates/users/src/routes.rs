@@ -168,6 +168,8 @@ pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResul
         // Every socket of every session of the account closes, on every node.
         let revoke = Outgoing::revoke(Domain::Users, Topic::User(auth.user_id), "account deleted")?;
         synctalk_gateway::event::append(conn, &[revoke]).await?;
+        // And every node stops trusting the account's sessions.
+        synctalk_db::announce_session_end(conn, &format!("user:{}", auth.user_id)).await?;
         Ok(())
     })
     .await?;
