@@ -202,7 +202,9 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
     use diesel_async::RunQueryDsl;
     let app = TestApp::spawn().await;
     let alice = app.register("alice").await;
-    let me = app.get("/api/v1/users/@me", Some(&alice.access_token)).await;
+    let me = app
+        .get("/api/v1/users/@me", Some(&alice.access_token))
+        .await;
     assert_eq!(me.status, Status::OK);
     let mut conn = app.db.connect().await;
     // The node's listening connection is cut...
@@ -222,6 +224,8 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
     .execute(&mut conn)
     .await
     .unwrap();
-    let me = app.get("/api/v1/users/@me", Some(&alice.access_token)).await;
+    let me = app
+        .get("/api/v1/users/@me", Some(&alice.access_token))
+        .await;
     assert_eq!(me.status, Status::UNAUTHORIZED, "the cache was not trusted");
 }
