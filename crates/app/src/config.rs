@@ -101,10 +101,9 @@ pub struct Settings {
     /// Reuse after that ends the session. 0 turns the grace off.
     #[arg(long, env = "REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
     pub refresh_reuse_grace_secs: u64,
-    /// Failed sign-ins in a row that an account may have before the next one must wait
-    /// (429 with `Retry-After`): 1 second after this many, doubling with each further
-    /// failure. A device the account signed in from before (same `device_id`) skips
-    /// the wait. Shared by every node (PostgreSQL).
+    /// Sign-in attempts in a row without a success, per login and client address,
+    /// before the next one must wait (429 with `Retry-After`): 1 second after this many,
+    /// doubling with each further attempt. Shared by every node (PostgreSQL).
     #[arg(long, env = "LOGIN_FREE_FAILURES", default_value_t = 5)]
     pub login_free_failures: u32,
     /// The longest wait after failed sign-ins, in seconds.

@@ -93,7 +93,10 @@ impl Application {
             pool.clone(),
             &settings.auth_config(jwt_secret),
         )?);
-        actix_web::rt::spawn(auth.session_cache().listen(url.expose().to_owned()));
+        actix_web::rt::spawn(
+            auth.session_cache()
+                .listen(url.expose().to_owned(), pool.clone()),
+        );
         let gateway = web::Data::new(Gateway::new(
             hub.clone(),
             vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
@@ -134,6 +137,9 @@ impl Application {
             for round in 0u64.. {
                 tick.tick().await;
                 prune_limits.prune();
+                if let Err(error) = prune_auth.forget_successors().await {
+                    tracing::warn!(%error, "could not forget old refresh successors");
+                }
                 if round % 60 == 0 {
                     match prune_auth.prune().await {
                         Ok(0) => {}

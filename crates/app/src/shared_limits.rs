@@ -87,7 +87,7 @@ impl SharedLimits {
         per_minute: u32,
     ) -> Result<Decision, redis::RedisError> {
         let burst = per_minute.max(1);
-        let interval_us = 60_000_000 / u64::from(burst);
+        let interval_us = (60_000_000 / u64::from(burst)).max(1);
         let mut conn = self.conn.clone();
         let mut invocation = self
             .script

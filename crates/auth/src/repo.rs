@@ -72,7 +72,27 @@ pub async fn spend_refresh_token(
         ))
         .execute(conn)
         .await?;
+    // Its own predecessor no longer needs to hand it out again.
+    diesel::update(refresh_tokens::table.filter(refresh_tokens::successor_hash.eq(hash)))
+        .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Forgets the sealed successors of tokens spent more than `grace` ago.
+pub async fn forget_successors(
+    conn: &mut AsyncPgConnection,
+    grace: chrono::Duration,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::successor_sealed.is_not_null())
+            .filter(refresh_tokens::used_at.lt(Utc::now() - grace)),
+    )
+    .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
+    .execute(conn)
+    .await
 }
 
 /// Whether a refresh token exists and is still unspent.
@@ -227,51 +247,60 @@ pub async fn prune_sessions(
     .await
 }
 
-/// Until when sign-ins for `subject` must wait, if they must.
-pub async fn login_retry_at(
+/// Counts a sign-in attempt of `subject`, unless it must wait: then when it may try
+/// again. One statement, so that attempts racing each other are counted one by one:
+/// the one that reaches `free` attempts sets the wait, and those after it see it. The
+/// wait after `n >= free` attempts is `2^(n - free)` seconds, at most `max`; the count
+/// starts again after an hour without attempts.
+pub async fn claim_login_attempt(
     conn: &mut AsyncPgConnection,
     subject: &str,
+    free: i32,
+    max: i32,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    login_failures::table
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        #[allow(dead_code)]
+        failures: i32,
+    }
+    // `n` is the attempt's number: 1 for a new subject, else the row's count plus one
+    // (read from the row as locked by the conflict, so racing attempts count apart).
+    // The wait is compared with the clock, not with the transaction's start: a free
+    // attempt sets `retry_at` to its own start, which a racing attempt that began a
+    // moment earlier must still see as passed.
+    let n = "CASE WHEN f.updated_at < now() - interval '1 hour' THEN 1 ELSE f.failures + 1 END";
+    let wait = |n: &str| {
+        format!(
+            "now() + make_interval(secs => CASE WHEN {n} < $2 THEN 0 \
+             ELSE least(power(2, least({n} - $2, 30)), $3) END)"
+        )
+    };
+    let claimed: Option<Claimed> = diesel::sql_query(format!(
+        "INSERT INTO login_failures AS f (subject, failures, retry_at, updated_at) \
+         VALUES ($1, 1, {first}, now()) \
+         ON CONFLICT (subject) DO UPDATE SET failures = {n}, retry_at = {again}, updated_at = now() \
+         WHERE f.retry_at <= clock_timestamp() \
+         RETURNING failures",
+        first = wait("1"),
+        again = wait(n),
+    ))
+    .bind::<diesel::sql_types::Text, _>(subject)
+    .bind::<diesel::sql_types::Integer, _>(free)
+    .bind::<diesel::sql_types::Integer, _>(max)
+    .get_result(conn)
+    .await
+    .optional()?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let retry_at = login_failures::table
         .find(subject)
         .select(login_failures::retry_at)
         .first(conn)
         .await
-        .optional()
-}
-
-/// Counts a failed sign-in for `subject` (the count starts again after an hour
-/// without failures) and makes the next one wait `delay(count)`.
-pub async fn record_login_failure(
-    conn: &mut AsyncPgConnection,
-    subject: &str,
-    delay: impl Fn(i32) -> chrono::Duration,
-) -> QueryResult<i32> {
-    let now = Utc::now();
-    let failures: i32 = diesel::insert_into(login_failures::table)
-        .values((
-            login_failures::subject.eq(subject),
-            login_failures::failures.eq(1),
-            login_failures::retry_at.eq(now),
-            login_failures::updated_at.eq(now),
-        ))
-        .on_conflict(login_failures::subject)
-        .do_update()
-        .set((
-            login_failures::failures.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(
-                "CASE WHEN login_failures.updated_at < now() - interval '1 hour' \
-                 THEN 1 ELSE login_failures.failures + 1 END",
-            )),
-            login_failures::updated_at.eq(now),
-        ))
-        .returning(login_failures::failures)
-        .get_result(conn)
-        .await?;
-    diesel::update(login_failures::table.find(subject))
-        .set(login_failures::retry_at.eq(now + delay(failures)))
-        .execute(conn)
-        .await?;
-    Ok(failures)
+        .optional()?;
+    Ok(Some(retry_at.unwrap_or_else(Utc::now)))
 }
 
 /// Forgets the failed sign-ins of `subject` (after a successful one).
@@ -290,20 +319,4 @@ pub async fn prune_login_failures(
     diesel::delete(login_failures::table.filter(login_failures::updated_at.lt(Utc::now() - keep)))
         .execute(conn)
         .await
-}
-
-/// Whether `user` has signed in from `device` before (a session of theirs with that
-/// device id still exists, live or ended within the pruning period).
-pub async fn known_device(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    device: &str,
-) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        sessions::table
-            .filter(sessions::user_id.eq(user))
-            .filter(sessions::device_id.eq(device)),
-    ))
-    .get_result(conn)
-    .await
 }

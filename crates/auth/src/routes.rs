@@ -64,8 +64,8 @@ pub(crate) async fn register(
 ///
 /// Signs in with a username or email and a password; each sign-in is a new session
 /// (device), and one with the `device_id` of an earlier session replaces it. After
-/// repeated failures the account must wait (429 with `Retry-After`), except from a
-/// device it signed in from before.
+/// repeated attempts without a success a login must wait (429 with `Retry-After`)
+/// before it is tried from the same address again.
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
@@ -74,7 +74,7 @@ pub(crate) async fn register(
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
         (status = 401, description = "`invalid_credentials`: wrong login or password (the same for both)", body = ErrorResponse),
         (status = 422, description = "Invalid `device_id`", body = ErrorResponse),
-        (status = 429, description = "`rate_limited`: too many requests from this IP, or too many failed sign-ins for this account in a row (it waits `Retry-After`; a known `device_id` does not)", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many requests from this IP, or too many sign-in attempts without a success for this login from this address (wait `Retry-After`)", body = ErrorResponse),
         (status = 503, description = "`service_unavailable`: too many password checks at once; retry after `Retry-After`", body = ErrorResponse),
     )
 )]

@@ -157,15 +157,21 @@ impl AuthService {
             && login.len() <= 254
             && !login.chars().any(char::is_control)
             && body.password.chars().count() <= 128;
-        let (user, throttle) = if plausible {
+        // Attempts on one login from one address are counted before the password is
+        // checked, so parallel attempts cannot slip past the slowdown together.
+        let throttle = plausible.then(|| {
+            format!(
+                "{}|{}",
+                login.to_lowercase(),
+                client.ip.as_deref().unwrap_or("-")
+            )
+        });
+        let user = if let Some(subject) = &throttle {
             let mut conn = self.conn().await?;
-            let user = users_repo::find_by_login(&mut conn, &login).await?;
-            let throttle = self
-                .login_throttle(&mut conn, user.as_ref(), &login, device_id.as_deref())
-                .await?;
-            (user, throttle)
+            self.claim_login_attempt(&mut conn, subject).await?;
+            users_repo::find_by_login(&mut conn, &login).await?
         } else {
-            (None, None)
+            None
         };
         let password = if plausible {
             body.password
@@ -178,14 +184,6 @@ impl AuthService {
             .await
             .map_err(hashing_failed)?;
         let Some(user) = user.filter(|_| ok) else {
-            if let Some(subject) = &throttle {
-                let mut conn = self.conn().await?;
-                let (free, max) = (self.login_free_failures, self.login_max_delay);
-                repo::record_login_failure(&mut conn, subject, |failures| {
-                    login_delay(failures, free, max)
-                })
-                .await?;
-            }
             return Err(invalid());
         };
         if let Some(subject) = &throttle {
@@ -212,35 +210,26 @@ impl AuthService {
         self.token_response(user, session, refresh_token)
     }
 
-    /// Whose failed sign-ins this attempt counts toward (`None`: nobody's, it comes
-    /// from a device the account signed in from before), or a 429 while that subject
-    /// must wait. An account is its id; a login text that names no account is that
-    /// text, so that both answer alike.
-    async fn login_throttle(
+    /// Counts a sign-in attempt of `subject` (a login text and a client address), or
+    /// answers 429 while that subject must wait. The login text, not the account, so
+    /// that a login naming nobody answers exactly like one naming someone, and one
+    /// account's username and email are not linked by the answers; with the address,
+    /// so that someone guessing elsewhere cannot lock you out.
+    async fn claim_login_attempt(
         &self,
         conn: &mut AsyncPgConnection,
-        user: Option<&UserRow>,
-        login: &str,
-        device: Option<&str>,
-    ) -> AppResult<Option<String>> {
-        if let (Some(user), Some(device)) = (user, device)
-            && repo::known_device(conn, user.id, device).await?
+        subject: &str,
+    ) -> AppResult<()> {
+        let max = i32::try_from(self.login_max_delay.num_seconds()).unwrap_or(i32::MAX);
+        if let Some(retry_at) =
+            repo::claim_login_attempt(conn, subject, self.login_free_failures, max).await?
         {
-            return Ok(None);
-        }
-        let subject = match user {
-            Some(user) => format!("user:{}", user.id),
-            None => format!("login:{login}"),
-        };
-        if let Some(retry_at) = repo::login_retry_at(conn, &subject).await? {
             let wait = retry_at - Utc::now();
-            if wait > chrono::Duration::zero() {
-                let ms = u64::try_from(wait.num_milliseconds()).unwrap_or(0).max(1);
-                return Err(AppError::rate_limited(ms)
-                    .with_message("too many failed sign-ins for this account; retry later"));
-            }
+            let ms = u64::try_from(wait.num_milliseconds()).unwrap_or(0).max(1);
+            return Err(AppError::rate_limited(ms)
+                .with_message("too many failed sign-ins for this login; retry later"));
         }
-        Ok(Some(subject))
+        Ok(())
     }
 
     /// Rotates a refresh token. A spent token revokes its whole session.
@@ -381,6 +370,12 @@ impl AuthService {
         self.sessions.clone()
     }
 
+    /// Forgets sealed successors past the refresh grace window (every minute).
+    pub async fn forget_successors(&self) -> AppResult<usize> {
+        let mut conn = self.conn().await?;
+        Ok(repo::forget_successors(&mut conn, self.refresh_grace).await?)
+    }
+
     /// Deletes sessions that ended or expired more than a week ago.
     pub async fn prune(&self) -> AppResult<usize> {
         let mut conn = self.conn().await?;
@@ -494,30 +489,4 @@ async fn new_session(
     )
     .await?;
     Ok(session.id)
-}
-
-/// How long the next sign-in waits after `failures` failed ones in a row: nothing for
-/// the first `free - 1`, then 1 s, doubling, at most `max`.
-fn login_delay(failures: i32, free: i32, max: chrono::Duration) -> chrono::Duration {
-    if failures < free {
-        return chrono::Duration::zero();
-    }
-    let doublings = u32::try_from(failures - free).unwrap_or(0).min(30);
-    chrono::Duration::seconds(1_i64 << doublings).min(max)
-}
-
-#[cfg(test)]
-mod login_delay_tests {
-    use super::login_delay;
-    use chrono::Duration;
-
-    #[test]
-    fn free_failures_then_doubling_up_to_the_cap() {
-        let max = Duration::seconds(60);
-        let delays: Vec<i64> = (1..=13)
-            .map(|n| login_delay(n, 5, max).num_seconds())
-            .collect();
-        assert_eq!(delays, [0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(login_delay(i32::MAX, 5, max), max);
-    }
 }

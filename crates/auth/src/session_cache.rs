@@ -21,6 +21,9 @@ use synctalk_kernel::{SessionId, UserId};
 
 use synctalk_db::SESSION_ENDED_CHANNEL as CHANNEL;
 
+/// How often a node pings its own listening connection.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
 /// Sessions seen live, trusted while this node listens.
 #[derive(Debug)]
 pub struct SessionCache {
@@ -95,13 +98,13 @@ impl SessionCache {
 
     /// Listens for ended sessions on `url` for as long as the process runs, reconnecting
     /// after a loss (the cache is off meanwhile).
-    pub async fn listen(self: Arc<Self>, url: String) {
+    pub async fn listen(self: Arc<Self>, url: String, pool: synctalk_db::Pool) {
         if self.ttl.is_zero() {
             return;
         }
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.listen_once(&url).await {
+            match self.listen_once(&url, &pool).await {
                 Ok(()) => tracing::warn!("session listener ended; reconnecting"),
                 Err(error) => tracing::warn!(%error, "session listener failed; reconnecting"),
             }
@@ -111,7 +114,7 @@ impl SessionCache {
         }
     }
 
-    async fn listen_once(&self, url: &str) -> anyhow::Result<()> {
+    async fn listen_once(&self, url: &str, pool: &synctalk_db::Pool) -> anyhow::Result<()> {
         use diesel_async::RunQueryDsl;
         let mut conn = AsyncPgConnection::establish(url).await?;
         diesel::sql_query(format!("LISTEN {CHANNEL}"))
@@ -125,20 +128,41 @@ impl SessionCache {
             entries.clear();
             self.listening.store(true, Ordering::Release);
         }
+        // A connection can also fail silently (a half-open TCP connection, a proxy that
+        // drops notifications): every PING_EVERY this node notifies the channel itself,
+        // through the pool, and stops trusting the cache when nothing was heard for
+        // three of those.
+        let mut heard = Instant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
         let mut notifications = std::pin::pin!(conn.notifications_stream());
-        while let Some(notification) = notifications.next().await {
-            let notification = notification?;
-            let payload = notification.payload.as_str();
-            let id = |prefix: &str| payload.strip_prefix(prefix).and_then(|id| id.parse().ok());
-            if let Some(id) = id("session:") {
-                self.evict(SessionId(id));
-            } else if let Some(id) = id("user:") {
-                self.evict_user(UserId(id));
-            } else {
-                self.forget_all();
+        loop {
+            tokio::select! {
+                notification = notifications.next() => {
+                    let Some(notification) = notification else {
+                        return Ok(());
+                    };
+                    let notification = notification?;
+                    heard = Instant::now();
+                    let payload = notification.payload.as_str();
+                    let id = |prefix: &str| payload.strip_prefix(prefix).and_then(|id| id.parse().ok());
+                    if let Some(id) = id("session:") {
+                        self.evict(SessionId(id));
+                    } else if let Some(id) = id("user:") {
+                        self.evict_user(UserId(id));
+                    } else if payload != "ping" {
+                        self.forget_all();
+                    }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() > 3 * PING_EVERY {
+                        anyhow::bail!("nothing heard on {CHANNEL} for {:?}", heard.elapsed());
+                    }
+                    if let Ok(mut conn) = synctalk_db::conn(pool).await {
+                        let _ = synctalk_db::announce_session_end(&mut conn, "ping").await;
+                    }
+                }
             }
         }
-        Ok(())
     }
 
     /// Forgets every session of `user` (the account is gone).
