@@ -216,7 +216,12 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // ...and the session ends without a word on the channel (as if the word was lost).
+    // ...and the session ends without a word on the channel (as if the word was lost:
+    // with triggers off for this connection).
+    diesel::sql_query("SET session_replication_role = replica")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     diesel::sql_query(format!(
         "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
         alice.session_id
@@ -228,4 +233,24 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
         .get("/api/v1/users/@me", Some(&alice.access_token))
         .await;
     assert_eq!(me.status, Status::UNAUTHORIZED, "the cache was not trusted");
+}
+
+#[actix_web::test]
+async fn a_session_ended_by_hand_in_the_database_is_refused_at_once() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let me = app
+        .get("/api/v1/users/@me", Some(&alice.access_token))
+        .await;
+    assert_eq!(me.status, Status::OK);
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!(
+        "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
+        alice.session_id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    until_refused(&app, &alice.access_token).await;
 }

@@ -451,10 +451,9 @@ async fn ended(conn: &mut AsyncPgConnection, sessions: &[SessionId]) -> AppResul
         .iter()
         .map(|s| Outgoing::revoke(Domain::Users, Topic::Session(*s), "session ended"))
         .collect::<AppResult<Vec<_>>>()?;
+    // Setting `revoked_at` also announces the end to every node's session cache (a
+    // trigger, migration 000010).
     synctalk_gateway::event::append(conn, &rows).await?;
-    for session in sessions {
-        synctalk_db::announce_session_end(conn, &format!("session:{session}")).await?;
-    }
     Ok(())
 }
 

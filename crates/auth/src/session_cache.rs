@@ -2,7 +2,8 @@
 //! ask the database every time.
 //!
 //! An entry is trusted only while this node LISTENs to `synctalk_session_ended`, on
-//! which every transaction that ends a session (or deletes an account) notifies (PostgreSQL delivers the
+//! which every transaction that ends a session (or deletes an account) notifies,
+//! through triggers on `sessions` and `users` (PostgreSQL delivers the
 //! notification to every node when it commits). A notification evicts the entry; a
 //! lost listening connection empties the cache and turns it off until the node LISTENs
 //! again. A check that raced a notification does not store what it read (the
@@ -158,7 +159,7 @@ impl SessionCache {
                         anyhow::bail!("nothing heard on {CHANNEL} for {:?}", heard.elapsed());
                     }
                     if let Ok(mut conn) = synctalk_db::conn(pool).await {
-                        let _ = synctalk_db::announce_session_end(&mut conn, "ping").await;
+                        let _ = synctalk_db::notify_session_channel(&mut conn, "ping").await;
                     }
                 }
             }

@@ -55,17 +55,19 @@ pub fn unique_violation(error: &diesel::result::Error) -> Option<&str> {
 
 /// The PostgreSQL channel on which the end of a session (`session:<id>`) or of every
 /// session of an account (`user:<id>`) is announced, for the nodes' session caches.
+/// Triggers on `sessions.revoked_at` and `users.deleted_at` announce (migration
+/// 000010); nodes also send `ping` to hear that their listening connection works.
 pub const SESSION_ENDED_CHANNEL: &str = "synctalk_session_ended";
 
-/// Announces, when the current transaction commits, that `key` (`session:<id>` or
-/// `user:<id>`) no longer signs anyone in.
-pub async fn announce_session_end(
+/// Notifies `payload` on [`SESSION_ENDED_CHANNEL`] when the current transaction
+/// commits (at once outside one).
+pub async fn notify_session_channel(
     conn: &mut AsyncPgConnection,
-    key: &str,
+    payload: &str,
 ) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<diesel::sql_types::Text, _>(SESSION_ENDED_CHANNEL)
-        .bind::<diesel::sql_types::Text, _>(key)
+        .bind::<diesel::sql_types::Text, _>(payload)
         .execute(conn)
         .await?;
     Ok(())

@@ -167,9 +167,8 @@ pub(crate) async fn delete_me(auth: AuthUser, pool: web::Data<Pool>) -> AppResul
         }
         // Every socket of every session of the account closes, on every node.
         let revoke = Outgoing::revoke(Domain::Users, Topic::User(auth.user_id), "account deleted")?;
+        // (Setting `deleted_at` tells every node's session cache, by a trigger.)
         synctalk_gateway::event::append(conn, &[revoke]).await?;
-        // And every node stops trusting the account's sessions.
-        synctalk_db::announce_session_end(conn, &format!("user:{}", auth.user_id)).await?;
         Ok(())
     })
     .await?;
