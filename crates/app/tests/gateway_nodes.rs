@@ -197,15 +197,33 @@ async fn a_session_ended_on_one_node_stops_working_on_every_node_at_once() {
     }
 }
 
-#[actix_web::test]
-async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache() {
-    use diesel_async::RunQueryDsl;
+/// A node and Alice, whose session the node has just seen live (and may cache).
+async fn seen_live() -> (TestApp, TestUser) {
     let app = TestApp::spawn().await;
     let alice = app.register("alice").await;
     let me = app
         .get("/api/v1/users/@me", Some(&alice.access_token))
         .await;
     assert_eq!(me.status, Status::OK);
+    (app, alice)
+}
+
+/// Ends `user`'s session with an UPDATE of its own, as an operator would.
+async fn revoke_by_hand(conn: &mut diesel_async::AsyncPgConnection, user: &TestUser) {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!(
+        "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
+        user.session_id
+    ))
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+#[actix_web::test]
+async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache() {
+    use diesel_async::RunQueryDsl;
+    let (app, alice) = seen_live().await;
     let mut conn = app.db.connect().await;
     // The node's listening connection is cut...
     diesel::sql_query(
@@ -222,13 +240,7 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
         .execute(&mut conn)
         .await
         .unwrap();
-    diesel::sql_query(format!(
-        "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
-        alice.session_id
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    revoke_by_hand(&mut conn, &alice).await;
     let me = app
         .get("/api/v1/users/@me", Some(&alice.access_token))
         .await;
@@ -237,20 +249,8 @@ async fn a_node_that_stops_hearing_about_ended_sessions_stops_trusting_its_cache
 
 #[actix_web::test]
 async fn a_session_ended_by_hand_in_the_database_is_refused_at_once() {
-    use diesel_async::RunQueryDsl;
-    let app = TestApp::spawn().await;
-    let alice = app.register("alice").await;
-    let me = app
-        .get("/api/v1/users/@me", Some(&alice.access_token))
-        .await;
-    assert_eq!(me.status, Status::OK);
+    let (app, alice) = seen_live().await;
     let mut conn = app.db.connect().await;
-    diesel::sql_query(format!(
-        "UPDATE sessions SET revoked_at = now() WHERE id = '{}'",
-        alice.session_id
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    revoke_by_hand(&mut conn, &alice).await;
     until_refused(&app, &alice.access_token).await;
 }
