@@ -200,7 +200,7 @@ pub async fn lock_device(
     user: UserId,
     device_id: &str,
 ) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7308))")
+    synctalk_db::sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 7308))")
         .bind::<diesel::sql_types::Text, _>(format!("{}:{device_id}", user.0))
         .execute(conn)
         .await?;
@@ -276,7 +276,8 @@ pub async fn claim_login_attempt(
              ELSE least(power(2, least({n} - $2, 30)), $3) END)"
         )
     };
-    let claimed: Option<Claimed> = diesel::sql_query(format!(
+    // One text whatever the input: the parameters are bound.
+    let claimed: Option<Claimed> = synctalk_db::prepared(diesel::sql_query(format!(
         "INSERT INTO login_failures AS f (subject, failures, retry_at, updated_at) \
          VALUES ($1, 1, {first}, now()) \
          ON CONFLICT (subject) DO UPDATE SET failures = {n}, retry_at = {again}, updated_at = now() \
@@ -287,7 +288,7 @@ pub async fn claim_login_attempt(
     ))
     .bind::<diesel::sql_types::Text, _>(subject)
     .bind::<diesel::sql_types::Integer, _>(free)
-    .bind::<diesel::sql_types::Integer, _>(max)
+    .bind::<diesel::sql_types::Integer, _>(max))
     .get_result(conn)
     .await
     .optional()?;

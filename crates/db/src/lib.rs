@@ -4,6 +4,7 @@
 
 pub mod cluster;
 mod pool;
+mod prepared;
 #[rustfmt::skip]
 pub mod schema;
 
@@ -12,6 +13,7 @@ pub use pool::{
     Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database, database_exists,
     drop_database, revert_migrations, run_migrations,
 };
+pub use prepared::{Prepared, prepared, sql};
 
 /// An error of the database layer (unexpected by construction: callers map it to a 500).
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +67,7 @@ pub async fn notify_session_channel(
     conn: &mut AsyncPgConnection,
     payload: &str,
 ) -> diesel::QueryResult<()> {
-    diesel::sql_query("SELECT pg_notify($1, $2)")
+    crate::sql("SELECT pg_notify($1, $2)")
         .bind::<diesel::sql_types::Text, _>(SESSION_ENDED_CHANNEL)
         .bind::<diesel::sql_types::Text, _>(payload)
         .execute(conn)

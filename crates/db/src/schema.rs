@@ -1,11 +1,5 @@
 // @generated automatically by Diesel CLI.
 
-pub mod sql_types {
-    #[derive(diesel::sql_types::SqlType)]
-    #[diesel(postgres_type(name = "xid8", schema = "pg_catalog"))]
-    pub struct Xid8;
-}
-
 diesel::table! {
     gateway_nodes (id) {
         id -> Uuid,
@@ -44,9 +38,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    use diesel::sql_types::*;
-    use super::sql_types::Xid8;
-
     outbox (id) {
         id -> Int8,
         position -> Nullable<Int8>,
@@ -56,7 +47,6 @@ diesel::table! {
         name -> Text,
         payload -> Jsonb,
         created_at -> Timestamptz,
-        xid -> Xid8,
     }
 }
 

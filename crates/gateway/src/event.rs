@@ -198,7 +198,7 @@ pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::
     let domains: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload.get()).collect();
-    diesel::sql_query("SELECT outbox_append($1, $2, $3, $4, $5)")
+    synctalk_db::sql("SELECT outbox_append($1, $2, $3, $4, $5)")
         .bind::<Array<Text>, _>(&topics)
         .bind::<Array<Text>, _>(&kinds)
         .bind::<Array<Text>, _>(&domains)
@@ -387,9 +387,15 @@ fn records(rows: Vec<Row>) -> Vec<Record> {
         .collect()
 }
 
-/// The columns of a [`Record`].
-pub(crate) const COLUMNS: &str =
-    "id, position, topic, kind, domain, name, payload::text AS payload";
+/// `SELECT` of the columns of a [`Record`], then `$rest`: one literal.
+macro_rules! select_records {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, position, topic, kind, domain, name, payload::text AS payload ",
+            $rest
+        )
+    };
+}
 
 /// Published records after `after` up to `until` (inclusive), at most `limit`, in order.
 pub async fn read_range(
@@ -398,8 +404,8 @@ pub async fn read_range(
     until: i64,
     limit: i64,
 ) -> diesel::QueryResult<Vec<Record>> {
-    let rows: Vec<Row> = diesel::sql_query(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
+    let rows: Vec<Row> = synctalk_db::sql(select_records!(
+        "FROM outbox WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
     ))
     .bind::<BigInt, _>(after)
     .bind::<BigInt, _>(until)
@@ -419,8 +425,11 @@ pub async fn read_topics(
     limit: i64,
 ) -> diesel::QueryResult<Vec<Record>> {
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
-    let rows: Vec<Row> = diesel::sql_query(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE topic = ANY($1) AND position > $2 AND position <= $3 \
+    // Planned with its parameters every time (not kept prepared): a generic plan
+    // cannot tell a rare topic from a common one and may walk the position index over
+    // the whole range instead of the topic index.
+    let rows: Vec<Row> = diesel::sql_query(select_records!(
+        "FROM outbox WHERE topic = ANY($1) AND position > $2 AND position <= $3 \
          ORDER BY position LIMIT $4"
     ))
     .bind::<Array<Text>, _>(&topics)
@@ -443,7 +452,7 @@ pub async fn unpublished(
         id: i64,
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
-    let ids: Vec<Id> = diesel::sql_query(
+    let ids: Vec<Id> = synctalk_db::sql(
         "SELECT id FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
     )
     .bind::<Array<Text>, _>(&topics)
@@ -466,7 +475,7 @@ pub async fn unpublished_of(
         topic: String,
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
-    let rows: Vec<Row> = diesel::sql_query(
+    let rows: Vec<Row> = synctalk_db::sql(
         "SELECT id, topic FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
     )
     .bind::<Array<Text>, _>(&topics)
@@ -490,7 +499,7 @@ pub async fn published(
         #[diesel(sql_type = BigInt)]
         last: i64,
     }
-    let state: State = diesel::sql_query(
+    let state: State = synctalk_db::sql(
         "SELECT coalesce(bool_and(position IS NOT NULL), true) AS done, \
                 coalesce(max(position), 0) AS last FROM outbox WHERE id = ANY($1)",
     )
@@ -507,7 +516,7 @@ pub async fn head(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         #[diesel(sql_type = BigInt)]
         position: i64,
     }
-    let row: Head = diesel::sql_query("SELECT position FROM outbox_relay WHERE id = 1")
+    let row: Head = synctalk_db::sql("SELECT position FROM outbox_relay WHERE id = 1")
         .get_result(conn)
         .await?;
     Ok(row.position)

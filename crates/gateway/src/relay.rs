@@ -13,11 +13,11 @@
 //! Pruning runs on its own schedule, in bounded batches, and never below what a live
 //! node has not delivered or a resumable session may still replay.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Double};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use crate::bus::Bus;
 use crate::event::Record;
@@ -58,13 +58,11 @@ struct Flag {
 }
 
 async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    // A relay statement that hangs must not hold the leadership for ever.
-    diesel::sql_query("SET statement_timeout = '30s'")
-        .execute(&mut conn)
-        .await?;
+    // Its statements are prepared once, but planned each time with their parameters:
+    // a generic plan cannot tell how few rows lie above the floor and scans them all.
+    let mut conn = connect(url, "SET plan_cache_mode = force_custom_plan;").await?;
     loop {
-        let flag: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
+        let flag: Flag = synctalk_db::sql("SELECT pg_try_advisory_lock($1) AS ok")
             .bind::<BigInt, _>(LOCK)
             .get_result(&mut conn)
             .await?;
@@ -74,38 +72,34 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     tracing::info!("this node relays the outbox");
-    let mut last_prune = Instant::now();
-    // Every row written by a transaction below the floor is published.
-    let mut floor = String::from("0");
+    // Pruning runs beside the numbering, on a connection of its own, for as long as
+    // this node leads: a long prune (old rows piled up in a quiet spell) never holds
+    // up publishing.
+    let _pruner = AbortOnDrop(tokio::spawn(prune_forever(url.to_owned(), config)));
+    let mut floor = Floor::default();
     loop {
-        let horizon = horizon(&mut conn).await?;
-        let (prev, records) = mark(&mut conn, &floor).await?;
+        let last = last_id(&mut conn).await?;
+        let marked = mark(&mut conn, floor.id).await?;
+        floor.settle(last, marked.xid, marked.xmin);
         // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
         // under load one numbering (and one commit) covers many appends instead of
         // the relay committing after every one or two.
-        let full = records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
-        if !full {
-            // Every transaction below the horizon had ended before this batch was
-            // picked, so each of its rows was visible to it, and none was left: none
-            // can come any more.
-            floor = horizon;
-        }
-        if !records.is_empty() {
+        let full = marked.records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        floor.advance(
+            full.then(|| marked.records.iter().map(|r| r.id).max())
+                .flatten(),
+        );
+        if !marked.records.is_empty() {
             // A bus that does not take them in time must not stop the numbering:
             // nodes read what they miss from the outbox.
-            if tokio::time::timeout(Duration::from_secs(5), publish(bus, prev, records))
-                .await
-                .is_err()
+            if tokio::time::timeout(
+                Duration::from_secs(5),
+                publish(bus, marked.prev, marked.records),
+            )
+            .await
+            .is_err()
             {
                 tracing::warn!("publishing to the bus timed out; nodes catch up from the outbox");
-            }
-        }
-        if last_prune.elapsed() >= config.prune_every {
-            last_prune = Instant::now();
-            match prune(&mut conn, config.retention).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(rows = n, "pruned the outbox"),
-                Err(error) => tracing::warn!(%error, "outbox pruning failed"),
             }
         }
         if !full {
@@ -114,80 +108,199 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     }
 }
 
-/// The oldest transaction still running (every older one has ended).
-async fn horizon(conn: &mut AsyncPgConnection) -> anyhow::Result<String> {
-    #[derive(QueryableByName)]
-    struct Horizon {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        xid: String,
-    }
-    let horizon: Horizon =
-        diesel::sql_query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid")
-            .get_result(conn)
-            .await?;
-    Ok(horizon.xid)
+/// A connection of the relay's own, with `settings` applied. A statement that hangs
+/// must not hold the leadership (or the pruning) for ever.
+async fn connect(url: &str, settings: &str) -> anyhow::Result<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&format!("SET statement_timeout = '30s'; {settings}"))
+        .await?;
+    Ok(conn)
 }
 
-/// Numbers the oldest unpublished committed rows after the cursor, among the rows of
-/// transactions at or above `floor`; returns the cursor before them and the records.
-async fn mark(conn: &mut AsyncPgConnection, floor: &str) -> anyhow::Result<(i64, Vec<Record>)> {
-    #[derive(QueryableByName)]
-    struct Marked {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = BigInt)]
-        position: i64,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        topic: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        kind: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        domain: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        payload: String,
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    let rows: Vec<Marked> = diesel::sql_query(
+}
+
+/// Prunes every `config.prune_every`, reconnecting after a failure.
+async fn prune_forever(url: String, config: RelayConfig) {
+    let mut conn = None;
+    loop {
+        tokio::time::sleep(config.prune_every).await;
+        if conn.is_none() {
+            conn = connect(&url, "")
+                .await
+                .inspect_err(|error| tracing::warn!(%error, "outbox pruning could not connect"))
+                .ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match prune(c, config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned the outbox"),
+            Err(error) => {
+                tracing::warn!(%error, "outbox pruning failed");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Where the relay's scan of unpublished rows starts: every row with an id at or
+/// below `id` is published (or was rolled back). The scan walks the index of
+/// unpublished rows in id order from there, so it never sorts the backlog, and it
+/// skips the entries that rows published since the last vacuum leave behind.
+///
+/// Ids are handed out before their transaction commits, so a row below the last id
+/// published can still appear. The floor moves only past ids whose transactions have
+/// all ended. Each poll reads how far the id sequence has gone (`last`), then numbers
+/// rows in a statement that takes a transaction id (`xid`) of its own: every row with
+/// an id up to `last` belongs to a transaction older than `xid` (an outbox id's default
+/// takes the transaction id first, see migration 000011). Once a later statement's
+/// snapshot shows no transaction older than `xid` running (its `xmin` is at or past
+/// `xid`), each such row is committed and visible to it, or gone.
+#[derive(Debug, Default)]
+struct Floor {
+    id: i64,
+    /// `(xid, last)` of past polls, oldest first.
+    pending: std::collections::VecDeque<(i64, i64)>,
+    /// The highest `last` whose transactions have all ended.
+    settled: i64,
+}
+
+impl Floor {
+    /// Records a poll: `last` read before the numbering statement, which ran as
+    /// transaction `xid` with a snapshot whose oldest running transaction was `xmin`.
+    fn settle(&mut self, last: i64, xid: i64, xmin: i64) {
+        while let Some(&(then_xid, then_last)) = self.pending.front() {
+            if xmin < then_xid {
+                break;
+            }
+            self.settled = self.settled.max(then_last);
+            self.pending.pop_front();
+        }
+        // A poll that read no new ids adds nothing to wait for.
+        if self.pending.back().map_or(self.settled, |&(_, l)| l) < last {
+            self.pending.push_back((xid, last));
+        }
+    }
+
+    /// After a batch: every settled row up to the batch's highest id (a full batch,
+    /// `Some`), or every settled row (`None`: the batch took all there was), is
+    /// published.
+    fn advance(&mut self, full_up_to: Option<i64>) {
+        let reach = full_up_to.map_or(self.settled, |max| max.min(self.settled));
+        self.id = self.id.max(reach);
+    }
+}
+
+/// How far the outbox's id sequence has gone.
+async fn last_id(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+    #[derive(QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = BigInt)]
+        last: i64,
+    }
+    let last: Last = synctalk_db::sql(
+        "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last \
+         FROM outbox_id_seq",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(last.last)
+}
+
+/// A numbering: the cursor before the records, the records, and the statement's own
+/// transaction id and its snapshot's oldest running transaction (see [`Floor`]).
+struct Marked {
+    prev: i64,
+    records: Vec<Record>,
+    xid: i64,
+    xmin: i64,
+}
+
+/// Numbers the oldest unpublished committed rows above `floor` (see [`Floor`]) after
+/// the cursor.
+async fn mark(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Marked> {
+    use diesel::sql_types::{Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        xid: i64,
+        #[diesel(sql_type = BigInt)]
+        xmin: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        id: Option<i64>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        position: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        topic: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        kind: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        domain: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        name: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        payload: Option<String>,
+    }
+    // The rows are looked up by id in an array, not joined: the planner sizes a join by
+    // the statistics of the index of unpublished rows, which an idle spell leaves
+    // near empty, and then joins a thousand rows as if one (seconds per batch). The
+    // cursor's row is written every time, so the statement always has a transaction
+    // id, and always returns a row (the records, or one row of nulls).
+    let rows: Vec<Row> = synctalk_db::sql(
         "WITH cursor AS MATERIALIZED (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
          picked AS MATERIALIZED ( \
-           SELECT id, row_number() OVER (ORDER BY id) AS n FROM ( \
-             SELECT id FROM outbox WHERE position IS NULL AND xid >= $2::text::xid8 \
+           SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM ( \
+             SELECT id FROM outbox WHERE position IS NULL AND id > $2 \
              ORDER BY id LIMIT $1 \
            ) AS oldest \
          ), \
          marked AS ( \
-           UPDATE outbox o SET position = (SELECT position FROM cursor) + p.n \
-           FROM picked p WHERE o.id = p.id AND o.position IS NULL \
+           UPDATE outbox o \
+           SET position = (SELECT position FROM cursor) + array_position((SELECT ids FROM picked), o.id) \
+           WHERE o.id = ANY ((SELECT ids FROM picked)::bigint[]) AND o.position IS NULL \
            RETURNING o.id, o.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
          ), \
          moved AS ( \
            UPDATE outbox_relay SET position = position + (SELECT count(*) FROM marked) WHERE id = 1 \
+           RETURNING pg_current_xact_id()::text::bigint AS xid, \
+                     pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin \
          ) \
-         SELECT * FROM marked ORDER BY position",
+         SELECT v.xid, v.xmin, m.* FROM moved v LEFT JOIN marked m ON true ORDER BY m.position",
     )
     .bind::<BigInt, _>(BATCH)
-    .bind::<diesel::sql_types::Text, _>(floor)
+    .bind::<BigInt, _>(floor)
     .load(conn)
     .await?;
-    let Some(first) = <[Marked]>::first(&rows).map(|r| r.position) else {
-        return Ok((0, Vec::new()));
-    };
+    let (xid, xmin) = <[Row]>::first(&rows)
+        .map(|r| (r.xid, r.xmin))
+        .ok_or_else(|| anyhow::anyhow!("the relay's cursor row is missing"))?;
+    let first = rows.iter().find_map(|r| r.position);
     let records = rows
         .into_iter()
         .filter_map(|r| {
             Some(Record {
-                id: r.id,
-                position: r.position,
-                topic: r.topic.parse().ok()?,
-                kind: serde_json::from_value(serde_json::Value::String(r.kind)).ok()?,
-                domain: crate::Domain::parse(&r.domain)?,
-                name: r.name.into(),
-                payload: serde_json::value::RawValue::from_string(r.payload).ok()?,
+                id: r.id?,
+                position: r.position?,
+                topic: r.topic?.parse().ok()?,
+                kind: serde_json::from_value(serde_json::Value::String(r.kind?)).ok()?,
+                domain: crate::Domain::parse(&r.domain?)?,
+                name: r.name?.into(),
+                payload: serde_json::value::RawValue::from_string(r.payload?).ok()?,
             })
         })
         .collect();
-    Ok((first - 1, records))
+    Ok(Marked {
+        prev: first.map_or(0, |p| p - 1),
+        records,
+        xid,
+        xmin,
+    })
 }
 
 /// Publishes records as messages no larger than the bus allows (see
@@ -201,7 +314,7 @@ pub async fn publish(bus: &Bus, prev: i64, records: Vec<Record>) {
 pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
-        let deleted = diesel::sql_query(
+        let deleted = synctalk_db::sql(
             "WITH safe AS ( \
                SELECT least( \
                  (SELECT position FROM outbox_relay WHERE id = 1), \
@@ -226,5 +339,53 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
         }
         // Let writers breathe between batches.
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Floor;
+
+    #[test]
+    fn the_floor_passes_ids_only_once_their_transactions_have_ended() {
+        let mut floor = Floor::default();
+        // Ids up to 10 handed out; the numbering ran as 100, with 95 still running.
+        floor.settle(10, 100, 95);
+        floor.advance(None);
+        assert_eq!(
+            floor.id, 0,
+            "transactions that may hold ids up to 10 still run"
+        );
+        // Ids up to 20; numbered as 104; the oldest running is 99.
+        floor.settle(20, 104, 99);
+        floor.advance(None);
+        assert_eq!(floor.id, 0);
+        // Nothing older than 100 runs any more: ids up to 10 are settled.
+        floor.settle(30, 108, 100);
+        floor.advance(None);
+        assert_eq!(floor.id, 10);
+        // A full batch that reached id 15 (of settled ids up to 20 after this poll)
+        // moves the floor only to 15.
+        floor.settle(40, 112, 105);
+        floor.advance(Some(15));
+        assert_eq!(floor.id, 15);
+        floor.advance(None);
+        assert_eq!(floor.id, 20);
+        // Nothing older than 112 runs: ids up to 40 are settled.
+        floor.settle(40, 120, 113);
+        floor.advance(None);
+        assert_eq!(floor.id, 40);
+        // New ids up to 50 while nothing new is numbered: they wait for everything
+        // below the poll that read them (130), not for a later poll's transaction.
+        floor.settle(50, 130, 121);
+        floor.settle(50, 135, 129);
+        floor.advance(None);
+        assert_eq!(floor.id, 40);
+        floor.settle(50, 140, 130);
+        floor.advance(None);
+        assert_eq!(floor.id, 50);
+        // The floor never moves back.
+        floor.advance(Some(3));
+        assert_eq!(floor.id, 50);
     }
 }

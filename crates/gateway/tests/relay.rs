@@ -224,3 +224,34 @@ async fn a_transaction_older_than_many_relay_rounds_still_gets_its_events_publis
     );
     assert_eq!(count_unpublished(&mut conn).await, 0);
 }
+
+#[actix_web::test]
+async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_published() {
+    let node = Node::spawn().await;
+    let (alice, bob) = (node.user("alice").await, node.user("bob").await);
+    let (mut alice_ws, _) = node.identify(&alice).await;
+    let (mut bob_ws, _) = node.identify(&bob).await;
+    let mut old = node.conn().await;
+    let mut conn = node.conn().await;
+    // Its row takes an id below every row written after it, and stays invisible while
+    // the relay numbers those over many rounds.
+    diesel::sql_query("BEGIN").execute(&mut old).await.unwrap();
+    mark(&mut old, bob.id, "written first").await;
+    for i in 0..5 {
+        mark(&mut conn, alice.id, &format!("alice {i}")).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    for i in 0..5 {
+        assert_eq!(
+            alice_ws.dispatch("MARKER").await["d"]["label"],
+            format!("alice {i}")
+        );
+    }
+    diesel::sql_query("COMMIT").execute(&mut old).await.unwrap();
+    assert_eq!(
+        bob_ws.dispatch("MARKER").await["d"]["label"],
+        "written first",
+        "the relay's floor never passes a row whose transaction is still running"
+    );
+    assert_eq!(count_unpublished(&mut conn).await, 0);
+}

@@ -158,7 +158,7 @@ impl Presences {
         status: Status,
     ) -> Result<(), AppError> {
         let mut conn = synctalk_db::conn(&self.pool).await?;
-        diesel::sql_query("UPDATE gateway_sessions SET status = $2 WHERE id = $1")
+        synctalk_db::sql("UPDATE gateway_sessions SET status = $2 WHERE id = $1")
             .bind::<SqlUuid, _>(session_id)
             .bind::<Text, _>(status.as_str())
             .execute(&mut conn)
@@ -188,7 +188,7 @@ async fn compute(
     let grace = i64::try_from(grace.as_millis()).unwrap_or(0);
     // dnd wins over online, online over idle; none at all is offline. Rows are upserted
     // in id order, so two nodes' batches never deadlock.
-    let rows: Vec<Changed> = diesel::sql_query(
+    let rows: Vec<Changed> = synctalk_db::sql(
         "WITH wanted AS (SELECT DISTINCT unnest($1::uuid[]) AS user_id), \
          live AS ( \
            SELECT g.user_id, g.status FROM gateway_sessions g JOIN gateway_nodes n ON n.id = g.node_id \
@@ -231,7 +231,7 @@ pub async fn of(
     }
     let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
     let rows: Vec<Row> =
-        diesel::sql_query("SELECT user_id, status FROM presences WHERE user_id = ANY($1)")
+        synctalk_db::sql("SELECT user_id, status FROM presences WHERE user_id = ANY($1)")
             .bind::<Array<SqlUuid>, _>(&ids)
             .load(conn)
             .await?;

@@ -371,7 +371,7 @@ async fn accept_in(conn: &mut AsyncPgConnection, me: UserId, other: UserId) -> A
 async fn lock_pair(conn: &mut AsyncPgConnection, a: UserId, b: UserId) -> QueryResult<()> {
     let (low, high) = if a.0 < b.0 { (a, b) } else { (b, a) };
     let key = format!("{low}{high}");
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+    synctalk_db::sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind::<diesel::sql_types::Text, _>(key)
         .execute(conn)
         .await?;

@@ -110,13 +110,16 @@ pub async fn update(
     id: UserId,
     changes: UserChanges,
 ) -> QueryResult<Option<UserRow>> {
-    diesel::update(
-        users::table
-            .filter(users::id.eq(id))
-            .filter(users::deleted_at.is_null()),
+    // Its text varies only with which fields change.
+    synctalk_db::prepared(
+        diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::deleted_at.is_null()),
+        )
+        .set(&changes)
+        .returning(UserRow::as_returning()),
     )
-    .set(&changes)
-    .returning(UserRow::as_returning())
     .get_result(conn)
     .await
     .optional()

@@ -63,7 +63,7 @@ async fn beat(hub: &Hub, conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<Use
         #[diesel(sql_type = SqlUuid)]
         user_id: Uuid,
     }
-    diesel::sql_query(
+    synctalk_db::sql(
         "INSERT INTO gateway_nodes (id, position) VALUES ($1, $2) \
          ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), position = EXCLUDED.position",
     )
@@ -73,7 +73,7 @@ async fn beat(hub: &Hub, conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<Use
     .await?;
     // Sockets of nodes that stopped beating are gone; their sessions stay resumable
     // for the window, counted from the node's last beat.
-    let orphans: Vec<Orphan> = diesel::sql_query(
+    let orphans: Vec<Orphan> = synctalk_db::sql(
         "WITH dead AS (DELETE FROM gateway_nodes WHERE last_seen_at < now() - interval '30 seconds' \
                        RETURNING id, last_seen_at) \
          UPDATE gateway_sessions g SET connected = false, node_id = NULL, last_seen_at = dead.last_seen_at \
@@ -82,7 +82,7 @@ async fn beat(hub: &Hub, conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<Use
     .load(conn)
     .await?;
     let window = i64::try_from(hub.config().resume_window.as_millis()).unwrap_or(i64::MAX);
-    diesel::sql_query(
+    synctalk_db::sql(
         "DELETE FROM gateway_sessions WHERE NOT connected \
          AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
     )

@@ -152,7 +152,7 @@ impl Hub {
         let mut conn = pool.get().await.map_err(db)?;
         let head = event::head(&mut conn).await?;
         diesel_async::RunQueryDsl::execute(
-            diesel::sql_query("INSERT INTO gateway_nodes (id, position) VALUES ($1, $2)")
+            synctalk_db::sql("INSERT INTO gateway_nodes (id, position) VALUES ($1, $2)")
                 .bind::<diesel::sql_types::Uuid, _>(node_id)
                 .bind::<diesel::sql_types::BigInt, _>(head),
             &mut conn,
@@ -874,13 +874,13 @@ impl Hub {
         }
         if let Ok(mut conn) = self.pool.get().await {
             use diesel_async::RunQueryDsl;
-            let _ = diesel::sql_query(
+            let _ = synctalk_db::sql(
                 "UPDATE gateway_sessions SET connected = false, last_seen_at = now() WHERE node_id = $1",
             )
             .bind::<diesel::sql_types::Uuid, _>(self.node_id)
             .execute(&mut conn)
             .await;
-            let _ = diesel::sql_query("DELETE FROM gateway_nodes WHERE id = $1")
+            let _ = synctalk_db::sql("DELETE FROM gateway_nodes WHERE id = $1")
                 .bind::<diesel::sql_types::Uuid, _>(self.node_id)
                 .execute(&mut conn)
                 .await;

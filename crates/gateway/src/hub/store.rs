@@ -138,7 +138,7 @@ async fn insert(
                 .join(",")
         })
         .collect();
-    diesel::sql_query(
+    synctalk_db::sql(
         "INSERT INTO gateway_sessions \
            (id, user_id, auth_session_id, domains, node_id, base_seq, base_position, base_topics, base_skip) \
          SELECT v.id, v.user_id, v.auth_session_id, string_to_array(v.domains, ','), $8, 0, v.position, \
@@ -280,7 +280,7 @@ async fn take_over(
     let sessions: Vec<Uuid> = requests.iter().map(|r| r.auth.session_id.0).collect();
     // Rows are locked in id order (no deadlock with another node's batch); a session
     // asked twice in one batch is taken once, and the other asker is refused.
-    let rows: Vec<Row> = diesel::sql_query(
+    let rows: Vec<Row> = synctalk_db::sql(
         "WITH asked AS (SELECT DISTINCT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) \
          AS v(id, user_id, auth_session_id)), \
          locked AS (SELECT g.id FROM gateway_sessions g \
@@ -361,7 +361,7 @@ pub(crate) async fn write_bases(
             .iter()
             .map(|b| topic_texts(&b.2.topics).join(","))
             .collect();
-        let kept: Vec<Kept> = diesel::sql_query(
+        let kept: Vec<Kept> = synctalk_db::sql(
             "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[], $5::text[]) \
                         AS v(id, epoch, seq, position, topics)), \
                   locked AS (SELECT g.id FROM gateway_sessions g JOIN v ON v.id = g.id \
@@ -391,7 +391,7 @@ pub(crate) async fn sweep_orphans(
     node: Uuid,
     held: &[Uuid],
 ) -> diesel::QueryResult<usize> {
-    diesel::sql_query(
+    synctalk_db::sql(
         "WITH locked AS (SELECT id FROM gateway_sessions \
                          WHERE node_id = $1 AND connected AND NOT (id = ANY($2)) ORDER BY id FOR UPDATE) \
          UPDATE gateway_sessions g SET connected = false, last_seen_at = now() \
@@ -437,13 +437,13 @@ impl Job for Disconnect {
             // Every row first, in id order, as every writer of these rows locks them:
             // two batches (or a batch and a checkpoint) never wait for each other in
             // a circle.
-            diesel::sql_query(
+            synctalk_db::sql(
                 "SELECT 1 FROM gateway_sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             )
             .bind::<Array<SqlUuid>, _>(&all)
             .execute(conn)
             .await?;
-            diesel::sql_query(
+            synctalk_db::sql(
                 "WITH locked AS (SELECT g.id FROM gateway_sessions g \
                    JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
                    ORDER BY g.id FOR UPDATE OF g) \
@@ -453,7 +453,7 @@ impl Job for Disconnect {
             .bind::<Array<Integer>, _>(&ended_epochs)
             .execute(conn)
             .await?;
-            diesel::sql_query(
+            synctalk_db::sql(
                 "WITH locked AS (SELECT g.id FROM gateway_sessions g \
                    JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
                    ORDER BY g.id FOR UPDATE OF g) \
