@@ -255,3 +255,44 @@ async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_publ
     );
     assert_eq!(count_unpublished(&mut conn).await, 0);
 }
+
+#[actix_web::test]
+async fn a_statement_made_with_synctalk_db_sql_is_prepared_once_per_connection() {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let node = Node::spawn().await;
+    let mut conn = node.conn().await;
+    for i in 0..3_i64 {
+        let kept: N = synctalk_db::sql("SELECT $1::bigint AS n")
+            .bind::<BigInt, _>(i)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        let unkept: N = diesel::sql_query("SELECT $1::bigint + 0 AS n")
+            .bind::<BigInt, _>(i)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((kept.n, unkept.n), (i, i));
+    }
+    let prepared = |text: &'static str| {
+        diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1")
+            .bind::<diesel::sql_types::Text, _>(text)
+    };
+    let kept: N = prepared("SELECT $1::bigint AS n")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let unkept: N = prepared("SELECT $1::bigint + 0 AS n")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.n, unkept.n),
+        (1, 0),
+        "one named statement for the kept query, none for diesel's raw one"
+    );
+}
