@@ -54,6 +54,7 @@ diesel::table! {
     outbox_relay (id) {
         id -> Int4,
         position -> Int8,
+        floor -> Int8,
     }
 }
 

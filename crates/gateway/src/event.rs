@@ -453,7 +453,8 @@ pub async fn unpublished(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let ids: Vec<Id> = synctalk_db::sql(
-        "SELECT id FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
+        "SELECT id FROM outbox WHERE position IS NULL AND topic = ANY($1) \
+         AND id > (SELECT floor FROM outbox_relay WHERE id = 1) ORDER BY id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)
@@ -476,7 +477,8 @@ pub async fn unpublished_of(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let rows: Vec<Row> = synctalk_db::sql(
-        "SELECT id, topic FROM outbox WHERE position IS NULL AND topic = ANY($1) ORDER BY id",
+        "SELECT id, topic FROM outbox WHERE position IS NULL AND topic = ANY($1) \
+         AND id > (SELECT floor FROM outbox_relay WHERE id = 1) ORDER BY id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)

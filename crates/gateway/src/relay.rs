@@ -76,7 +76,10 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     // this node leads: a long prune (old rows piled up in a quiet spell) never holds
     // up publishing.
     let _pruner = AbortOnDrop(tokio::spawn(prune_forever(url.to_owned(), config)));
-    let mut floor = Floor::default();
+    let mut floor = Floor {
+        id: stored_floor(&mut conn).await?,
+        ..Floor::default()
+    };
     loop {
         let last = last_id(&mut conn).await?;
         let marked = mark(&mut conn, floor.id).await?;
@@ -150,7 +153,8 @@ async fn prune_forever(url: String, config: RelayConfig) {
 }
 
 /// Where the relay's scan of unpublished rows starts: every row with an id at or
-/// below `id` is published (or was rolled back). The scan walks the index of
+/// below `id` is published (or was rolled back). Each numbering stores the floor it
+/// used in `outbox_relay.floor`, where other readers of unpublished rows start too. The scan walks the index of
 /// unpublished rows in id order from there, so it never sorts the backlog, and it
 /// skips the entries that rows published since the last vacuum leave behind.
 ///
@@ -195,6 +199,20 @@ impl Floor {
         let reach = full_up_to.map_or(self.settled, |max| max.min(self.settled));
         self.id = self.id.max(reach);
     }
+}
+
+/// The floor the last leader reached (it stays valid: rows at or below it stay
+/// published).
+async fn stored_floor(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = BigInt)]
+        floor: i64,
+    }
+    let stored: Stored = synctalk_db::sql("SELECT floor FROM outbox_relay WHERE id = 1")
+        .get_result(conn)
+        .await?;
+    Ok(stored.floor)
 }
 
 /// How far the outbox's id sequence has gone.
@@ -267,7 +285,8 @@ async fn mark(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Marked
            RETURNING o.id, o.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
          ), \
          moved AS ( \
-           UPDATE outbox_relay SET position = position + (SELECT count(*) FROM marked) WHERE id = 1 \
+           UPDATE outbox_relay SET position = position + (SELECT count(*) FROM marked), \
+                                   floor = greatest(floor, $2) WHERE id = 1 \
            RETURNING pg_current_xact_id()::text::bigint AS xid, \
                      pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin \
          ) \

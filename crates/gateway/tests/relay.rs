@@ -247,6 +247,18 @@ async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_publ
             format!("alice {i}")
         );
     }
+    // The stored floor (where a resume looks for unpublished rows) is below it too.
+    let early = rows(&mut old, &format!("topic = 'user:{}'", bob.id)).await;
+    assert_eq!(early, 1);
+    let below = rows(
+        &mut old,
+        &format!(
+            "topic = 'user:{}' AND id > (SELECT floor FROM outbox_relay WHERE id = 1)",
+            bob.id
+        ),
+    )
+    .await;
+    assert_eq!(below, 1, "the stored floor passed a row still uncommitted");
     diesel::sql_query("COMMIT").execute(&mut old).await.unwrap();
     assert_eq!(
         bob_ws.dispatch("MARKER").await["d"]["label"],
@@ -254,6 +266,20 @@ async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_publ
         "the relay's floor never passes a row whose transaction is still running"
     );
     assert_eq!(count_unpublished(&mut conn).await, 0);
+    // Once everything has ended, the stored floor passes every row.
+    let mut above = -1;
+    for _ in 0..50 {
+        above = rows(
+            &mut conn,
+            "id > (SELECT floor FROM outbox_relay WHERE id = 1)",
+        )
+        .await;
+        if above == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(above, 0, "the relay stores the floor it reached");
 }
 
 #[actix_web::test]

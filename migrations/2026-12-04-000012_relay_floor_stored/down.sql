@@ -1,0 +1,1 @@
+ALTER TABLE outbox_relay DROP COLUMN floor;
