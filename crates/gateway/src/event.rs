@@ -513,15 +513,25 @@ pub async fn published(
 
 /// How far the relay has published (0 when nothing yet).
 pub async fn head(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    bigint(
+        conn,
+        "SELECT position AS value FROM outbox_relay WHERE id = 1",
+    )
+    .await
+}
+
+/// The one `bigint` (named `value`) that `sql` selects.
+pub(crate) async fn bigint(
+    conn: &mut AsyncPgConnection,
+    sql: &'static str,
+) -> diesel::QueryResult<i64> {
     #[derive(QueryableByName)]
-    struct Head {
+    struct Value {
         #[diesel(sql_type = BigInt)]
-        position: i64,
+        value: i64,
     }
-    let row: Head = synctalk_db::sql("SELECT position FROM outbox_relay WHERE id = 1")
-        .get_result(conn)
-        .await?;
-    Ok(row.position)
+    let row: Value = synctalk_db::sql(sql).get_result(conn).await?;
+    Ok(row.value)
 }
 
 #[cfg(test)]

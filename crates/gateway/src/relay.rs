@@ -203,32 +203,18 @@ impl Floor {
 
 /// The floor the last leader reached (it stays valid: rows at or below it stay
 /// published).
-async fn stored_floor(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
-    #[derive(QueryableByName)]
-    struct Stored {
-        #[diesel(sql_type = BigInt)]
-        floor: i64,
-    }
-    let stored: Stored = synctalk_db::sql("SELECT floor FROM outbox_relay WHERE id = 1")
-        .get_result(conn)
-        .await?;
-    Ok(stored.floor)
+async fn stored_floor(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    crate::event::bigint(conn, "SELECT floor AS value FROM outbox_relay WHERE id = 1").await
 }
 
 /// How far the outbox's id sequence has gone.
-async fn last_id(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
-    #[derive(QueryableByName)]
-    struct Last {
-        #[diesel(sql_type = BigInt)]
-        last: i64,
-    }
-    let last: Last = synctalk_db::sql(
-        "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last \
+async fn last_id(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+    crate::event::bigint(
+        conn,
+        "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS value \
          FROM outbox_id_seq",
     )
-    .get_result(conn)
-    .await?;
-    Ok(last.last)
+    .await
 }
 
 /// A numbering: the cursor before the records, the records, and the statement's own
