@@ -99,9 +99,12 @@ impl Application {
         );
         let gateway = web::Data::new(Gateway::new(
             hub.clone(),
-            vec![Arc::new(synctalk_users::gateway::UsersGateway::new(
-                presences.clone(),
-            ))],
+            vec![
+                Arc::new(synctalk_users::gateway::UsersGateway::new(
+                    presences.clone(),
+                )),
+                Arc::new(synctalk_guilds::gateway::GuildsGateway),
+            ],
             Arc::new(auth.get_ref().clone()),
             Arc::new(ReadyMe),
             settings.gateway_config(),
@@ -157,7 +160,8 @@ impl Application {
                         .route(web::get().to(routes::openapi_json)),
                 )
                 .configure(synctalk_auth::configure)
-                .configure(synctalk_users::configure);
+                .configure(synctalk_users::configure)
+                .configure(synctalk_guilds::configure);
             let mut app = App::new()
                 .app_data(pool.clone())
                 .app_data(auth.clone())
@@ -243,7 +247,9 @@ impl Application {
 /// Every gateway event type of every domain: the registry the AsyncAPI contract test
 /// checks, so no event can exist without its schema.
 pub fn events() -> Vec<synctalk_gateway::EventInfo> {
-    synctalk_users::events::all()
+    let mut all = synctalk_users::events::all();
+    all.extend(synctalk_guilds::events::all());
+    all
 }
 
 /// READY's `user`: your own profile, with your email.

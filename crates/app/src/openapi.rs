@@ -35,6 +35,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = AppApi::openapi();
     doc.merge(synctalk_auth::AuthApi::openapi());
     doc.merge(synctalk_users::UsersApi::openapi());
+    doc.merge(synctalk_guilds::GuildsApi::openapi());
     Shared.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -404,7 +404,8 @@ async fn malformed_bodies_on_every_json_route_are_400() {
 }
 
 /// Every operation the OpenAPI document secures with a bearer token, with path ids that
-/// exist for `alice`.
+/// exist for `alice` (hers), or any well-formed ones (a guild's, a role's, an invite's:
+/// the token is judged before the route looks anything up).
 async fn authenticated_routes(
     app: &TestApp,
     alice: &synctalk_testkit::TestUser,
@@ -421,7 +422,10 @@ async fn authenticated_routes(
             }
             let concrete = path
                 .replace("{session_id}", &alice.session_id)
-                .replace("{user_id}", &alice.id);
+                .replace("{user_id}", &alice.id)
+                .replace("{guild_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{role_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{code}", "aBc123_-");
             assert!(!concrete.contains('{'), "fill in the ids of {path}");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             routes.push((method, concrete));

@@ -42,8 +42,54 @@ fn ephemeral_events() -> BTreeSet<&'static str> {
 const SESSION_EVENTS: &[&str] = &["READY", "RESUMED"];
 /// Commands (op 12 `t`) the gateway handles.
 const COMMANDS: &[&str] = &["PRESENCE"];
-/// The channels and their addresses.
-const CHANNELS: &[(&str, &str)] = &[("users", "/gateway/users"), ("gateway", "/gateway")];
+/// The channels, their addresses and the domains they carry.
+const CHANNELS: &[(&str, &str, &[Domain])] = &[
+    ("users", "/gateway/users", &[Domain::Users]),
+    ("guilds", "/gateway/guilds", &[Domain::Guilds]),
+    ("gateway", "/gateway", &[Domain::Users, Domain::Guilds]),
+];
+/// What every channel's server sends, whatever its domains.
+const SESSION_FRAMES: &[&str] = &[
+    "HELLO",
+    "HEARTBEAT_ACK",
+    "RECONNECT",
+    "INVALID_SESSION",
+    "RESPONSE",
+    "READY",
+    "RESUMED",
+];
+/// What every channel's client sends, whatever its domains.
+const CLIENT_FRAMES: &[&str] = &["HEARTBEAT", "IDENTIFY", "RESUME"];
+
+/// The commands of a domain.
+fn commands_of(domain: Domain) -> &'static [&'static str] {
+    match domain {
+        Domain::Users => &["PRESENCE"],
+        _ => &[],
+    }
+}
+
+/// The server messages a channel carrying `domains` must list: the session's and the
+/// events of its domains.
+fn server_messages(domains: &[Domain]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = SESSION_FRAMES.iter().map(|m| (*m).to_owned()).collect();
+    out.extend(
+        registry()
+            .iter()
+            .filter(|e| domains.contains(&e.domain))
+            .map(|e| e.name.to_owned()),
+    );
+    out
+}
+
+/// The client messages a channel carrying `domains` must list.
+fn client_messages(domains: &[Domain]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = CLIENT_FRAMES.iter().map(|m| (*m).to_owned()).collect();
+    for domain in domains {
+        out.extend(commands_of(*domain).iter().map(|c| (*c).to_owned()));
+    }
+    out
+}
 
 /// The parsed `asyncapi.yaml`.
 struct Spec {
@@ -149,18 +195,22 @@ fn errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Asserts `frame` is a valid `message`, and, on every channel, matches exactly that
-/// one message of the operation in `action` (so a client can tell frames apart).
+/// Asserts `frame` is a valid `message`, and, on every channel that has it, matches
+/// exactly that one message of the operation in `action` (so a client can tell frames
+/// apart).
 fn assert_frame(spec: &Spec, action: &str, message: &str, frame: &Value) {
     let problems = errors(&spec.validator(message), frame);
     assert!(
         problems.is_empty(),
         "{message} rejects {frame}: {problems:#?}"
     );
-    for (channel, _) in CHANNELS {
+    for (channel, _, _) in CHANNELS {
         let operation = spec.operation(channel, action);
-        let matching: Vec<String> = spec
-            .operation_messages(&operation)
+        let listed = spec.operation_messages(&operation);
+        if !listed.contains(message) {
+            continue;
+        }
+        let matching: Vec<String> = listed
             .into_iter()
             .filter(|m| spec.validator(m).is_valid(frame))
             .collect();
@@ -267,6 +317,22 @@ fn ready_frame() -> Value {
     wire(&Frame::dispatch("READY", None, Value::Object(ready)))
 }
 
+/// READY of `/gateway/guilds`: `user`, `guilds`, `session_id` and `domains`.
+fn guilds_ready_frame() -> Value {
+    let state = synctalk_guilds::events::all()
+        .into_iter()
+        .find(|e| e.name == "GUILD_CREATE")
+        .expect("GUILD_CREATE")
+        .example;
+    let ready = json!({
+        "user": alice(),
+        "guilds": [state],
+        "session_id": uuid::Uuid::now_v7(),
+        "domains": [Domain::Guilds.as_str()],
+    });
+    wire(&Frame::dispatch("READY", None, ready))
+}
+
 fn resumed_frame(replayed: usize) -> Value {
     let done = json!({"session_id": uuid::Uuid::now_v7(), "replayed": replayed});
     wire(&Frame::dispatch("RESUMED", None, done))
@@ -362,6 +428,15 @@ fn server_frames() -> Vec<(&'static str, Value)> {
         "USER_UPDATE",
         event_frame("USER_UPDATE", Some(i64::from(u32::MAX)), &alice()),
     ));
+    // Every guilds event, from the registry's examples (serialized from the real types).
+    for (seq, event) in synctalk_guilds::events::all().into_iter().enumerate() {
+        let seq = i64::try_from(seq).unwrap() + 1;
+        frames.push((
+            event.name,
+            wire(&Frame::dispatch(event.name, Some(seq), event.example)),
+        ));
+    }
+    frames.push(("READY", guilds_ready_frame()));
     for status in [Status::Online, Status::Idle, Status::Dnd, Status::Offline] {
         let presence = Presence {
             user_id: UserId::new(),
@@ -433,9 +508,17 @@ fn every_server_frame_matches_its_message() {
     }
     // Every server message is exercised by a real frame.
     let covered: BTreeSet<String> = frames.iter().map(|(m, _)| (*m).to_owned()).collect();
-    for (channel, _) in CHANNELS {
+    for (channel, _, domains) in CHANNELS {
         let listed = spec.operation_messages(&spec.operation(channel, "send"));
-        assert_eq!(listed, covered, "server messages of {channel}");
+        assert_eq!(
+            listed,
+            server_messages(domains),
+            "server messages of {channel}"
+        );
+        assert!(
+            listed.is_subset(&covered),
+            "a real frame of each on {channel}"
+        );
     }
 }
 
@@ -469,9 +552,17 @@ fn every_client_frame_matches_its_message_and_the_server_decodes_it() {
         }
     }
     let covered: BTreeSet<String> = frames.iter().map(|(m, _)| (*m).to_owned()).collect();
-    for (channel, _) in CHANNELS {
+    for (channel, _, domains) in CHANNELS {
         let listed = spec.operation_messages(&spec.operation(channel, "receive"));
-        assert_eq!(listed, covered, "client messages of {channel}");
+        assert_eq!(
+            listed,
+            client_messages(domains),
+            "client messages of {channel}"
+        );
+        assert!(
+            listed.is_subset(&covered),
+            "a real frame of each on {channel}"
+        );
     }
 }
 
@@ -702,7 +793,7 @@ fn the_channels_are_the_built_paths() {
     let spec = Spec::load();
     let channels = spec.doc["channels"].as_object().expect("channels");
     assert_eq!(channels.len(), CHANNELS.len());
-    for (id, address) in CHANNELS {
+    for (id, address, _) in CHANNELS {
         let channel = &channels[*id];
         assert_eq!(channel["address"], *address);
         // The channel's messages are exactly those its two operations use.
@@ -735,5 +826,7 @@ fn the_channels_are_the_built_paths() {
     let domains = spec.validator_for_schema(&query["properties"]["domains"]);
     assert!(domains.is_valid(&json!(Domain::Users.as_str())));
     assert!(domains.is_valid(&json!("users, users")));
-    assert!(!domains.is_valid(&json!("guilds")));
+    assert!(domains.is_valid(&json!(Domain::Guilds.as_str())));
+    assert!(domains.is_valid(&json!("guilds,users")));
+    assert!(!domains.is_valid(&json!("channels")));
 }

@@ -60,7 +60,9 @@ async fn the_combined_gateway_carries_named_domains() {
         .await;
     assert_eq!(ready["domains"], json!(["users"]));
     let (_all, ready) = app.gateway("/gateway", &alice.access_token).await;
-    assert_eq!(ready["domains"], json!(["users"]));
+    assert_eq!(ready["domains"], json!(["users", "guilds"]));
+    assert_eq!(ready["guilds"], json!([]));
+    assert_eq!(ready["relationships"], json!([]));
     let unknown = app.get("/gateway?domains=users,nope", None).await;
     assert_eq!(unknown.status, Status::BAD_REQUEST);
     assert_eq!(unknown.code(), "invalid_query");

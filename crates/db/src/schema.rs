@@ -1,6 +1,64 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        guild_id -> Uuid,
+        actor_id -> Uuid,
+        action -> Text,
+        target_id -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
+        changes -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    bans (guild_id, user_id) {
+        guild_id -> Uuid,
+        user_id -> Uuid,
+        reason -> Nullable<Text>,
+        banned_by -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    channel_overwrites (channel_id, target_id) {
+        channel_id -> Uuid,
+        target_id -> Uuid,
+        kind -> Text,
+        allow -> Int8,
+        deny -> Int8,
+    }
+}
+
+diesel::table! {
+    channel_recipients (channel_id, user_id) {
+        channel_id -> Uuid,
+        user_id -> Uuid,
+        added_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> Uuid,
+        kind -> Text,
+        guild_id -> Nullable<Uuid>,
+        name -> Nullable<Text>,
+        topic -> Nullable<Text>,
+        parent_id -> Nullable<Uuid>,
+        position -> Int4,
+        owner_id -> Nullable<Uuid>,
+        dm_low -> Nullable<Uuid>,
+        dm_high -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     gateway_nodes (id) {
         id -> Uuid,
         started_at -> Timestamptz,
@@ -29,11 +87,52 @@ diesel::table! {
 }
 
 diesel::table! {
+    guilds (id) {
+        id -> Uuid,
+        name -> Text,
+        owner_id -> Uuid,
+        icon_url -> Nullable<Text>,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    invites (code) {
+        code -> Text,
+        guild_id -> Uuid,
+        inviter_id -> Uuid,
+        max_uses -> Int4,
+        uses -> Int4,
+        expires_at -> Nullable<Timestamptz>,
+        target_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     login_failures (subject) {
         subject -> Text,
         failures -> Int4,
         retry_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    member_roles (guild_id, user_id, role_id) {
+        guild_id -> Uuid,
+        user_id -> Uuid,
+        role_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    members (guild_id, user_id) {
+        guild_id -> Uuid,
+        user_id -> Uuid,
+        nick -> Nullable<Text>,
+        joined_at -> Timestamptz,
     }
 }
 
@@ -87,6 +186,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    roles (id) {
+        id -> Uuid,
+        guild_id -> Uuid,
+        name -> Text,
+        color -> Int4,
+        permissions -> Int8,
+        position -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -117,21 +228,44 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(audit_log -> guilds (guild_id));
+diesel::joinable!(audit_log -> users (actor_id));
+diesel::joinable!(bans -> guilds (guild_id));
+diesel::joinable!(channel_overwrites -> channels (channel_id));
+diesel::joinable!(channel_recipients -> channels (channel_id));
+diesel::joinable!(channel_recipients -> users (user_id));
+diesel::joinable!(channels -> guilds (guild_id));
 diesel::joinable!(gateway_sessions -> sessions (auth_session_id));
 diesel::joinable!(gateway_sessions -> users (user_id));
+diesel::joinable!(guilds -> users (owner_id));
+diesel::joinable!(invites -> guilds (guild_id));
+diesel::joinable!(member_roles -> roles (role_id));
+diesel::joinable!(members -> guilds (guild_id));
+diesel::joinable!(members -> users (user_id));
 diesel::joinable!(presences -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(roles -> guilds (guild_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
+    bans,
+    channel_overwrites,
+    channel_recipients,
+    channels,
     gateway_nodes,
     gateway_sessions,
+    guilds,
+    invites,
     login_failures,
+    member_roles,
+    members,
     outbox,
     outbox_relay,
     presences,
     refresh_tokens,
     relationships,
+    roles,
     sessions,
     users,
 );

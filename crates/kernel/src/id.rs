@@ -107,3 +107,7 @@ define_id!(
     /// The id of a call.
     CallId
 );
+define_id!(
+    /// The id of a role in a guild. A guild's `@everyone` role has the guild's id.
+    RoleId
+);

@@ -77,6 +77,42 @@ impl PageQuery {
     }
 }
 
+impl Page {
+    /// Puts rows loaded by a [`keyset!`](crate::keyset) query in ascending order (a
+    /// `before` page is read from its end, nearest first).
+    pub fn in_order<T>(&self, mut rows: Vec<T>) -> Vec<T> {
+        if matches!(self.cursor, Cursor::Before(_)) {
+            rows.reverse();
+        }
+        rows
+    }
+}
+
+/// Applies a [`Page`] to a boxed diesel query, keyed on a UUID column: ascending from
+/// the start or from `after`, descending from `before` (then [`Page::in_order`]), or the
+/// ids strictly between. `keyset!(query, users::id, page)`.
+#[macro_export]
+macro_rules! keyset {
+    ($query:expr, $column:expr, $page:expr) => {{
+        use ::diesel::{ExpressionMethods as _, QueryDsl as _};
+        let page: $crate::Page = $page;
+        let query = $query.limit(page.limit);
+        match page.cursor {
+            $crate::pagination::Cursor::Start => query.order($column.asc()),
+            $crate::pagination::Cursor::After(id) => {
+                query.filter($column.gt(id)).order($column.asc())
+            }
+            $crate::pagination::Cursor::Before(id) => {
+                query.filter($column.lt(id)).order($column.desc())
+            }
+            $crate::pagination::Cursor::Between { after, before } => query
+                .filter($column.gt(after))
+                .filter($column.lt(before))
+                .order($column.asc()),
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

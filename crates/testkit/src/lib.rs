@@ -551,9 +551,25 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Response {
+        self.request_with_headers(method, path, token, body, &[])
+            .await
+    }
+
+    /// A request with an optional bearer token, JSON body and extra headers.
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
         }
         let res = match body {
             Some(body) => req.send_json(&body).await,

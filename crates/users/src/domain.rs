@@ -137,18 +137,30 @@ fn deceptive(c: char) -> bool {
     )
 }
 
-/// A display name: at most 32 characters on one line, not all blank.
-pub fn parse_display_name(value: &str) -> Result<String, Problem> {
-    let name = bounded_text(value, 32, Lines::One)?;
+/// A name (of a guild, role or channel, or a nickname): at most `max` characters on
+/// one line, not all blank, trimmed; the rules of a display name.
+pub fn parse_name(value: &str, max: usize) -> Result<String, Problem> {
+    let name = bounded_text(value, max, Lines::One)?;
     if name.is_empty() {
         return Err("must not be blank".into());
     }
     Ok(name)
 }
 
+/// A free text (a channel topic, an audit-log reason): at most `max` characters, line
+/// feeds allowed, trimmed; the rules of a bio.
+pub fn parse_text(value: &str, max: usize) -> Result<String, Problem> {
+    bounded_text(value, max, Lines::Many)
+}
+
+/// A display name: at most 32 characters on one line, not all blank.
+pub fn parse_display_name(value: &str) -> Result<String, Problem> {
+    parse_name(value, 32)
+}
+
 /// A bio: at most 190 characters.
 pub fn parse_bio(value: &str) -> Result<String, Problem> {
-    bounded_text(value, 190, Lines::Many)
+    parse_text(value, 190)
 }
 
 /// A custom status: at most 128 characters, one line.

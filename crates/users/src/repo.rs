@@ -8,7 +8,7 @@ use diesel_async::RunQueryDsl;
 use synctalk_db::AsyncPgConnection;
 use synctalk_db::schema::users;
 use synctalk_kernel::UserId;
-use synctalk_kernel::pagination::{Cursor, Page};
+use synctalk_kernel::pagination::Page;
 
 use crate::model::{NewUser, UserChanges, UserRow};
 
@@ -148,25 +148,14 @@ pub async fn search(
     let mut query = users::table
         .filter(users::deleted_at.is_null())
         .select(UserRow::as_select())
-        .limit(page.limit)
         .into_boxed();
     if !prefix.is_empty() {
         query = query.filter(users::username.like(format!("{}%", escape_like(prefix))));
     }
-    query = match page.cursor {
-        Cursor::Start => query.order(users::id.asc()),
-        Cursor::After(id) => query.filter(users::id.gt(id)).order(users::id.asc()),
-        Cursor::Before(id) => query.filter(users::id.lt(id)).order(users::id.desc()),
-        Cursor::Between { after, before } => query
-            .filter(users::id.gt(after))
-            .filter(users::id.lt(before))
-            .order(users::id.asc()),
-    };
-    let mut rows = query.load(conn).await?;
-    if matches!(page.cursor, Cursor::Before(_)) {
-        rows.reverse();
-    }
-    Ok(rows)
+    let rows = synctalk_kernel::keyset!(query, users::id, page)
+        .load(conn)
+        .await?;
+    Ok(page.in_order(rows))
 }
 
 fn escape_like(text: &str) -> String {

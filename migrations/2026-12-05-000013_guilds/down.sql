@@ -1,0 +1,10 @@
+DROP TABLE channel_recipients;
+DROP TABLE channel_overwrites;
+DROP TABLE channels;
+DROP TABLE audit_log;
+DROP TABLE invites;
+DROP TABLE bans;
+DROP TABLE member_roles;
+DROP TABLE members;
+DROP TABLE roles;
+DROP TABLE guilds;
