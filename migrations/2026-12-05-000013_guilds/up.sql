@@ -21,7 +21,8 @@ CREATE TABLE roles (
     color       integer     NOT NULL DEFAULT 0,
     permissions bigint      NOT NULL,
     position    integer     NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (guild_id, id)
 );
 CREATE INDEX roles_guild ON roles (guild_id, position);
 
@@ -37,8 +38,9 @@ CREATE INDEX members_user ON members (user_id);
 CREATE TABLE member_roles (
     guild_id uuid NOT NULL,
     user_id  uuid NOT NULL,
-    role_id  uuid NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+    role_id  uuid NOT NULL,
     PRIMARY KEY (guild_id, user_id, role_id),
+    FOREIGN KEY (guild_id, role_id) REFERENCES roles (guild_id, id) ON DELETE CASCADE,
     FOREIGN KEY (guild_id, user_id) REFERENCES members (guild_id, user_id) ON DELETE CASCADE
 );
 CREATE INDEX member_roles_role ON member_roles (role_id);
@@ -57,8 +59,8 @@ CREATE TABLE invites (
     code           text        PRIMARY KEY,
     guild_id       uuid        NOT NULL REFERENCES guilds (id),
     inviter_id     uuid        NOT NULL REFERENCES users (id),
-    max_uses       integer     NOT NULL DEFAULT 0,
-    uses           integer     NOT NULL DEFAULT 0,
+    max_uses       integer     NOT NULL DEFAULT 0 CHECK (max_uses >= 0),
+    uses           integer     NOT NULL DEFAULT 0 CHECK (uses >= 0),
     expires_at     timestamptz,
     target_user_id uuid        REFERENCES users (id),
     created_at     timestamptz NOT NULL DEFAULT now()

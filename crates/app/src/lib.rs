@@ -104,6 +104,7 @@ impl Application {
                     presences.clone(),
                 )),
                 Arc::new(synctalk_guilds::gateway::GuildsGateway),
+                Arc::new(synctalk_channels::gateway::ChannelsGateway),
             ],
             Arc::new(auth.get_ref().clone()),
             Arc::new(ReadyMe),
@@ -161,7 +162,8 @@ impl Application {
                 )
                 .configure(synctalk_auth::configure)
                 .configure(synctalk_users::configure)
-                .configure(synctalk_guilds::configure);
+                .configure(synctalk_guilds::configure)
+                .configure(synctalk_channels::configure);
             let mut app = App::new()
                 .app_data(pool.clone())
                 .app_data(auth.clone())
@@ -249,6 +251,7 @@ impl Application {
 pub fn events() -> Vec<synctalk_gateway::EventInfo> {
     let mut all = synctalk_users::events::all();
     all.extend(synctalk_guilds::events::all());
+    all.extend(synctalk_channels::events::all());
     all
 }
 

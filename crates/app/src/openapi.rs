@@ -36,6 +36,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(synctalk_auth::AuthApi::openapi());
     doc.merge(synctalk_users::UsersApi::openapi());
     doc.merge(synctalk_guilds::GuildsApi::openapi());
+    doc.merge(synctalk_channels::ChannelsApi::openapi());
     Shared.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -425,6 +425,8 @@ async fn authenticated_routes(
                 .replace("{user_id}", &alice.id)
                 .replace("{guild_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{role_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{channel_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{target_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{code}", "aBc123_-");
             assert!(!concrete.contains('{'), "fill in the ids of {path}");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

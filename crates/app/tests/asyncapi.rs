@@ -46,7 +46,12 @@ const COMMANDS: &[&str] = &["PRESENCE"];
 const CHANNELS: &[(&str, &str, &[Domain])] = &[
     ("users", "/gateway/users", &[Domain::Users]),
     ("guilds", "/gateway/guilds", &[Domain::Guilds]),
-    ("gateway", "/gateway", &[Domain::Users, Domain::Guilds]),
+    ("channels", "/gateway/channels", &[Domain::Channels]),
+    (
+        "gateway",
+        "/gateway",
+        &[Domain::Users, Domain::Guilds, Domain::Channels],
+    ),
 ];
 /// What every channel's server sends, whatever its domains.
 const SESSION_FRAMES: &[&str] = &[
@@ -437,6 +442,13 @@ fn server_frames() -> Vec<(&'static str, Value)> {
         ));
     }
     frames.push(("READY", guilds_ready_frame()));
+    for (seq, event) in synctalk_channels::events::all().into_iter().enumerate() {
+        let seq = i64::try_from(seq).unwrap() + 1;
+        frames.push((
+            event.name,
+            wire(&Frame::dispatch(event.name, Some(seq), event.example)),
+        ));
+    }
     for status in [Status::Online, Status::Idle, Status::Dnd, Status::Offline] {
         let presence = Presence {
             user_id: UserId::new(),
@@ -828,5 +840,6 @@ fn the_channels_are_the_built_paths() {
     assert!(domains.is_valid(&json!("users, users")));
     assert!(domains.is_valid(&json!(Domain::Guilds.as_str())));
     assert!(domains.is_valid(&json!("guilds,users")));
-    assert!(!domains.is_valid(&json!("channels")));
+    assert!(domains.is_valid(&json!("channels,guilds,users")));
+    assert!(!domains.is_valid(&json!("messaging")));
 }

@@ -60,8 +60,9 @@ async fn the_combined_gateway_carries_named_domains() {
         .await;
     assert_eq!(ready["domains"], json!(["users"]));
     let (_all, ready) = app.gateway("/gateway", &alice.access_token).await;
-    assert_eq!(ready["domains"], json!(["users", "guilds"]));
+    assert_eq!(ready["domains"], json!(["users", "guilds", "channels"]));
     assert_eq!(ready["guilds"], json!([]));
+    assert_eq!(ready["channels"], json!([]));
     assert_eq!(ready["relationships"], json!([]));
     let unknown = app.get("/gateway?domains=users,nope", None).await;
     assert_eq!(unknown.status, Status::BAD_REQUEST);

@@ -239,7 +239,6 @@ diesel::joinable!(gateway_sessions -> sessions (auth_session_id));
 diesel::joinable!(gateway_sessions -> users (user_id));
 diesel::joinable!(guilds -> users (owner_id));
 diesel::joinable!(invites -> guilds (guild_id));
-diesel::joinable!(member_roles -> roles (role_id));
 diesel::joinable!(members -> guilds (guild_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(presences -> users (user_id));

@@ -14,7 +14,7 @@ use crate::permissions::Permissions;
 pub struct Guild {
     /// The guild's id (also its `@everyone` role's id).
     pub id: GuildId,
-    /// 2-100 characters.
+    /// Up to 100 characters.
     #[schema(example = "Rustaceans")]
     pub name: String,
     /// The owner, who has every permission.
@@ -178,6 +178,8 @@ pub struct Channel {
     pub parent_id: Option<ChannelId>,
     /// Its order within its category (then by id).
     pub position: i32,
+    /// A group DM's owner, who may remove others (null otherwise).
+    pub owner_id: Option<UserId>,
     /// Every member of a DM or group DM, you included (empty for guild channels).
     pub recipients: Vec<User>,
     /// Permission overwrites (guild channels only).
@@ -195,6 +197,7 @@ impl Channel {
             topic: row.topic,
             parent_id: row.parent_id,
             position: row.position,
+            owner_id: None,
             recipients: Vec::new(),
             overwrites: overwrites
                 .iter()
@@ -376,10 +379,10 @@ pub struct UpdateRole {
     /// What it allows; only permissions you have can be added or removed.
     #[serde(default)]
     pub permissions: Option<Permissions>,
-    /// A new position, 1 or more and below your highest role (not for `@everyone`);
+    /// A new position, 1-250 and below your highest role (not for `@everyone`);
     /// the roles in between shift to make room.
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 250)]
     pub position: Option<i64>,
 }
 
@@ -406,7 +409,7 @@ pub struct CreateInvite {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 604800)]
     pub max_age_secs: Option<i64>,
-    /// The user it is for: they get a `guild_invite` notification.
+    /// The user it is meant for (shown on the invite; anyone with the code can use it).
     #[serde(default)]
     pub target_user_id: Option<UserId>,
 }

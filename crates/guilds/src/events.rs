@@ -158,6 +158,7 @@ pub fn all() -> Vec<EventInfo> {
         topic: None,
         parent_id: None,
         position: 0,
+        owner_id: None,
         recipients: Vec::new(),
         overwrites: Vec::new(),
     };

@@ -162,7 +162,12 @@ pub async fn invite(
     guild: Guild,
 ) -> QueryResult<Invite> {
     let member_count = member_count(conn, guild.id).await?;
-    Ok(Invite {
+    Ok(invite_of(row, guild, member_count))
+}
+
+/// An invite as the wire shows it, with its guild's member count.
+pub fn invite_of(row: InviteRow, guild: Guild, member_count: i64) -> Invite {
+    Invite {
         code: row.code,
         guild,
         inviter_id: row.inviter_id,
@@ -172,7 +177,7 @@ pub async fn invite(
         target_user_id: row.target_user_id,
         member_count,
         created_at: row.created_at,
-    })
+    }
 }
 
 /// A guild's live invites, newest first.

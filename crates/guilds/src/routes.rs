@@ -333,6 +333,8 @@ pub(crate) async fn list_members(
 }
 
 /// Get a member
+///
+/// One member of a guild you are in, with their nickname and roles.
 #[utoipa::path(
     get, path = "/api/v1/guilds/{guild_id}/members/{user_id}", tag = "guilds",
     security(("bearer" = [])),
@@ -537,8 +539,8 @@ fn role_form(
     let position = position.and_then(|p| {
         let parsed = i32::try_from(p)
             .ok()
-            .filter(|p| (1..=1000).contains(p))
-            .ok_or_else(|| "must be 1 to 1000".to_owned());
+            .filter(|p| (1..=250).contains(p))
+            .ok_or_else(|| "must be 1 to 250".to_owned());
         gather(&mut fields, "position", parsed)
     });
     done(fields)?;
@@ -786,15 +788,14 @@ pub(crate) async fn list_invites(
     let access = access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
     access.require(Permissions::MANAGE_GUILD, "see invites")?;
     let rows = read::invites_of(&mut conn, guild).await?;
-    let mut out = Vec::with_capacity(rows.len());
     let summary = Guild::from(access.guild);
-    for row in rows
-        .into_iter()
-        .filter(|r| r.max_uses == 0 || r.uses < r.max_uses)
-    {
-        out.push(read::invite(&mut conn, row, summary.clone()).await?);
-    }
-    Ok(web::Json(out))
+    let count = read::member_count(&mut conn, guild).await?;
+    Ok(web::Json(
+        rows.into_iter()
+            .filter(|r| r.max_uses == 0 || r.uses < r.max_uses)
+            .map(|row| read::invite_of(row, summary.clone(), count))
+            .collect(),
+    ))
 }
 
 /// Create an invite

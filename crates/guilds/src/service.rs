@@ -138,7 +138,8 @@ pub async fn update(
             }
             let pair = [actor, owner];
             let members_roles = access::member_roles_of(conn, guild, Some(&pair)).await?;
-            if !members_roles.contains_key(&owner) {
+            let live = synctalk_users::repo::find(conn, owner).await?.is_some();
+            if !live || !members_roles.contains_key(&owner) {
                 return Err(AppError::field("owner_id", "must be a member of the guild"));
             }
             let before = visibility::structure(conn, &access.guild).await?;
@@ -379,13 +380,13 @@ pub async fn ban(
             .await?;
         let mut rows = remove_member(conn, &access, target).await?;
         if !existed {
-            rows.push(Outgoing::event(
-                Topic::Guild(guild),
-                &GuildBan {
-                    guild_id: guild,
-                    user: user.into(),
-                },
-            )?);
+            let ban = GuildBan {
+                guild_id: guild,
+                user: user.into(),
+            };
+            for moderator in moderators(conn, &access).await? {
+                rows.push(Outgoing::event(Topic::User(moderator), &ban)?);
+            }
         }
         read::audit(
             conn,
@@ -403,6 +404,22 @@ pub async fn ban(
     .await
 }
 
+/// The members who may see bans (BAN_MEMBERS): ban events go to them alone, as the
+/// ban list does.
+async fn moderators(conn: &mut AsyncPgConnection, access: &Access) -> AppResult<Vec<UserId>> {
+    let members = access::member_roles_of(conn, access.guild.id, None).await?;
+    Ok(members
+        .into_iter()
+        .filter(|(user, roles)| {
+            access
+                .roles
+                .base(*user, roles)
+                .contains(Permissions::BAN_MEMBERS)
+        })
+        .map(|(user, _)| user)
+        .collect())
+}
+
 /// Lifts a ban (BAN_MEMBERS); 404 when there is none.
 pub async fn unban(
     conn: &mut AsyncPgConnection,
@@ -412,7 +429,7 @@ pub async fn unban(
     reason: Option<&str>,
 ) -> AppResult<()> {
     conn.transaction::<_, AppError, _>(async |conn| {
-        let access = access::load(conn, guild, actor, Lock::No).await?;
+        let access = access::load(conn, guild, actor, Lock::Structure).await?;
         access.require(Permissions::BAN_MEMBERS, "unban members")?;
         let deleted = diesel::delete(
             bans::table
@@ -426,13 +443,13 @@ pub async fn unban(
         }
         let mut rows = Vec::new();
         if let Some(user) = synctalk_users::repo::find(conn, target).await? {
-            rows.push(Outgoing::event(
-                Topic::Guild(guild),
-                &GuildBanRemove(GuildBan {
-                    guild_id: guild,
-                    user: user.into(),
-                }),
-            )?);
+            let lifted = GuildBanRemove(GuildBan {
+                guild_id: guild,
+                user: user.into(),
+            });
+            for moderator in moderators(conn, &access).await? {
+                rows.push(Outgoing::event(Topic::User(moderator), &lifted)?);
+            }
         }
         read::audit(
             conn,
@@ -463,7 +480,7 @@ pub struct NewInvite {
 
 fn invite_code() -> AppResult<String> {
     use base64::Engine;
-    let mut bytes = [0u8; 6];
+    let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
@@ -484,7 +501,7 @@ pub async fn create_invite(
             return Err(AppError::field("target_user_id", "no such user"));
         }
         let now = chrono::Utc::now();
-        let row = InviteRow {
+        let mut row = InviteRow {
             code: invite_code()?,
             guild_id: guild,
             inviter_id: actor,
@@ -495,10 +512,16 @@ pub async fn create_invite(
             target_user_id: new.target_user_id,
             created_at: now,
         };
-        diesel::insert_into(invites::table)
+        // 64 random bits: a clash is all but impossible, and a fresh code settles it.
+        while diesel::insert_into(invites::table)
             .values(&row)
+            .on_conflict_do_nothing()
             .execute(conn)
-            .await?;
+            .await?
+            == 0
+        {
+            row.code = invite_code()?;
+        }
         read::audit(
             conn,
             guild,
@@ -550,6 +573,20 @@ pub async fn get_invite(conn: &mut AsyncPgConnection, code: &str) -> AppResult<I
 /// the guild again, and the invite is not used up.
 pub async fn join(conn: &mut AsyncPgConnection, code: &str, user: UserId) -> AppResult<Guild> {
     conn.transaction::<_, AppError, _>(async |conn| {
+        // A member already in gets the guild again, whatever is left of the invite (a
+        // join retried after its answer was lost must not fail).
+        let known: Option<InviteRow> = invites::table
+            .filter(invites::code.eq(code))
+            .select(InviteRow::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(known) = known
+            && let Some(guild) = access::guild(conn, known.guild_id, Lock::No).await?
+            && read::member(conn, guild.id, user).await?.is_some()
+        {
+            return Ok(Guild::from(guild));
+        }
         let (row, guild) = usable_invite(conn, code, true).await?;
         let guild_row = access::guild(conn, guild.id, Lock::Structure)
             .await?
@@ -612,7 +649,13 @@ pub async fn delete_invite(
             .ok_or_else(|| AppError::not_found("invite"))?;
         let access = access::load(conn, row.guild_id, actor, Lock::No)
             .await
-            .map_err(|_| AppError::not_found("invite"))?;
+            .map_err(|e| {
+                if e.code() == ErrorCode::NotFound {
+                    AppError::not_found("invite")
+                } else {
+                    e
+                }
+            })?;
         if row.inviter_id != actor {
             access.require(Permissions::MANAGE_GUILD, "revoke others' invites")?;
         }
@@ -647,6 +690,9 @@ pub struct RoleChanges {
     pub position: Option<i32>,
 }
 
+/// The most roles a guild may have, `@everyone` included.
+pub const MAX_ROLES: usize = 250;
+
 /// Renumbers roles 1.. in the order given (`@everyone` stays at 0); returns those
 /// whose position changed.
 async fn renumber(conn: &mut AsyncPgConnection, order: &[RoleRow]) -> QueryResult<Vec<RoleRow>> {
@@ -676,6 +722,12 @@ pub async fn create_role(
     conn.transaction::<_, AppError, _>(async |conn| {
         let access = access::load(conn, guild, actor, Lock::Structure).await?;
         access.require(Permissions::MANAGE_ROLES, "manage roles")?;
+        if access.role_rows.len() >= MAX_ROLES {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "a guild has at most 250 roles",
+            ));
+        }
         let permissions = form.permissions.unwrap_or_default();
         access.require_grantable(Permissions::NONE, permissions)?;
         let row = RoleRow {
@@ -927,6 +979,12 @@ pub async fn delete_role(
         diesel::delete(roles::table.find(role))
             .execute(conn)
             .await?;
+        diesel::delete(
+            synctalk_db::schema::channel_overwrites::table
+                .filter(synctalk_db::schema::channel_overwrites::target_id.eq(role.0)),
+        )
+        .execute(conn)
+        .await?;
         let order: Vec<RoleRow> = access
             .role_rows
             .iter()
@@ -1079,6 +1137,16 @@ async fn set_roles(
             return Err(AppError::field("role_ids", "must not hold @everyone"));
         }
         require_manage(access, row)?;
+        // Giving (or taking) a role grants (or removes) its permissions.
+        if !access
+            .permissions()
+            .contains(Permissions::from_db(row.permissions))
+        {
+            return Err(AppError::new(
+                ErrorCode::MissingPermissions,
+                "you can only give or take roles whose permissions you have",
+            ));
+        }
     }
     let structure = visibility::structure(conn, &access.guild).await?;
     let before: HashMap<UserId, Vec<RoleId>> = [(target, current.to_vec())].into();

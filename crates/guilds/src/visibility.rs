@@ -154,42 +154,56 @@ pub fn changes(
     before: (&Structure, &Sight),
     after: (&Structure, &Sight),
 ) -> AppResult<Vec<Outgoing>> {
+    changes_around(before, after, Vec::new())
+}
+
+/// [`changes`], with `middle` (the change's own event) after what members lost and
+/// before what they gained: those who lose sight of a channel hear nothing more of it,
+/// and those who gain it get CHANNEL_CREATE with its state after the change, not the
+/// change again.
+pub fn changes_around(
+    before: (&Structure, &Sight),
+    after: (&Structure, &Sight),
+    middle: Vec<Outgoing>,
+) -> AppResult<Vec<Outgoing>> {
     let empty = BTreeSet::new();
     let mut users: Vec<UserId> = before.1.keys().chain(after.1.keys()).copied().collect();
     users.sort_unstable();
     users.dedup();
-    let mut rows = Vec::new();
+    let (mut lost_rows, mut gained_rows) = (Vec::new(), Vec::new());
     for user in users {
         let was = before.1.get(&user).unwrap_or(&empty);
         let now = after.1.get(&user).unwrap_or(&empty);
         for lost in was.difference(now) {
-            rows.push(Outgoing::unsubscribe(
+            lost_rows.push(Outgoing::unsubscribe(
                 Domain::Guilds,
                 Topic::User(user),
                 Topic::Channel(*lost),
             )?);
             if let Some(channel) = before.0.channel(*lost) {
-                rows.push(Outgoing::event(
+                lost_rows.push(Outgoing::event(
                     Topic::User(user),
                     &GuildChannelDelete(channel),
                 )?);
             }
         }
         for gained in now.difference(was) {
-            rows.push(Outgoing::subscribe(
+            gained_rows.push(Outgoing::subscribe(
                 Domain::Guilds,
                 Topic::User(user),
                 Topic::Channel(*gained),
             )?);
             if let Some(channel) = after.0.channel(*gained) {
-                rows.push(Outgoing::event(
+                gained_rows.push(Outgoing::event(
                     Topic::User(user),
                     &GuildChannelCreate(channel),
                 )?);
             }
         }
     }
-    Ok(rows)
+    lost_rows.extend(middle);
+    lost_rows.extend(gained_rows);
+    Ok(lost_rows)
 }
 
 /// The records that take a member out of a guild: every channel's topic and the

@@ -261,6 +261,10 @@ async fn joining_by_invite_and_its_limits() {
     assert_eq!(join(&app, &b, &code).await.status, Status::OK);
     let used_up = join(&app, &c, &code).await;
     assert_eq!(used_up.status, Status::NOT_FOUND, "{}", used_up.text);
+    // A member retrying their join (its answer was lost) still gets the guild.
+    let retried = join(&app, &b, &code).await;
+    assert_eq!(retried.status, Status::OK, "{}", retried.text);
+    assert_eq!(retried.body["id"], guild.as_str());
 
     // Unknown and malformed codes.
     assert_eq!(join(&app, &c, "nope").await.status, Status::NOT_FOUND);
@@ -417,6 +421,9 @@ async fn bans_remove_at_once_and_keep_out() {
     let guild = guild_with(&app, &owner, &[&a, &m]).await;
     let code = invite(&app, &owner, &guild, json!({})).await;
     let (mut a_ws, _) = app.gateway("/gateway/guilds", &a.access_token).await;
+    let plain = app.register("plain").await;
+    assert_eq!(join(&app, &plain, &code).await.status, Status::OK);
+    let (mut plain_ws, _) = app.gateway("/gateway/guilds", &plain.access_token).await;
 
     // A moderator role with BAN_MEMBERS, given to m.
     let role = app
@@ -436,6 +443,7 @@ async fn bans_remove_at_once_and_keep_out() {
     )
     .await;
     assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let (mut m_ws, _) = app.gateway("/gateway/guilds", &m.access_token).await;
 
     // m bans a (below them), not the owner.
     let res = put(
@@ -456,6 +464,24 @@ async fn bans_remove_at_once_and_keep_out() {
     assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
     let gone = next_of(&mut a_ws, &["GUILD_DELETE"]).await;
     assert_eq!(gone["d"]["id"], guild.as_str());
+    // Those who may see bans hear of it; the other members only that a left.
+    let banned = next_of(&mut m_ws, &["GUILD_BAN_ADD"]).await;
+    assert_eq!(banned["d"]["user"]["id"], a.id.as_str());
+    let removed = next_of(&mut plain_ws, &["GUILD_MEMBER_REMOVE", "GUILD_BAN_ADD"]).await;
+    assert_eq!(removed["t"], "GUILD_MEMBER_REMOVE");
+    none_of(
+        &mut plain_ws,
+        &["GUILD_BAN_ADD"],
+        Duration::from_millis(300),
+    )
+    .await;
+    let res = app
+        .get(
+            &format!("/api/v1/guilds/{guild}/bans"),
+            Some(&plain.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN);
     let rejoin = join(&app, &a, &code).await;
     assert_eq!(rejoin.status, Status::FORBIDDEN);
     assert_eq!(rejoin.code(), "banned");
@@ -590,6 +616,28 @@ async fn roles_follow_the_hierarchy_and_nobody_grants_what_they_lack() {
         .await;
     assert_eq!(res.status, Status::OK);
     assert_eq!(res.body["permissions"], KICK_MEMBERS.to_string());
+    // Giving a role grants its permissions: m cannot give one with BAN_MEMBERS.
+    let banners = app
+        .post(
+            &roles,
+            Some(&owner.access_token),
+            json!({"name": "banners", "permissions": BAN_MEMBERS.to_string()}),
+        )
+        .await
+        .body;
+    let res = put(
+        &app,
+        &format!(
+            "/api/v1/guilds/{guild}/members/{}/roles/{}",
+            a.id,
+            banners["id"].as_str().unwrap()
+        ),
+        &m,
+        None,
+    )
+    .await;
+    assert_eq!(res.status, Status::FORBIDDEN, "{}", res.text);
+    assert_eq!(res.code(), "missing_permissions");
     // m assigns low to a, but cannot kick m's equals or the owner.
     let res = put(
         &app,

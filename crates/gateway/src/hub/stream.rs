@@ -126,9 +126,9 @@ pub fn walk<'a>(stream: &mut Stream, records: impl IntoIterator<Item = &'a Arc<R
 }
 
 /// The published records a stream has to see after `after` up to `until`, read
-/// through the topic index: its topics, and the topics it subscribes to on the way
-/// (subscriptions are always written to a topic it listens to for good). `None` when
-/// there are more than `limit`.
+/// through the topic index: its topics, and the topics it subscribes to on the way,
+/// however deep (a subscription to a guild, then one written to the guild's topic for
+/// its channels). `None` when there are more than `limit`.
 pub async fn read(
     conn: &mut AsyncPgConnection,
     stream: &Stream,
@@ -140,22 +140,27 @@ pub async fn read(
         return Ok(Some(Vec::new()));
     }
     let mut records = event::read_topics(conn, &stream.topics, after, until, limit + 1).await?;
-    let mut extra: Vec<Topic> = records
-        .iter()
-        .filter(|r| r.kind == Kind::Subscribe)
-        .filter_map(Record::subject)
-        .filter(|t| !stream.listens(t))
-        .collect();
-    extra.sort_unstable();
-    extra.dedup();
-    if !extra.is_empty() {
+    let mut read: Vec<Topic> = stream.topics.to_vec();
+    loop {
+        if i64::try_from(records.len()).unwrap_or(i64::MAX) > limit {
+            return Ok(None);
+        }
+        let mut extra: Vec<Topic> = records
+            .iter()
+            .filter(|r| r.kind == Kind::Subscribe)
+            .filter_map(Record::subject)
+            .filter(|t| !read.contains(t))
+            .collect();
+        extra.sort_unstable();
+        extra.dedup();
+        if extra.is_empty() {
+            break;
+        }
         let more = event::read_topics(conn, &extra, after, until, limit + 1).await?;
+        read.extend(extra);
         records.extend(more);
         records.sort_unstable_by_key(|r| r.position);
         records.dedup_by_key(|r| r.position);
-    }
-    if i64::try_from(records.len()).unwrap_or(i64::MAX) > limit {
-        return Ok(None);
     }
     Ok(Some(records.into_iter().map(Arc::new).collect()))
 }

@@ -1,0 +1,526 @@
+//! Handlers of the channels API.
+
+use actix_web::{HttpResponse, web};
+use synctalk_db::Pool;
+use synctalk_guilds::access::{self as guild_access, Lock};
+use synctalk_guilds::dto::{Channel, ChannelKind, PermissionOverwrite};
+use synctalk_guilds::permissions::Permissions;
+use synctalk_guilds::visibility;
+use synctalk_kernel::error::FieldErrors;
+use synctalk_kernel::http::{Json, resource};
+use synctalk_kernel::{
+    AppError, AppResult, AuthUser, ChannelId, ErrorCode, ErrorResponse, GuildId, UserId,
+};
+use synctalk_users::domain::{parse_name, parse_text};
+
+use crate::dto::{CreateChannel, OpenChannel, PutOverwrite, UpdateChannel};
+use crate::guild_channels::{self, ChannelChanges, NewChannel, OverwriteForm};
+use crate::{access, dms};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/guilds/{guild_id}/channels", "GET, POST")
+            .route(web::get().to(list_guild_channels))
+            .route(web::post().to(create_guild_channel)),
+    )
+    .service(
+        resource("/users/@me/channels", "GET, POST")
+            .route(web::get().to(list_dms))
+            .route(web::post().to(open_dm)),
+    )
+    .service(
+        resource("/channels/{channel_id}", "GET, PATCH, DELETE")
+            .route(web::get().to(get_channel))
+            .route(web::patch().to(update_channel))
+            .route(web::delete().to(delete_channel)),
+    )
+    .service(
+        resource(
+            "/channels/{channel_id}/permissions/{target_id}",
+            "PUT, DELETE",
+        )
+        .route(web::put().to(put_overwrite))
+        .route(web::delete().to(delete_overwrite)),
+    )
+    .service(
+        resource("/channels/{channel_id}/recipients/{user_id}", "PUT, DELETE")
+            .route(web::put().to(add_recipient))
+            .route(web::delete().to(remove_recipient)),
+    );
+}
+
+fn gather<T>(fields: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(problem) => {
+            fields.entry(name.to_owned()).or_default().push(problem);
+            None
+        }
+    }
+}
+
+fn position(value: i64) -> Result<i32, String> {
+    i32::try_from(value)
+        .ok()
+        .filter(|p| (0..=10_000).contains(p))
+        .ok_or_else(|| "must be 0 to 10000".to_owned())
+}
+
+fn topic(value: &str) -> Result<Option<String>, String> {
+    parse_text(value, 1024).map(|t| Some(t).filter(|t| !t.is_empty()))
+}
+
+/// List a guild's channels
+///
+/// The channels of the guild you can see, by position.
+#[utoipa::path(
+    get, path = "/api/v1/guilds/{guild_id}/channels", tag = "channels",
+    security(("bearer" = [])),
+    params(("guild_id" = GuildId, Path, description = "The guild")),
+    responses(
+        (status = 200, description = "The channels you can see", body = Vec<Channel>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such guild, or you are not in it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_guild_channels(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<GuildId>,
+) -> AppResult<web::Json<Vec<Channel>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let access = guild_access::load(&mut conn, path.into_inner(), auth.user_id, Lock::No).await?;
+    let structure = visibility::structure(&mut conn, &access.guild).await?;
+    let channels = structure
+        .visible(auth.user_id, &access.member_roles)
+        .into_iter()
+        .filter_map(|row| structure.channel(row.id))
+        .collect();
+    Ok(web::Json(channels))
+}
+
+/// Create a guild channel
+///
+/// MANAGE_CHANNELS. A `text` (default), `voice` or `category` channel, last in its
+/// category unless `position` says otherwise. Those who can see it get CHANNEL_CREATE.
+#[utoipa::path(
+    post, path = "/api/v1/guilds/{guild_id}/channels", tag = "channels",
+    security(("bearer" = [])),
+    params(("guild_id" = GuildId, Path, description = "The guild")),
+    request_body = CreateChannel,
+    responses(
+        (status = 201, description = "The new channel", body = Channel),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such guild, or you are not in it", body = ErrorResponse),
+        (status = 422, description = "Invalid fields (a kind of dm or group_dm, a parent that is not a category of the guild)", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn create_guild_channel(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<GuildId>,
+    body: Json<CreateChannel>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner()?;
+    let mut fields = FieldErrors::new();
+    let name = gather(&mut fields, "name", parse_name(&body.name, 100));
+    let kind = body.kind.unwrap_or(ChannelKind::Text);
+    if matches!(kind, ChannelKind::Dm | ChannelKind::GroupDm) {
+        fields
+            .entry("kind".into())
+            .or_default()
+            .push("must be text, voice or category".into());
+    }
+    let topic = match body.topic.as_deref() {
+        Some(text) if kind == ChannelKind::Text => gather(&mut fields, "topic", topic(text)),
+        Some(_) => gather(
+            &mut fields,
+            "topic",
+            Err("only text channels have a topic".into()),
+        ),
+        None => Some(None),
+    };
+    let position = body
+        .position
+        .and_then(|p| gather(&mut fields, "position", position(p)));
+    if !fields.is_empty() {
+        return Err(AppError::validation(fields));
+    }
+    let (Some(name), Some(topic)) = (name, topic) else {
+        return Err(AppError::field("name", "is invalid"));
+    };
+    let new = NewChannel {
+        name,
+        kind,
+        parent_id: body.parent_id,
+        topic,
+        position,
+    };
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let channel = guild_channels::create(&mut conn, path.into_inner(), auth.user_id, new).await?;
+    Ok(HttpResponse::Created().json(channel))
+}
+
+/// Get a channel
+///
+/// A guild channel you can see, or a DM or group DM you are in; anything else is 404.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    responses(
+        (status = 200, description = "The channel", body = Channel),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn get_channel(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+) -> AppResult<web::Json<Channel>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let access = access::load(&mut conn, path.into_inner(), auth.user_id, false).await?;
+    let channel = match &access.guild {
+        Some(guild) => visibility::structure(&mut conn, &guild.guild)
+            .await?
+            .channel(access.row.id)
+            .ok_or_else(|| AppError::not_found("channel"))?,
+        None => dms::channel(&mut conn, access.row).await?,
+    };
+    Ok(web::Json(channel))
+}
+
+/// Update a channel
+///
+/// A guild channel (MANAGE_CHANNELS in it): `name`, `topic` (text channels),
+/// `position`, `parent_id`; its viewers get CHANNEL_UPDATE. A group DM (any member):
+/// `name` only. A 1:1 DM has nothing to change (409).
+#[utoipa::path(
+    patch, path = "/api/v1/channels/{channel_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    request_body = UpdateChannel,
+    responses(
+        (status = 200, description = "The updated channel", body = Channel),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: a 1:1 DM", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn update_channel(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+    body: Json<UpdateChannel>,
+) -> AppResult<web::Json<Channel>> {
+    let body = body.into_inner()?;
+    let channel = path.into_inner();
+    let mut fields = FieldErrors::new();
+    let name = match body.name {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(name)) => gather(&mut fields, "name", parse_name(&name, 100)).map(Some),
+    };
+    let topic = match body.topic {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => gather(&mut fields, "topic", topic(&text)),
+    };
+    let position = body
+        .position
+        .and_then(|p| gather(&mut fields, "position", position(p)));
+    if !fields.is_empty() {
+        return Err(AppError::validation(fields));
+    }
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let peek = access::load(&mut conn, channel, auth.user_id, false).await?;
+    let updated = match peek.kind {
+        ChannelKind::Dm => {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "a 1:1 DM has nothing to change",
+            ));
+        }
+        ChannelKind::GroupDm => {
+            if topic.is_some() || position.is_some() || body.parent_id.is_some() {
+                return Err(AppError::field("name", "is all a group DM has to change"));
+            }
+            match name {
+                Some(name) => dms::rename(&mut conn, channel, auth.user_id, name).await?,
+                None => dms::channel(&mut conn, peek.row).await?,
+            }
+        }
+        _ => {
+            let name = match name {
+                Some(None) => return Err(AppError::field("name", "a guild channel needs a name")),
+                Some(Some(name)) => Some(name),
+                None => None,
+            };
+            let changes = ChannelChanges {
+                name,
+                topic,
+                position,
+                parent_id: body.parent_id,
+            };
+            guild_channels::update(&mut conn, channel, auth.user_id, changes).await?
+        }
+    };
+    Ok(web::Json(updated))
+}
+
+/// Delete or leave a channel
+///
+/// A guild channel: deletes it (soft; MANAGE_CHANNELS in it); its viewers get
+/// CHANNEL_DELETE, and a category's channels move out of it. A group DM: you leave it.
+/// A 1:1 DM cannot be deleted (409).
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    responses(
+        (status = 204, description = "Deleted, or left"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: a 1:1 DM, or you are the last member of the group DM", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_channel(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+) -> AppResult<HttpResponse> {
+    let channel = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let peek = access::load(&mut conn, channel, auth.user_id, false).await?;
+    match peek.kind {
+        ChannelKind::Dm => {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "a 1:1 DM cannot be deleted",
+            ));
+        }
+        ChannelKind::GroupDm => dms::remove(&mut conn, channel, auth.user_id, auth.user_id).await?,
+        _ => guild_channels::delete(&mut conn, channel, auth.user_id).await?,
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Set a permission overwrite
+///
+/// MANAGE_ROLES in the channel; only permissions you have there can be allowed or
+/// denied. `target_id` is a role's id (the guild's for `@everyone`) or a member's.
+/// Members who gain or lose sight of the channel get CHANNEL_CREATE or CHANNEL_DELETE
+/// at once; its viewers get CHANNEL_UPDATE.
+#[utoipa::path(
+    put, path = "/api/v1/channels/{channel_id}/permissions/{target_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "A guild channel"), ("target_id" = uuid::Uuid, Path, description = "A role or member")),
+    request_body = PutOverwrite,
+    responses(
+        (status = 200, description = "The overwrite", body = PermissionOverwrite),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, role or member, or you cannot see the channel", body = ErrorResponse),
+        (status = 409, description = "`conflict`: not a guild channel", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn put_overwrite(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, uuid::Uuid)>,
+    body: Json<PutOverwrite>,
+) -> AppResult<web::Json<PermissionOverwrite>> {
+    let body = body.into_inner()?;
+    let (channel, target) = path.into_inner();
+    let form = OverwriteForm {
+        kind: body.kind,
+        allow: body.allow.unwrap_or(Permissions::NONE),
+        deny: body.deny.unwrap_or(Permissions::NONE),
+    };
+    if form.allow.0 & form.deny.0 != 0 {
+        return Err(AppError::field("deny", "must not deny what it allows"));
+    }
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let overwrite =
+        guild_channels::overwrite(&mut conn, channel, auth.user_id, target, Some(form)).await?;
+    overwrite
+        .map(web::Json)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the overwrite is gone")))
+}
+
+/// Remove a permission overwrite
+///
+/// MANAGE_ROLES in the channel, and only an overwrite whose permissions you have
+/// there. Those who gain or lose sight of the channel get CHANNEL_CREATE or
+/// CHANNEL_DELETE at once.
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}/permissions/{target_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "A guild channel"), ("target_id" = uuid::Uuid, Path, description = "A role or member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel or overwrite, or you cannot see the channel", body = ErrorResponse),
+        (status = 409, description = "`conflict`: not a guild channel", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_overwrite(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, uuid::Uuid)>,
+) -> AppResult<HttpResponse> {
+    let (channel, target) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    guild_channels::overwrite(&mut conn, channel, auth.user_id, target, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// List your DMs
+///
+/// Your DMs and group DMs, newest first, each with its recipients.
+#[utoipa::path(
+    get, path = "/api/v1/users/@me/channels", tag = "channels",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your DMs and group DMs", body = Vec<Channel>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_dms(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<Vec<Channel>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(dms::list(&mut conn, auth.user_id).await?))
+}
+
+/// Open a DM or make a group DM
+///
+/// `{recipient_id}`: the 1:1 DM with that user, 201 the first time and 200 with the
+/// same channel afterwards (403 `blocked` if they blocked you). `{recipient_ids, name}`:
+/// a new group DM of you and 1-9 others (409 `group_full` beyond 10). Every member's
+/// sockets get CHANNEL_CREATE.
+#[utoipa::path(
+    post, path = "/api/v1/users/@me/channels", tag = "channels",
+    security(("bearer" = [])),
+    request_body = OpenChannel,
+    responses(
+        (status = 200, description = "The existing 1:1 DM", body = Channel),
+        (status = 201, description = "The new DM or group DM", body = Channel),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`blocked`", body = ErrorResponse),
+        (status = 404, description = "No such user", body = ErrorResponse),
+        (status = 409, description = "`group_full`", body = ErrorResponse),
+        (status = 422, description = "Neither or both of `recipient_id` and `recipient_ids`, or an invalid name", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn open_dm(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    body: Json<OpenChannel>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner()?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    match (body.recipient_id, body.recipient_ids) {
+        (Some(other), None) => {
+            if body.name.is_some() {
+                return Err(AppError::field("name", "only a group DM has a name"));
+            }
+            let (channel, made) = dms::open(&mut conn, auth.user_id, other).await?;
+            Ok(if made {
+                HttpResponse::Created().json(channel)
+            } else {
+                HttpResponse::Ok().json(channel)
+            })
+        }
+        (None, Some(others)) => {
+            let name = match body.name.as_deref() {
+                Some(name) => Some(parse_name(name, 100).map_err(|p| AppError::field("name", p))?),
+                None => None,
+            };
+            let group = dms::create_group(&mut conn, auth.user_id, others, name).await?;
+            Ok(HttpResponse::Created().json(group))
+        }
+        _ => Err(AppError::field(
+            "recipient_id",
+            "give either recipient_id (a DM) or recipient_ids (a group DM)",
+        )),
+    }
+}
+
+/// Add a member to a group DM
+///
+/// Any member may add someone who has not blocked them; at most 10 members (409
+/// `group_full`). Adding a member again changes nothing. The new member's sockets get
+/// CHANNEL_CREATE; the others CHANNEL_RECIPIENT_ADD.
+#[utoipa::path(
+    put, path = "/api/v1/channels/{channel_id}/recipients/{user_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "A group DM"), ("user_id" = UserId, Path, description = "The user")),
+    responses(
+        (status = 204, description = "A member"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`blocked`", body = ErrorResponse),
+        (status = 404, description = "No such channel or user, or you are not in it", body = ErrorResponse),
+        (status = 409, description = "`group_full`, or `conflict`: not a group DM", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn add_recipient(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, UserId)>,
+) -> AppResult<HttpResponse> {
+    let (channel, user) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    dms::add(&mut conn, channel, auth.user_id, user).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Remove a member from a group DM
+///
+/// Yourself (leaving), or anyone if you own the group. The last member cannot be
+/// removed (409). The removed member's sockets get CHANNEL_DELETE, the last of it.
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}/recipients/{user_id}", tag = "channels",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "A group DM"), ("user_id" = UserId, Path, description = "The member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`: only the owner removes others", body = ErrorResponse),
+        (status = 404, description = "No such channel or member, or you are not in it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the last member, or not a group DM", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn remove_recipient(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, UserId)>,
+) -> AppResult<HttpResponse> {
+    let (channel, user) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    dms::remove(&mut conn, channel, auth.user_id, user).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
