@@ -68,6 +68,15 @@ impl Application {
             &hub,
             Duration::from_millis(settings.presence_grace_ms),
         );
+        // Presence goes to those who share a guild, too.
+        let audience_pool = pool.clone();
+        presences.set_audience(Arc::new(move |users| {
+            let pool = audience_pool.clone();
+            Box::pin(async move {
+                let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(synctalk_guilds::read::guild_topics(&mut conn, &users).await?)
+            })
+        }));
         let lost = presences.clone();
         hub.on_sockets_lost(Arc::new(move |users| {
             let lost = lost.clone();
@@ -105,6 +114,8 @@ impl Application {
                 )),
                 Arc::new(synctalk_guilds::gateway::GuildsGateway),
                 Arc::new(synctalk_channels::gateway::ChannelsGateway),
+                Arc::new(synctalk_channels::folders::FoldersGateway),
+                Arc::new(synctalk_guilds::gateway::GuildPresenceTopics),
             ],
             Arc::new(auth.get_ref().clone()),
             Arc::new(ReadyMe),
@@ -252,6 +263,9 @@ pub fn events() -> Vec<synctalk_gateway::EventInfo> {
     let mut all = synctalk_users::events::all();
     all.extend(synctalk_guilds::events::all());
     all.extend(synctalk_channels::events::all());
+    all.extend(synctalk_gateway::GatewayDomain::events(
+        &synctalk_channels::folders::FoldersGateway,
+    ));
     all
 }
 

@@ -427,6 +427,8 @@ async fn authenticated_routes(
                 .replace("{role_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{channel_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{target_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{folder_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{item_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{code}", "aBc123_-");
             assert!(!concrete.contains('{'), "fill in the ids of {path}");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -310,6 +310,16 @@ fn ready_frame() -> Value {
         serde_json::to_value(relationships).unwrap(),
     );
     ready.insert("presences".into(), serde_json::to_value(presences).unwrap());
+    let folders = vec![synctalk_channels::folders::Folder {
+        id: uuid::Uuid::now_v7(),
+        name: "Work".into(),
+        position: 0,
+        items: vec![synctalk_channels::folders::FolderItem {
+            id: uuid::Uuid::now_v7(),
+            kind: synctalk_channels::folders::ItemKind::Channel,
+        }],
+    }];
+    ready.insert("folders".into(), serde_json::to_value(folders).unwrap());
     ready.insert(
         "session_id".into(),
         Value::String(uuid::Uuid::now_v7().to_string()),
@@ -433,22 +443,19 @@ fn server_frames() -> Vec<(&'static str, Value)> {
         "USER_UPDATE",
         event_frame("USER_UPDATE", Some(i64::from(u32::MAX)), &alice()),
     ));
-    // Every guilds event, from the registry's examples (serialized from the real types).
-    for (seq, event) in synctalk_guilds::events::all().into_iter().enumerate() {
+    // Every registered event, from its example (serialized from the real types).
+    for (seq, event) in registry().into_iter().enumerate() {
         let seq = i64::try_from(seq).unwrap() + 1;
         frames.push((
             event.name,
-            wire(&Frame::dispatch(event.name, Some(seq), event.example)),
+            wire(&Frame::dispatch(
+                event.name,
+                event.replayed.then_some(seq),
+                event.example,
+            )),
         ));
     }
     frames.push(("READY", guilds_ready_frame()));
-    for (seq, event) in synctalk_channels::events::all().into_iter().enumerate() {
-        let seq = i64::try_from(seq).unwrap() + 1;
-        frames.push((
-            event.name,
-            wire(&Frame::dispatch(event.name, Some(seq), event.example)),
-        ));
-    }
     for status in [Status::Online, Status::Idle, Status::Dnd, Status::Offline] {
         let presence = Presence {
             user_id: UserId::new(),

@@ -47,6 +47,7 @@ async fn hello_identify_ready() {
     assert!(uuid::Uuid::parse_str(ready["session_id"].as_str().unwrap()).is_ok());
     assert_eq!(ready["relationships"], json!([]));
     assert_eq!(ready["presences"], json!([]));
+    assert_eq!(ready["folders"], json!([]));
     assert_eq!(ready["domains"], json!(["users"]));
     ws.heartbeat().await;
 }

@@ -172,8 +172,8 @@ pub async fn open(
     .await
 }
 
-/// Makes a group DM of `me` and `others` (1 to 9 other users, none of whom blocked
-/// you).
+/// Makes a group DM of `me` and `others` (up to 9 other users, none of whom blocked
+/// you; a group of one is yours to add people to later).
 pub async fn create_group(
     conn: &mut AsyncPgConnection,
     me: UserId,
@@ -184,9 +184,6 @@ pub async fn create_group(
     members.retain(|u| *u != me);
     members.sort_unstable();
     members.dedup();
-    if members.is_empty() {
-        return Err(AppError::field("recipient_ids", "must name someone else"));
-    }
     if members.len() + 1 > GROUP_LIMIT {
         return Err(AppError::new(
             ErrorCode::GroupFull,

@@ -58,17 +58,14 @@ async fn check_parent(
         return Ok(());
     };
     if kind == ChannelKind::Category {
-        return Err(AppError::field(
-            "parent_id",
+        return Err(AppError::new(
+            ErrorCode::Conflict,
             "a category cannot sit in a category",
         ));
     }
     let row = access::row(conn, parent, false).await?;
     if !row.is_some_and(|r| r.guild_id == Some(guild) && r.kind == "category") {
-        return Err(AppError::field(
-            "parent_id",
-            "must be a category of this guild",
-        ));
+        return Err(AppError::not_found("category (parent_id)"));
     }
     Ok(())
 }
@@ -178,9 +175,6 @@ pub async fn update(
         access.require(Permissions::MANAGE_CHANNELS, "manage channels")?;
         if let Some(parent) = changes.parent_id {
             check_parent(conn, guild, access.kind, parent).await?;
-        }
-        if changes.topic.is_some() && access.kind != ChannelKind::Text {
-            return Err(AppError::field("topic", "only text channels have a topic"));
         }
         let old = &access.row;
         let mut audit = serde_json::Map::new();

@@ -13,7 +13,11 @@ use synctalk_kernel::{
 };
 use synctalk_users::domain::{parse_name, parse_text};
 
-use crate::dto::{CreateChannel, OpenChannel, PutOverwrite, UpdateChannel};
+use crate::dto::{
+    CreateChannel, CreateFolder, OpenChannel, OpenDm, OpenGroup, PutFolderItem, PutOverwrite,
+    UpdateChannel, UpdateFolder,
+};
+use crate::folders::{self, Folder};
 use crate::guild_channels::{self, ChannelChanges, NewChannel, OverwriteForm};
 use crate::{access, dms};
 
@@ -46,7 +50,202 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         resource("/channels/{channel_id}/recipients/{user_id}", "PUT, DELETE")
             .route(web::put().to(add_recipient))
             .route(web::delete().to(remove_recipient)),
+    )
+    .service(
+        resource("/users/@me/folders", "GET, POST")
+            .route(web::get().to(list_folders))
+            .route(web::post().to(create_folder)),
+    )
+    .service(
+        resource("/users/@me/folders/{folder_id}", "PATCH, DELETE")
+            .route(web::patch().to(update_folder))
+            .route(web::delete().to(delete_folder)),
+    )
+    .service(
+        resource(
+            "/users/@me/folders/{folder_id}/items/{item_id}",
+            "PUT, DELETE",
+        )
+        .route(web::put().to(put_folder_item))
+        .route(web::delete().to(remove_folder_item)),
     );
+}
+
+fn folder_position(value: Option<i64>) -> AppResult<Option<i32>> {
+    value
+        .map(|p| {
+            i32::try_from(p)
+                .ok()
+                .filter(|p| (0..=1000).contains(p))
+                .ok_or_else(|| AppError::field("position", "must be 0 to 1000"))
+        })
+        .transpose()
+}
+
+/// List your folders
+///
+/// Your folders, in order, each with the guilds, DMs and group DMs it holds.
+#[utoipa::path(
+    get, path = "/api/v1/users/@me/folders", tag = "folders",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your folders", body = Vec<Folder>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_folders(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<Vec<Folder>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(folders::list(&mut conn, auth.user_id).await?))
+}
+
+/// Make a folder
+///
+/// At most 100. Your sockets get FOLDER_UPDATE (on `/gateway/users`).
+#[utoipa::path(
+    post, path = "/api/v1/users/@me/folders", tag = "folders",
+    security(("bearer" = [])),
+    request_body = CreateFolder,
+    responses(
+        (status = 201, description = "The new folder", body = Folder),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 409, description = "`conflict`: 100 folders already", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn create_folder(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    body: Json<CreateFolder>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner()?;
+    let name = parse_name(&body.name, 100).map_err(|p| AppError::field("name", p))?;
+    let position = folder_position(body.position)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let folder = folders::create(&mut conn, auth.user_id, name, position).await?;
+    Ok(HttpResponse::Created().json(folder))
+}
+
+/// Rename or move a folder
+///
+/// Your sockets get FOLDER_UPDATE.
+#[utoipa::path(
+    patch, path = "/api/v1/users/@me/folders/{folder_id}", tag = "folders",
+    security(("bearer" = [])),
+    params(("folder_id" = uuid::Uuid, Path, description = "Your folder")),
+    request_body = UpdateFolder,
+    responses(
+        (status = 200, description = "The folder", body = Folder),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such folder of yours", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn update_folder(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<uuid::Uuid>,
+    body: Json<UpdateFolder>,
+) -> AppResult<web::Json<Folder>> {
+    let body = body.into_inner()?;
+    let name = body
+        .name
+        .map(|n| parse_name(&n, 100).map_err(|p| AppError::field("name", p)))
+        .transpose()?;
+    let position = folder_position(body.position)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        folders::update(&mut conn, auth.user_id, path.into_inner(), name, position).await?,
+    ))
+}
+
+/// Delete a folder
+///
+/// What it held is simply in no folder. Your sockets get FOLDER_UPDATE.
+#[utoipa::path(
+    delete, path = "/api/v1/users/@me/folders/{folder_id}", tag = "folders",
+    security(("bearer" = [])),
+    params(("folder_id" = uuid::Uuid, Path, description = "Your folder")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such folder of yours", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_folder(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<uuid::Uuid>,
+) -> AppResult<HttpResponse> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    folders::delete(&mut conn, auth.user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Put a guild or DM in a folder
+///
+/// A guild you are in, or a DM or group DM you are in (anything else is 404), moved
+/// out of any other folder of yours. At most 200 per folder. Your sockets get
+/// FOLDER_UPDATE.
+#[utoipa::path(
+    put, path = "/api/v1/users/@me/folders/{folder_id}/items/{item_id}", tag = "folders",
+    security(("bearer" = [])),
+    params(("folder_id" = uuid::Uuid, Path, description = "Your folder"), ("item_id" = uuid::Uuid, Path, description = "A guild's or channel's id")),
+    request_body(content = Option<PutFolderItem>, description = "Optional: the position"),
+    responses(
+        (status = 200, description = "The folder", body = Folder),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such folder of yours, or no such guild or channel of yours", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the folder is full", body = ErrorResponse),
+        (status = 422, description = "Invalid `position`", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn put_folder_item(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(uuid::Uuid, uuid::Uuid)>,
+    body: web::Bytes,
+) -> AppResult<web::Json<Folder>> {
+    let form: PutFolderItem = synctalk_kernel::http::optional_json(&body)?;
+    let position = folder_position(form.position)?;
+    let (folder, item) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        folders::put_item(&mut conn, auth.user_id, folder, item, position).await?,
+    ))
+}
+
+/// Take a guild or DM out of a folder
+#[utoipa::path(
+    delete, path = "/api/v1/users/@me/folders/{folder_id}/items/{item_id}", tag = "folders",
+    security(("bearer" = [])),
+    params(("folder_id" = uuid::Uuid, Path, description = "Your folder"), ("item_id" = uuid::Uuid, Path, description = "A guild's or channel's id")),
+    responses(
+        (status = 204, description = "Taken out"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such folder of yours, or the item is not in it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn remove_folder_item(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(uuid::Uuid, uuid::Uuid)>,
+) -> AppResult<HttpResponse> {
+    let (folder, item) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    folders::remove_item(&mut conn, auth.user_id, folder, item).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 fn gather<T>(fields: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
@@ -115,7 +314,9 @@ pub(crate) async fn list_guild_channels(
         (status = 401, description = "No or bad token", body = ErrorResponse),
         (status = 403, description = "`missing_permissions`", body = ErrorResponse),
         (status = 404, description = "No such guild, or you are not in it", body = ErrorResponse),
-        (status = 422, description = "Invalid fields (a kind of dm or group_dm, a parent that is not a category of the guild)", body = ErrorResponse),
+        (status = 404, description = "No such guild, or you are not in it; or `parent_id` is no category of it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: a category in a category", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
@@ -128,20 +329,9 @@ pub(crate) async fn create_guild_channel(
     let body = body.into_inner()?;
     let mut fields = FieldErrors::new();
     let name = gather(&mut fields, "name", parse_name(&body.name, 100));
-    let kind = body.kind.unwrap_or(ChannelKind::Text);
-    if matches!(kind, ChannelKind::Dm | ChannelKind::GroupDm) {
-        fields
-            .entry("kind".into())
-            .or_default()
-            .push("must be text, voice or category".into());
-    }
+    let kind = body.kind.map_or(ChannelKind::Text, ChannelKind::from);
     let topic = match body.topic.as_deref() {
-        Some(text) if kind == ChannelKind::Text => gather(&mut fields, "topic", topic(text)),
-        Some(_) => gather(
-            &mut fields,
-            "topic",
-            Err("only text channels have a topic".into()),
-        ),
+        Some(text) => gather(&mut fields, "topic", topic(text)),
         None => Some(None),
     };
     let position = body
@@ -253,7 +443,10 @@ pub(crate) async fn update_channel(
         }
         ChannelKind::GroupDm => {
             if topic.is_some() || position.is_some() || body.parent_id.is_some() {
-                return Err(AppError::field("name", "is all a group DM has to change"));
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    "a group DM has only its name to change",
+                ));
             }
             match name {
                 Some(name) => dms::rename(&mut conn, channel, auth.user_id, name).await?,
@@ -352,9 +545,6 @@ pub(crate) async fn put_overwrite(
         allow: body.allow.unwrap_or(Permissions::NONE),
         deny: body.deny.unwrap_or(Permissions::NONE),
     };
-    if form.allow.0 & form.deny.0 != 0 {
-        return Err(AppError::field("deny", "must not deny what it allows"));
-    }
     let mut conn = synctalk_db::conn(&pool).await?;
     let overwrite =
         guild_channels::overwrite(&mut conn, channel, auth.user_id, target, Some(form)).await?;
@@ -430,7 +620,7 @@ pub(crate) async fn list_dms(
         (status = 403, description = "`blocked`", body = ErrorResponse),
         (status = 404, description = "No such user", body = ErrorResponse),
         (status = 409, description = "`group_full`", body = ErrorResponse),
-        (status = 422, description = "Neither or both of `recipient_id` and `recipient_ids`, or an invalid name", body = ErrorResponse),
+        (status = 422, description = "Neither or both of `recipient_id` and `recipient_ids`, an unknown field, or an invalid name", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
@@ -441,30 +631,26 @@ pub(crate) async fn open_dm(
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner()?;
     let mut conn = synctalk_db::conn(&pool).await?;
-    match (body.recipient_id, body.recipient_ids) {
-        (Some(other), None) => {
-            if body.name.is_some() {
-                return Err(AppError::field("name", "only a group DM has a name"));
-            }
-            let (channel, made) = dms::open(&mut conn, auth.user_id, other).await?;
+    match body {
+        OpenChannel::Dm(OpenDm { recipient_id }) => {
+            let (channel, made) = dms::open(&mut conn, auth.user_id, recipient_id).await?;
             Ok(if made {
                 HttpResponse::Created().json(channel)
             } else {
                 HttpResponse::Ok().json(channel)
             })
         }
-        (None, Some(others)) => {
-            let name = match body.name.as_deref() {
+        OpenChannel::Group(OpenGroup {
+            recipient_ids,
+            name,
+        }) => {
+            let name = match name.as_deref() {
                 Some(name) => Some(parse_name(name, 100).map_err(|p| AppError::field("name", p))?),
                 None => None,
             };
-            let group = dms::create_group(&mut conn, auth.user_id, others, name).await?;
+            let group = dms::create_group(&mut conn, auth.user_id, recipient_ids, name).await?;
             Ok(HttpResponse::Created().json(group))
         }
-        _ => Err(AppError::field(
-            "recipient_id",
-            "give either recipient_id (a DM) or recipient_ids (a group DM)",
-        )),
     }
 }
 

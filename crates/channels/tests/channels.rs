@@ -105,8 +105,8 @@ async fn guild_channels_need_manage_channels_and_reach_their_viewers() {
     for bad in [
         json!({"name": ""}),
         json!({"name": "x", "kind": "dm"}),
-        json!({"name": "x", "kind": "voice", "topic": "t"}),
-        json!({"name": "x", "parent_id": general}),
+        json!({"name": "x", "kind": "x"}),
+        json!({"name": "x", "position": 2.5}),
         json!({"name": "x", "position": -1}),
     ] {
         let res = app
@@ -119,6 +119,15 @@ async fn guild_channels_need_manage_channels_and_reach_their_viewers() {
             res.text
         );
     }
+    // A parent that is no category of this guild is as unknown as any other.
+    let res = app
+        .post(
+            &path,
+            Some(&owner.access_token),
+            json!({"name": "x", "parent_id": general}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
     let category = app
         .post(
             &path,
@@ -676,4 +685,133 @@ async fn group_dms_add_remove_leave_and_stay_within_ten() {
         )
         .await;
     assert_eq!(last.status, Status::CONFLICT);
+}
+
+#[actix_web::test]
+async fn folders_group_my_guilds_and_dms_and_follow_me_to_my_other_devices() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("aaa").await, app.register("bbb").await);
+    let (guild, _) = guild_with(&app, &b, &[&a]).await;
+    let theirs = app
+        .post(
+            "/api/v1/guilds",
+            Some(&b.access_token),
+            json!({"name": "Theirs"}),
+        )
+        .await;
+    let dm = app
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.access_token),
+            json!({"recipient_id": b.id}),
+        )
+        .await;
+    let dm = dm.body["id"].as_str().unwrap().to_owned();
+    let (mut phone, ready) = app.gateway("/gateway/users", &a.access_token).await;
+    assert_eq!(ready["folders"], json!([]));
+
+    let folders = "/api/v1/users/@me/folders";
+    let work = app
+        .post(folders, Some(&a.access_token), json!({"name": "Work"}))
+        .await;
+    assert_eq!(work.status, Status::CREATED, "{}", work.text);
+    let work = work.body["id"].as_str().unwrap().to_owned();
+    let update = next_of(&mut phone, &["FOLDER_UPDATE"]).await;
+    assert_eq!(update["d"]["folders"][0]["name"], "Work");
+
+    let item = |folder: &str, id: &str| format!("{folders}/{folder}/items/{id}");
+    let res = put(&app, &item(&work, &guild), &a, None).await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let res = put(&app, &item(&work, &dm), &a, Some(json!({"position": 0}))).await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(
+        res.body["items"],
+        json!([{"id": dm, "kind": "channel"}, {"id": guild, "kind": "guild"}])
+    );
+    // Only what is yours: a guild you are not in, a stranger's folder.
+    let not_mine = theirs.body["id"].as_str().unwrap();
+    assert_eq!(
+        put(&app, &item(&work, not_mine), &a, None).await.status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        put(&app, &item(&work, &guild), &b, None).await.status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&format!("{folders}/{work}"), Some(&b.access_token))
+            .await
+            .status,
+        Status::NOT_FOUND
+    );
+
+    // An item sits in one folder: putting it in another moves it.
+    let play = app
+        .post(folders, Some(&a.access_token), json!({"name": "Play"}))
+        .await
+        .body;
+    let play = play["id"].as_str().unwrap().to_owned();
+    let res = put(&app, &item(&play, &guild), &a, None).await;
+    assert_eq!(res.body["items"], json!([{"id": guild, "kind": "guild"}]));
+    let all = app.get(folders, Some(&a.access_token)).await.body;
+    assert_eq!(all[0]["items"], json!([{"id": dm, "kind": "channel"}]));
+    let res = app
+        .patch(
+            &format!("{folders}/{play}"),
+            Some(&a.access_token),
+            json!({"name": "Fun", "position": 0}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK);
+    // A guild you leave drops out of your folders.
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/users/@me/guilds/{guild}"),
+            Some(&a.access_token)
+        )
+        .await
+        .status,
+        Status::NO_CONTENT
+    );
+    let all = app.get(folders, Some(&a.access_token)).await.body;
+    let fun = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "Fun")
+        .unwrap();
+    assert_eq!(fun["items"], json!([]));
+    assert_eq!(
+        app.delete(&item(&work, &dm), Some(&a.access_token))
+            .await
+            .status,
+        Status::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&item(&work, &dm), Some(&a.access_token))
+            .await
+            .status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&format!("{folders}/{work}"), Some(&a.access_token))
+            .await
+            .status,
+        Status::NO_CONTENT
+    );
+    // The other device saw each change, in order, ending with the last state.
+    let mut last = Value::Null;
+    while let Some(Received::Frame(frame)) = phone.recv_within(Duration::from_millis(300)).await {
+        if frame["t"] == "FOLDER_UPDATE" {
+            last = frame["d"].clone();
+        }
+    }
+    assert_eq!(last["folders"].as_array().unwrap().len(), 1);
+    assert_eq!(last["folders"][0]["name"], "Fun");
+    let (_, ready) = app.gateway("/gateway/users", &a.access_token).await;
+    assert_eq!(ready["folders"], last["folders"]);
+    let bad = app
+        .post(folders, Some(&a.access_token), json!({"name": " "}))
+        .await;
+    assert_eq!(bad.status, Status::UNPROCESSABLE_ENTITY);
 }

@@ -59,6 +59,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    folder_items (folder_id, item_id) {
+        folder_id -> Uuid,
+        user_id -> Uuid,
+        item_id -> Uuid,
+        kind -> Text,
+        position -> Int4,
+        added_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    folders (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        position -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     gateway_nodes (id) {
         id -> Uuid,
         started_at -> Timestamptz,
@@ -235,6 +256,9 @@ diesel::joinable!(channel_overwrites -> channels (channel_id));
 diesel::joinable!(channel_recipients -> channels (channel_id));
 diesel::joinable!(channel_recipients -> users (user_id));
 diesel::joinable!(channels -> guilds (guild_id));
+diesel::joinable!(folder_items -> folders (folder_id));
+diesel::joinable!(folder_items -> users (user_id));
+diesel::joinable!(folders -> users (user_id));
 diesel::joinable!(gateway_sessions -> sessions (auth_session_id));
 diesel::joinable!(gateway_sessions -> users (user_id));
 diesel::joinable!(guilds -> users (owner_id));
@@ -252,6 +276,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     channel_overwrites,
     channel_recipients,
     channels,
+    folder_items,
+    folders,
     gateway_nodes,
     gateway_sessions,
     guilds,

@@ -112,7 +112,9 @@ impl Ready {
     }
 }
 
-/// One domain's part of the gateway.
+/// One domain's part of the gateway. Several parts may serve one domain (the users
+/// domain's folders come from the channels crate): each writes its own READY fields
+/// and topics, and commands go to the first registered.
 pub trait GatewayDomain: Send + Sync + 'static {
     /// Which domain.
     fn domain(&self) -> Domain;

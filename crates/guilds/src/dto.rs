@@ -354,7 +354,7 @@ pub struct CreateRole {
     )]
     pub name: Option<String>,
     /// RGB color (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "synctalk_kernel::serde_ext::whole_number")]
     #[schema(minimum = 0, maximum = 16777215)]
     pub color: Option<i64>,
     /// What it allows (default nothing); only permissions you have.
@@ -373,7 +373,7 @@ pub struct UpdateRole {
     )]
     pub name: Option<String>,
     /// RGB color.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "synctalk_kernel::serde_ext::whole_number")]
     #[schema(minimum = 0, maximum = 16777215)]
     pub color: Option<i64>,
     /// What it allows; only permissions you have can be added or removed.
@@ -381,7 +381,7 @@ pub struct UpdateRole {
     pub permissions: Option<Permissions>,
     /// A new position, 1-250 and below your highest role (not for `@everyone`);
     /// the roles in between shift to make room.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "synctalk_kernel::serde_ext::whole_number")]
     #[schema(minimum = 1, maximum = 250)]
     pub position: Option<i64>,
 }
@@ -402,11 +402,11 @@ pub struct CreateBan {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateInvite {
     /// How many joins it allows, 0-100 (0, the default: unlimited).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "synctalk_kernel::serde_ext::whole_number")]
     #[schema(minimum = 0, maximum = 100)]
     pub max_uses: Option<i64>,
     /// How long it works, in seconds, 0-604800 (0: forever; default 86400).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "synctalk_kernel::serde_ext::whole_number")]
     #[schema(minimum = 0, maximum = 604800)]
     pub max_age_secs: Option<i64>,
     /// The user it is meant for (shown on the invite; anyone with the code can use it).

@@ -123,3 +123,36 @@ impl GatewayDomain for GuildsGateway {
         crate::events::all()
     }
 }
+
+/// The guilds' part of the users domain: a `/gateway/users` session listens to the
+/// topics of your guilds too, for the presence of those who share one with you (no
+/// READY fields of its own; guild events themselves stay on `/gateway/guilds`).
+#[derive(Debug, Default)]
+pub struct GuildPresenceTopics;
+
+/// No READY fields.
+#[derive(Debug, Serialize)]
+struct NoFields {}
+
+impl GatewayDomain for GuildPresenceTopics {
+    fn domain(&self) -> Domain {
+        Domain::Users
+    }
+
+    fn ready<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        auths: &'a [AuthUser],
+    ) -> BoxFuture<'a, Result<Vec<ReadyPart>, AppError>> {
+        Box::pin(async move {
+            let users: Vec<UserId> = auths.iter().map(|a| a.user_id).collect();
+            let mut topics = read::guild_topics(conn, &users).await?;
+            auths
+                .iter()
+                .map(|a| {
+                    ReadyPart::new(&NoFields {}, topics.remove(&a.user_id).unwrap_or_default())
+                })
+                .collect()
+        })
+    }
+}

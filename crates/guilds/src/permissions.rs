@@ -139,16 +139,16 @@ impl Permissions {
         i64::from_ne_bytes(self.0.to_ne_bytes())
     }
 
-    /// Parses the wire form: a decimal string (or number) of named bits only.
+    /// Parses the wire form: 1 to 19 decimal digits. Bits that are no permission are
+    /// dropped (as Discord does), so a client that knows newer bits is not refused.
     pub fn parse(text: &str) -> Result<Permissions, &'static str> {
+        if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must be a decimal string of 1 to 19 digits");
+        }
         let value: u64 = text
             .parse()
-            .map_err(|_| "must be a decimal string of a u64 bitfield")?;
-        let permissions = Permissions(value);
-        if !Permissions::ALL.contains(permissions) {
-            return Err("holds bits that are not permissions");
-        }
-        Ok(permissions)
+            .map_err(|_| "must be a decimal string of 1 to 19 digits")?;
+        Ok(Permissions(value).intersect(Permissions::ALL))
     }
 }
 
@@ -166,16 +166,7 @@ impl Serialize for Permissions {
 
 impl<'de> Deserialize<'de> for Permissions {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire<'a> {
-            Text(std::borrow::Cow<'a, str>),
-            Number(u64),
-        }
-        let text = match Wire::deserialize(d)? {
-            Wire::Text(text) => text.into_owned(),
-            Wire::Number(n) => n.to_string(),
-        };
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Permissions::parse(&text).map_err(serde::de::Error::custom)
     }
 }
@@ -184,9 +175,10 @@ impl utoipa::PartialSchema for Permissions {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[0-9]{1,20}$"))
+            .pattern(Some("^[0-9]{1,19}$"))
             .description(Some(
-                "A permission bitfield (u64) as a decimal string, with Discord's bit values.",
+                "A permission bitfield (u64) as a decimal string, with Discord's bit values; \
+                 bits that are no permission are dropped.",
             ))
             .examples([serde_json::json!("70356033")])
             .into()
@@ -390,12 +382,18 @@ mod tests {
         let p = Permissions::VIEW_CHANNEL.union(Permissions::SEND_MESSAGES);
         assert_eq!(serde_json::to_string(&p).unwrap(), "\"3072\"");
         assert_eq!(serde_json::from_str::<Permissions>("\"3072\"").unwrap(), p);
-        assert_eq!(serde_json::from_str::<Permissions>("3072").unwrap(), p);
+        assert!(
+            serde_json::from_str::<Permissions>("3072").is_err(),
+            "a string"
+        );
         assert!(serde_json::from_str::<Permissions>("\"-1\"").is_err());
         assert!(serde_json::from_str::<Permissions>("\"1x\"").is_err());
-        assert!(
-            serde_json::from_str::<Permissions>("\"256\"").is_err(),
-            "bit 8 is no permission"
+        assert!(serde_json::from_str::<Permissions>("\"\"").is_err());
+        assert!(serde_json::from_str::<Permissions>("\"18446744073709551615\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<Permissions>("\"3328\"").unwrap(),
+            p,
+            "bit 8 is no permission: dropped"
         );
         assert_eq!(
             Permissions::from_db(Permissions(u64::MAX).to_db()).0,

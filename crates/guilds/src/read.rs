@@ -277,3 +277,25 @@ pub async fn guilds_of(
         .await?;
     Ok(page.in_order(rows).into_iter().map(Guild::from).collect())
 }
+
+/// The guild topics of each of `users` (the live guilds they are in), in one query.
+pub async fn guild_topics(
+    conn: &mut AsyncPgConnection,
+    users_: &[UserId],
+) -> QueryResult<HashMap<UserId, Vec<synctalk_gateway::Topic>>> {
+    use synctalk_db::schema::guilds;
+    let rows: Vec<(UserId, GuildId)> = members::table
+        .inner_join(guilds::table.on(guilds::id.eq(members::guild_id)))
+        .filter(members::user_id.eq_any(users_))
+        .filter(guilds::deleted_at.is_null())
+        .select((members::user_id, members::guild_id))
+        .load(conn)
+        .await?;
+    let mut out: HashMap<UserId, Vec<synctalk_gateway::Topic>> = HashMap::new();
+    for (user, guild) in rows {
+        out.entry(user)
+            .or_default()
+            .push(synctalk_gateway::Topic::Guild(guild));
+    }
+    Ok(out)
+}

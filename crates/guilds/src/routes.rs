@@ -244,8 +244,8 @@ pub(crate) async fn get_guild(
         (status = 400, description = "Malformed JSON", body = ErrorResponse),
         (status = 401, description = "No or bad token", body = ErrorResponse),
         (status = 403, description = "`missing_permissions`", body = ErrorResponse),
-        (status = 404, description = "No such guild, or you are not in it", body = ErrorResponse),
-        (status = 422, description = "Invalid fields, or `owner_id` is not a member", body = ErrorResponse),
+        (status = 404, description = "No such guild, or you are not in it; or `owner_id` is no member", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
@@ -704,21 +704,7 @@ pub(crate) async fn ban_member(
     path: web::Path<(GuildId, UserId)>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
-    let form: CreateBan = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateBan::default()
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            AppError::new(
-                synctalk_kernel::ErrorCode::InvalidJson,
-                format!("invalid JSON body: {e}"),
-            )
-        })?;
-        if value.is_null() {
-            CreateBan::default()
-        } else {
-            synctalk_kernel::http::json_object(value)?
-        }
-    };
+    let form: CreateBan = synctalk_kernel::http::optional_json(&body)?;
     let reason = match form.reason {
         Some(text) => Some(parse_text(&text, 512).map_err(|p| AppError::field("reason", p))?)
             .filter(|r| !r.is_empty()),

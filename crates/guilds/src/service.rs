@@ -140,7 +140,7 @@ pub async fn update(
             let members_roles = access::member_roles_of(conn, guild, Some(&pair)).await?;
             let live = synctalk_users::repo::find(conn, owner).await?.is_some();
             if !live || !members_roles.contains_key(&owner) {
-                return Err(AppError::field("owner_id", "must be a member of the guild"));
+                return Err(AppError::not_found("member (owner_id)"));
             }
             let before = visibility::structure(conn, &access.guild).await?;
             let seen_before = before.sight(&members_roles);
@@ -498,7 +498,7 @@ pub async fn create_invite(
         if let Some(target) = new.target_user_id
             && synctalk_users::repo::find(conn, target).await?.is_none()
         {
-            return Err(AppError::field("target_user_id", "no such user"));
+            return Err(AppError::not_found("user (target_user_id)"));
         }
         let now = chrono::Utc::now();
         let mut row = InviteRow {
@@ -1128,13 +1128,13 @@ async fn set_roles(
         .collect();
     for role in &changed {
         let Some(row) = access.role_rows.iter().find(|r| r.id == *role) else {
-            return Err(AppError::field(
-                "role_ids",
-                "holds a role this guild does not have",
-            ));
+            return Err(AppError::not_found("role (in role_ids)"));
         };
         if row.position == 0 {
-            return Err(AppError::field("role_ids", "must not hold @everyone"));
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "role_ids must not hold @everyone, which every member has",
+            ));
         }
         require_manage(access, row)?;
         // Giving (or taking) a role grants (or removes) its permissions.

@@ -199,13 +199,13 @@ async fn invalid_guild_input_is_422_and_changes_nothing() {
         .post(
             &format!("/api/v1/guilds/{id}/roles"),
             Some(&owner.access_token),
-            json!({"permissions": "256"}),
+            json!({"permissions": 3072}),
         )
         .await;
     assert_eq!(
         res.status,
         Status::UNPROCESSABLE_ENTITY,
-        "bit 8 is no permission"
+        "a number, not a string"
     );
     let res = app
         .get(&format!("/api/v1/guilds/{id}"), Some(&owner.access_token))
@@ -818,7 +818,7 @@ async fn ownership_moves_and_only_the_owner_deletes() {
             json!({"owner_id": stranger.id}),
         )
         .await;
-    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.status, Status::NOT_FOUND, "no member: {}", res.text);
     let res = app
         .patch(
             &format!("/api/v1/guilds/{guild}"),
@@ -888,4 +888,49 @@ async fn guild_events_reach_a_member_on_another_node() {
     assert_eq!(res.status, Status::NO_CONTENT);
     let gone = next_of(&mut a_ws, &["GUILD_DELETE"]).await;
     assert_eq!(gone["d"]["id"], guild.as_str());
+}
+
+#[actix_web::test]
+async fn presence_reaches_those_who_share_a_guild_and_stops_when_they_no_longer_do() {
+    let app = TestApp::spawn_with(|s| s.presence_grace_ms = 100).await;
+    let owner = app.register("owner").await;
+    let (a, b) = (app.register("aaa").await, app.register("bbb").await);
+    let guild = guild_with(&app, &owner, &[&a, &b]).await;
+    // b watches on /gateway/users (a is no friend of b's).
+    let (mut b_ws, _) = app.gateway("/gateway/users", &b.access_token).await;
+    let (a_ws, _) = app.gateway("/gateway/guilds", &a.access_token).await;
+    let online = loop {
+        let frame = b_ws.dispatch("PRESENCE_UPDATE").await;
+        if frame["d"]["user_id"] == a.id.as_str() {
+            break frame;
+        }
+    };
+    assert_eq!(online["d"]["status"], "online");
+    // Once a has left, b no longer hears of a.
+    drop(a_ws);
+    let offline = loop {
+        let frame = b_ws.dispatch("PRESENCE_UPDATE").await;
+        if frame["d"]["user_id"] == a.id.as_str() {
+            break frame;
+        }
+    };
+    assert_eq!(offline["d"]["status"], "offline");
+    let res = app
+        .delete(
+            &format!("/api/v1/users/@me/guilds/{guild}"),
+            Some(&a.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let (_again, _) = app.gateway("/gateway/guilds", &a.access_token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Some(Received::Frame(frame)) = b_ws
+        .recv_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        assert!(
+            !(frame["t"] == "PRESENCE_UPDATE" && frame["d"]["user_id"] == a.id.as_str()),
+            "{frame}"
+        );
+    }
 }

@@ -91,6 +91,21 @@ fn body_error(error: actix_web::Error) -> AppError {
     }
 }
 
+/// An optional JSON body: empty (or blank) or `null` is `T::default()`; otherwise the
+/// rules of [`Json`] (malformed JSON 400, a wrong shape 422 naming the field).
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| AppError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}")))?;
+    if value.is_null() {
+        Ok(T::default())
+    } else {
+        json_object(value)
+    }
+}
+
 /// A JSON object read into `T`; a wrong shape is 422 naming the field.
 pub fn json_object<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,

@@ -1,7 +1,8 @@
 //! Presence, aggregated over all of a user's sockets on all live nodes: `dnd` wins
 //! over `online`, `online` over `idle`; no socket anywhere (after a short grace) is
 //! `offline`. A change goes out as PRESENCE_UPDATE (ephemeral) to the user's profile
-//! topic, which their friends listen to, and to the user's own sessions.
+//! topic, which their friends listen to, to the user's own sessions, and to the
+//! topics of an [`Audience`] (the guilds they are in, set by the app).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -67,6 +68,17 @@ pub struct Presence {
 
 gateway_event!(Presence, "PRESENCE_UPDATE", Users, ephemeral);
 
+/// More topics a user's presence goes to (each of `users`, in one go); the app sets
+/// the guilds crate's, so that those who share a guild see it.
+pub type Audience = Arc<
+    dyn Fn(
+            Vec<UserId>,
+        )
+            -> synctalk_gateway::BoxFuture<'static, anyhow::Result<HashMap<UserId, Vec<Topic>>>>
+        + Send
+        + Sync,
+>;
+
 /// Presence for one node. Recomputations are queued and done in batches (one query
 /// for every user whose sockets changed meanwhile), so a burst of connects costs a
 /// few queries, not one each.
@@ -76,6 +88,7 @@ pub struct Presences {
     hub: Weak<Hub>,
     grace: Duration,
     queue: mpsc::UnboundedSender<UserId>,
+    audience: Arc<std::sync::RwLock<Option<Audience>>>,
 }
 
 impl Presences {
@@ -87,9 +100,17 @@ impl Presences {
             hub: Arc::downgrade(hub),
             grace,
             queue,
+            audience: Arc::default(),
         };
         tokio::spawn(presences.clone().recompute(rx));
         presences
+    }
+
+    /// Sends presence also to these topics of each user.
+    pub fn set_audience(&self, audience: Audience) {
+        if let Ok(mut slot) = self.audience.write() {
+            *slot = Some(audience);
+        }
     }
 
     /// Recomputes a user's presence soon and announces it if it changed.
@@ -123,9 +144,20 @@ impl Presences {
             .await;
             match changed {
                 Ok(changed) => {
+                    let audience = self.audience.read().ok().and_then(|a| a.clone());
+                    let mut more = HashMap::new();
+                    if let Some(audience) = audience
+                        && !changed.is_empty()
+                    {
+                        match audience(changed.iter().map(|(u, _)| *u).collect()).await {
+                            Ok(found) => more = found,
+                            Err(error) => tracing::warn!(%error, "presence audience unknown"),
+                        }
+                    }
                     for (user, status) in changed {
-                        self.announce(user, status, vec![Topic::Profile(user), Topic::User(user)])
-                            .await;
+                        let mut topics = vec![Topic::Profile(user), Topic::User(user)];
+                        topics.extend(more.remove(&user).unwrap_or_default());
+                        self.announce(user, status, topics).await;
                     }
                 }
                 Err(error) => tracing::warn!(%error, users = users.len(), "presence update failed"),

@@ -1,0 +1,2 @@
+DROP TABLE folder_items;
+DROP TABLE folders;
