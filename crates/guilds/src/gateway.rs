@@ -96,6 +96,9 @@ impl GatewayDomain for GuildsGateway {
         Box::pin(async move {
             let users: Vec<UserId> = auths.iter().map(|a| a.user_id).collect();
             let (pairs, structures) = structures(conn, &users).await?;
+            let ids: Vec<GuildId> = structures.keys().copied().collect();
+            let mut members = read::members_of_many(conn, &ids, &users).await?;
+            let counts = read::member_counts(conn, &ids).await?;
             let mut parts = Vec::with_capacity(auths.len());
             for auth in auths {
                 let mut guilds = Vec::new();
@@ -104,10 +107,10 @@ impl GatewayDomain for GuildsGateway {
                     let Some(structure) = structures.get(guild) else {
                         continue;
                     };
-                    let Some(member) = read::member(conn, *guild, auth.user_id).await? else {
+                    let Some(member) = members.remove(&(*guild, auth.user_id)) else {
                         continue;
                     };
-                    let count = read::member_count(conn, *guild).await?;
+                    let count = counts.get(guild).copied().unwrap_or(1);
                     let state = read::state(structure, member, count);
                     topics.push(Topic::Guild(*guild));
                     topics.extend(state.channels.iter().map(|c| Topic::Channel(c.id)));

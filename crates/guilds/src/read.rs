@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use synctalk_db::AsyncPgConnection;
-use synctalk_db::schema::{audit_log, bans, invites, members, users};
+use synctalk_db::schema::{audit_log, bans, invites, member_roles, members, users};
 use synctalk_kernel::pagination::Cursor;
 use synctalk_kernel::{GuildId, Page, RoleId, UserId};
 use synctalk_users::dto::User;
@@ -83,6 +83,64 @@ pub async fn members_page(
         .load(conn)
         .await?;
     load_members(conn, guild, page.in_order(rows)).await
+}
+
+/// The members that `users` are of `guilds` (live users only), keyed by both, in two
+/// queries.
+pub async fn members_of_many(
+    conn: &mut AsyncPgConnection,
+    guilds: &[GuildId],
+    users_: &[UserId],
+) -> QueryResult<HashMap<(GuildId, UserId), Member>> {
+    let rows: Vec<(GuildId, MemberRow, UserRow)> = members::table
+        .inner_join(users::table.on(users::id.eq(members::user_id)))
+        .filter(members::guild_id.eq_any(guilds))
+        .filter(members::user_id.eq_any(users_))
+        .filter(users::deleted_at.is_null())
+        .select((
+            members::guild_id,
+            (members::user_id, members::nick, members::joined_at),
+            UserRow::as_select(),
+        ))
+        .load(conn)
+        .await?;
+    let roles: Vec<(GuildId, UserId, RoleId)> = member_roles::table
+        .filter(member_roles::guild_id.eq_any(guilds))
+        .filter(member_roles::user_id.eq_any(users_))
+        .select((member_roles::guild_id, member_roles::user_id, member_roles::role_id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(guild, (user_id, nick, joined_at), user)| {
+            let role_ids = roles
+                .iter()
+                .filter(|(g, u, _)| *g == guild && *u == user_id)
+                .map(|(_, _, r)| *r)
+                .collect();
+            let member = Member {
+                user: User::from(user),
+                nick,
+                role_ids,
+                joined_at,
+            };
+            ((guild, user_id), member)
+        })
+        .collect())
+}
+
+/// How many members each of `guilds` has, in one query.
+pub async fn member_counts(
+    conn: &mut AsyncPgConnection,
+    guilds: &[GuildId],
+) -> QueryResult<HashMap<GuildId, i64>> {
+    let rows: Vec<(GuildId, i64)> = members::table
+        .filter(members::guild_id.eq_any(guilds))
+        .group_by(members::guild_id)
+        .select((members::guild_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// How many members a guild has.
