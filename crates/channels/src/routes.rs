@@ -226,6 +226,8 @@ pub(crate) async fn put_folder_item(
 }
 
 /// Take a guild or DM out of a folder
+///
+/// It is then in no folder. Your sockets get FOLDER_UPDATE.
 #[utoipa::path(
     delete, path = "/api/v1/users/@me/folders/{folder_id}/items/{item_id}", tag = "folders",
     security(("bearer" = [])),

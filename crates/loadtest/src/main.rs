@@ -3,6 +3,7 @@
 //! - `idle`: idle authenticated gateway sockets (open loop, below).
 //! - `writes`: closed-loop event-writing requests (`PATCH /users/@me`), see [`writes`].
 //! - `resume-big`: resuming sessions over an outbox of a million rows, see [`resume`].
+//! - `guild`: a guild of 10,000 members: member pages, joins, kicks, see [`guild`].
 //!
 //! `synctalk-load idle` registers users, then opens gateway sockets at a fixed rate
 //! (each one HELLO, IDENTIFY, READY), whatever the server's pace, records how long each
@@ -12,6 +13,7 @@
 //! (loopback in the bench recipe).
 
 mod friends;
+mod guild;
 mod resume;
 mod storm;
 mod writes;
@@ -44,6 +46,8 @@ enum Mode {
     ResumeBig(resume::ResumeArgs),
     /// Resume storm: every session on a node dropped at once, then all resuming at once.
     Storm(storm::StormArgs),
+    /// A big guild: member pages, joins and kicks, and each kick's event at every socket.
+    Guild(guild::GuildArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Mode::Writes(args) => actix_web::rt::System::new().block_on(writes::run(args)),
         Mode::ResumeBig(args) => actix_web::rt::System::new().block_on(resume::run(args)),
         Mode::Storm(args) => actix_web::rt::System::new().block_on(storm::run(args)),
+        Mode::Guild(args) => actix_web::rt::System::new().block_on(guild::run(args)),
     }
 }
 
