@@ -70,7 +70,7 @@ pub async fn members_page(
     guild: GuildId,
     page: Page,
 ) -> QueryResult<Vec<Member>> {
-    let query = members::table
+    let mut query = members::table
         .inner_join(users::table.on(users::id.eq(members::user_id)))
         .filter(members::guild_id.eq(guild))
         .filter(users::deleted_at.is_null())
@@ -79,6 +79,13 @@ pub async fn members_page(
             UserRow::as_select(),
         ))
         .into_boxed();
+    // The same bounds on the users side, or the merge join walks every user below the
+    // cursor.
+    query = match page.cursor {
+        Cursor::After(id) | Cursor::Between { after: id, .. } => query.filter(users::id.gt(id)),
+        Cursor::Before(id) => query.filter(users::id.lt(id)),
+        Cursor::Start => query,
+    };
     let rows: Vec<(MemberRow, UserRow)> = synctalk_kernel::keyset!(query, members::user_id, page)
         .load(conn)
         .await?;
