@@ -353,8 +353,11 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
 
 #[actix_web::test]
 async fn a_resume_replays_what_a_guild_wide_subscription_brought_while_away() {
-    // The resume lands on another node, which reads the replay from the outbox.
-    let nodes = TestApp::cluster(2, |_| {}).await;
+    // The resume lands on another node, which reads the replay from the outbox; the
+    // relay is slow, so the last rows are still unpublished when the RESUME arrives
+    // (RESUMED must wait for them, though they are of topics the session only comes to
+    // listen to on the way).
+    let nodes = TestApp::cluster(2, |s| s.outbox_poll_ms = 400).await;
     let (app, other) = (&nodes[0], &nodes[1]);
     let owner = app.register("owner").await;
     let a = app.register("aaa").await;
@@ -394,6 +397,9 @@ async fn a_resume_replays_what_a_guild_wide_subscription_brought_while_away() {
         .status,
         Status::OK
     );
+    // The join's rows are published (a poll goes by); what follows is not, yet, when
+    // the RESUME arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
     let res = app
         .post(
             &format!("/api/v1/guilds/{guild}/channels"),

@@ -115,6 +115,7 @@ diesel::table! {
         icon_url -> Nullable<Text>,
         created_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        member_count -> Int4,
     }
 }
 

@@ -441,6 +441,37 @@ pub async fn read_topics(
     Ok(records(rows))
 }
 
+/// The topics that subscription records written to `topics` name, published after
+/// `after` or committed and not yet published: what sessions listening to `topics`
+/// since `after` have started (or will start) listening to on the way.
+pub async fn subscribed_since(
+    conn: &mut AsyncPgConnection,
+    topics: &[Topic],
+    after: i64,
+) -> diesel::QueryResult<Vec<Topic>> {
+    #[derive(QueryableByName)]
+    struct Subject {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
+    let rows: Vec<Subject> = diesel::sql_query(
+        "SELECT payload #>> '{}' AS value FROM outbox \
+         WHERE kind = 'subscribe' AND topic = ANY($1) AND position > $2 \
+         UNION SELECT payload #>> '{}' FROM outbox \
+         WHERE kind = 'subscribe' AND topic = ANY($1) AND position IS NULL \
+         AND id > (SELECT floor FROM outbox_relay WHERE id = 1)",
+    )
+    .bind::<Array<Text>, _>(&topics)
+    .bind::<BigInt, _>(after)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.value.parse().ok())
+        .collect())
+}
+
 /// The ids of committed rows of `topics` that the relay has not published yet.
 pub async fn unpublished(
     conn: &mut AsyncPgConnection,

@@ -114,7 +114,11 @@ pub async fn members_of_many(
     let roles: Vec<(GuildId, UserId, RoleId)> = member_roles::table
         .filter(member_roles::guild_id.eq_any(guilds))
         .filter(member_roles::user_id.eq_any(users_))
-        .select((member_roles::guild_id, member_roles::user_id, member_roles::role_id))
+        .select((
+            member_roles::guild_id,
+            member_roles::user_id,
+            member_roles::role_id,
+        ))
         .load(conn)
         .await?;
     Ok(rows
@@ -136,27 +140,28 @@ pub async fn members_of_many(
         .collect())
 }
 
-/// How many members each of `guilds` has, in one query.
+/// How many members each of `guilds` has, in one query (the count the trigger on
+/// `members` keeps).
 pub async fn member_counts(
     conn: &mut AsyncPgConnection,
-    guilds: &[GuildId],
+    guild_ids: &[GuildId],
 ) -> QueryResult<HashMap<GuildId, i64>> {
-    let rows: Vec<(GuildId, i64)> = members::table
-        .filter(members::guild_id.eq_any(guilds))
-        .group_by(members::guild_id)
-        .select((members::guild_id, diesel::dsl::count_star()))
+    use synctalk_db::schema::guilds;
+    let rows: Vec<(GuildId, i32)> = guilds::table
+        .filter(guilds::id.eq_any(guild_ids))
+        .select((guilds::id, guilds::member_count))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows.into_iter().map(|(g, n)| (g, i64::from(n))).collect())
 }
 
 /// How many members a guild has.
 pub async fn member_count(conn: &mut AsyncPgConnection, guild: GuildId) -> QueryResult<i64> {
-    members::table
-        .filter(members::guild_id.eq(guild))
-        .count()
-        .get_result(conn)
-        .await
+    Ok(member_counts(conn, &[guild])
+        .await?
+        .get(&guild)
+        .copied()
+        .unwrap_or(0))
 }
 
 /// A guild as `member` first sees it.
@@ -343,7 +348,12 @@ pub async fn guilds_of(
     Ok(page.in_order(rows).into_iter().map(Guild::from).collect())
 }
 
-/// The guild topics of each of `users` (the live guilds they are in), in one query.
+/// Presence goes to the members of guilds up to this size; in larger ones (as in
+/// Discord's "large" guilds) every member's every change would reach every other.
+pub const PRESENCE_GUILD_LIMIT: i32 = 250;
+
+/// The guild topics of each of `users` for presence (the live guilds they are in of at
+/// most [`PRESENCE_GUILD_LIMIT`] members), in one query.
 pub async fn guild_topics(
     conn: &mut AsyncPgConnection,
     users_: &[UserId],
@@ -353,6 +363,7 @@ pub async fn guild_topics(
         .inner_join(guilds::table.on(guilds::id.eq(members::guild_id)))
         .filter(members::user_id.eq_any(users_))
         .filter(guilds::deleted_at.is_null())
+        .filter(guilds::member_count.le(PRESENCE_GUILD_LIMIT))
         .select((members::user_id, members::guild_id))
         .load(conn)
         .await?;

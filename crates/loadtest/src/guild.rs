@@ -98,7 +98,10 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     let registered_in = started.elapsed();
-    eprintln!("registered {total} users in {:.1} s", registered_in.as_secs_f64());
+    eprintln!(
+        "registered {total} users in {:.1} s",
+        registered_in.as_secs_f64()
+    );
     let id = |a: &Account| a.user["id"].as_str().unwrap_or_default().to_owned();
     let owner = &accounts[0];
     let post = awc::http::Method::POST;
@@ -125,20 +128,22 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no invite: {invite}"))?
         .to_owned();
     let joining = Instant::now();
-    let joined: Vec<anyhow::Result<(u16, Value)>> = futures_util::stream::iter(&accounts[1..args.members])
-        .map(|a| {
-            let (client, url) = (&client, format!("{base}/api/v1/invites/{code}"));
-            async move { request(client, awc::http::Method::POST, url, &a.access_token).await }
-        })
-        .buffer_unordered(args.concurrency)
-        .collect()
-        .await;
-    let join_failures = joined
-        .iter()
-        .filter(|r| !matches!(r, Ok((200, _))))
-        .count();
+    let joined: Vec<anyhow::Result<(u16, Value)>> =
+        futures_util::stream::iter(&accounts[1..args.members])
+            .map(|a| {
+                let (client, url) = (&client, format!("{base}/api/v1/invites/{code}"));
+                async move { request(client, awc::http::Method::POST, url, &a.access_token).await }
+            })
+            .buffer_unordered(args.concurrency)
+            .collect()
+            .await;
+    let join_failures = joined.iter().filter(|r| !matches!(r, Ok((200, _)))).count();
     let joined_in = joining.elapsed();
-    eprintln!("{} joined in {:.1} s ({join_failures} failed)", args.members - 1, joined_in.as_secs_f64());
+    eprintln!(
+        "{} joined in {:.1} s ({join_failures} failed)",
+        args.members - 1,
+        joined_in.as_secs_f64()
+    );
 
     // A socket per member, counting GUILD_MEMBER_REMOVEs.
     let removals = Rc::new(RefCell::new(Removals::default()));
@@ -151,7 +156,12 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
     for (i, account) in accounts[..args.members].iter().enumerate() {
         let due = opening + Duration::from_micros(1_000_000 * i as u64 / args.rate.max(1));
         let (url, token) = (ws_url.clone(), account.access_token.clone());
-        let (removals, ready, failed, stop) = (removals.clone(), ready.clone(), failed.clone(), stop.clone());
+        let (removals, ready, failed, stop) = (
+            removals.clone(),
+            ready.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
         let timeout = Duration::from_secs(args.timeout);
         tasks.push(actix_web::rt::spawn(async move {
             actix_web::rt::time::sleep_until(due.into()).await;
@@ -177,14 +187,18 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
                             && let Some(user) = frame["d"]["user"]["id"].as_str()
                         {
                             let mut r = removals.borrow_mut();
-                            let entry = r.seen.entry(user.to_owned()).or_insert((0, Instant::now()));
+                            let entry =
+                                r.seen.entry(user.to_owned()).or_insert((0, Instant::now()));
                             entry.0 += 1;
                             entry.1 = Instant::now();
                         }
                     }
                     Ok(Err(_)) => return,
                     Err(_) => {
-                        if send(&mut socket, json!({"op": 1, "d": null})).await.is_err() {
+                        if send(&mut socket, json!({"op": 1, "d": null}))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         beat = Instant::now() + Duration::from_secs(30);
@@ -193,12 +207,16 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(args.timeout + args.members as u64 / args.rate.max(1));
+    let deadline =
+        Instant::now() + Duration::from_secs(args.timeout + args.members as u64 / args.rate.max(1));
     while ready.get() + failed.get() < args.members && Instant::now() < deadline {
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     }
     let sockets_up = ready.get();
-    eprintln!("{sockets_up} sockets up in {:.1} s", opening.elapsed().as_secs_f64());
+    eprintln!(
+        "{sockets_up} sockets up in {:.1} s",
+        opening.elapsed().as_secs_f64()
+    );
 
     // Pages of 100 members, after a member id (spread over the guild).
     let mut pages = Histogram::<u64>::new(3)?;
@@ -220,7 +238,14 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
     let mut join_errors = 0;
     for a in &accounts[args.members..] {
         let begun = Instant::now();
-        match request(&client, post.clone(), format!("{base}/api/v1/invites/{code}"), &a.access_token).await {
+        match request(
+            &client,
+            post.clone(),
+            format!("{base}/api/v1/invites/{code}"),
+            &a.access_token,
+        )
+        .await
+        {
             Ok((200, _)) => {
                 let _ = joins.record(micros(begun.elapsed()));
             }

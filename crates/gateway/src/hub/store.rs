@@ -234,6 +234,28 @@ impl Job for TakeOver {
             .collect();
         topics.sort_unstable();
         topics.dedup();
+        // And what they subscribed to since their bases (a guild, then its channels
+        // through the guild's topic), however deep: rows of those committed before the
+        // resume must come before RESUMED too.
+        let since = taken
+            .iter()
+            .flatten()
+            .map(|t| t.base.position)
+            .min()
+            .unwrap_or(0);
+        let mut frontier = topics.clone();
+        for _ in 0..8 {
+            if frontier.is_empty() {
+                break;
+            }
+            let mut found = crate::event::subscribed_since(conn, &frontier, since).await?;
+            found.sort_unstable();
+            found.dedup();
+            found.retain(|t| topics.binary_search(t).is_err());
+            topics.extend(found.iter().copied());
+            topics.sort_unstable();
+            frontier = found;
+        }
         let barrier = Arc::new(Barrier {
             head: crate::event::head(conn).await?,
             unpublished: if topics.is_empty() {
