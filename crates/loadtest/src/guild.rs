@@ -2,8 +2,8 @@
 //!
 //! Registers `--members` users; the first makes a guild and an invite; the others
 //! join by it (`--concurrency` at a time). Every member opens a socket on
-//! `/gateway/guilds` (at `--rate` per second). Then, one request at a time (closed
-//! loop), it measures:
+//! `/gateway/guilds` (at `--rate` per second). After `--settle` seconds, one request at
+//! a time (closed loop), it measures:
 //! - pages of 100 members (`GET /guilds/{id}/members?limit=100&after=<a member>`);
 //! - joins by invite of `--extra` more users (`POST /invites/{code}`);
 //! - kicks of those users (`DELETE /guilds/{id}/members/{user}`), and for each kick how
@@ -44,6 +44,10 @@ pub(crate) struct GuildArgs {
     /// Sockets opened per second.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Seconds to let the server settle after the sockets are up (their presence, the
+    /// first checkpoint) before measuring.
+    #[arg(long, default_value_t = 10)]
+    settle: u64,
     /// How long to wait for a kick's event at every socket, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -302,6 +306,7 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         "members": args.members,
         "sockets_up": sockets_up,
         "sockets_failed": failed.get(),
+        "settle_seconds": args.settle,
         "setup": {
             "registered_seconds": registered_in.as_secs_f64(),
             "joined_seconds": joined_in.as_secs_f64(),
