@@ -6,7 +6,7 @@ use synctalk_guilds::access::{self as guild_access, Lock};
 use synctalk_guilds::dto::{Channel, ChannelKind, PermissionOverwrite};
 use synctalk_guilds::permissions::Permissions;
 use synctalk_guilds::visibility;
-use synctalk_kernel::error::FieldErrors;
+use synctalk_kernel::error::{FieldErrors, fields_checked, gather};
 use synctalk_kernel::http::{Json, resource};
 use synctalk_kernel::{
     AppError, AppResult, AuthUser, ChannelId, ErrorCode, ErrorResponse, GuildId, UserId,
@@ -250,16 +250,6 @@ pub(crate) async fn remove_folder_item(
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn gather<T>(fields: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(problem) => {
-            fields.entry(name.to_owned()).or_default().push(problem);
-            None
-        }
-    }
-}
-
 fn position(value: i64) -> Result<i32, String> {
     i32::try_from(value)
         .ok()
@@ -339,9 +329,7 @@ pub(crate) async fn create_guild_channel(
     let position = body
         .position
         .and_then(|p| gather(&mut fields, "position", position(p)));
-    if !fields.is_empty() {
-        return Err(AppError::validation(fields));
-    }
+    fields_checked(fields)?;
     let (Some(name), Some(topic)) = (name, topic) else {
         return Err(AppError::field("name", "is invalid"));
     };
@@ -431,9 +419,7 @@ pub(crate) async fn update_channel(
     let position = body
         .position
         .and_then(|p| gather(&mut fields, "position", position(p)));
-    if !fields.is_empty() {
-        return Err(AppError::validation(fields));
-    }
+    fields_checked(fields)?;
     let mut conn = synctalk_db::conn(&pool).await?;
     let peek = access::load(&mut conn, channel, auth.user_id, false).await?;
     let updated = match peek.kind {
@@ -457,7 +443,12 @@ pub(crate) async fn update_channel(
         }
         _ => {
             let name = match name {
-                Some(None) => return Err(AppError::field("name", "a guild channel needs a name")),
+                Some(None) => {
+                    return Err(AppError::new(
+                        ErrorCode::Conflict,
+                        "a guild channel keeps a name (only a group DM's can be null)",
+                    ));
+                }
                 Some(Some(name)) => Some(name),
                 None => None,
             };

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use synctalk_testkit::{Method, Received, Response, Status, TestApp, TestUser, WsClient};
+use synctalk_testkit::{Method, Received, Response, Status, TestApp, TestUser};
 
 const VIEW_CHANNEL: u64 = 1 << 10;
 const BAN_MEMBERS: u64 = 1 << 2;
@@ -55,33 +55,6 @@ async fn guild_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> (
 async fn put(app: &TestApp, path: &str, who: &TestUser, body: Option<Value>) -> Response {
     app.request(Method::PUT, path, Some(&who.access_token), body)
         .await
-}
-
-async fn next_of(ws: &mut WsClient, names: &[&str]) -> Value {
-    loop {
-        let frame = ws.frame().await;
-        if let Some(t) = frame["t"].as_str()
-            && names.contains(&t)
-        {
-            return frame;
-        }
-    }
-}
-
-async fn none_of(ws: &mut WsClient, names: &[&str], wait: Duration) {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match ws.recv_within(left).await {
-            None => return,
-            Some(Received::Frame(frame)) => {
-                if let Some(t) = frame["t"].as_str() {
-                    assert!(!names.contains(&t), "unexpected {frame}");
-                }
-            }
-            Some(Received::Closed(code)) => panic!("closed {code:?}"),
-        }
-    }
 }
 
 #[actix_web::test]
@@ -150,9 +123,9 @@ async fn guild_channels_need_manage_channels_and_reach_their_viewers() {
     assert_eq!(res.body["kind"], "text");
 
     // Everyone can see them: a gets both CHANNEL_CREATEs, then the channel's updates.
-    let first = next_of(&mut a_ws, &["CHANNEL_CREATE"]).await;
+    let first = a_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(first["d"]["id"], cat.as_str());
-    let second = next_of(&mut a_ws, &["CHANNEL_CREATE"]).await;
+    let second = a_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(second["d"]["id"], rust.as_str());
     let res = app
         .patch(
@@ -162,7 +135,7 @@ async fn guild_channels_need_manage_channels_and_reach_their_viewers() {
         )
         .await;
     assert_eq!(res.status, Status::OK, "{}", res.text);
-    let update = next_of(&mut a_ws, &["CHANNEL_UPDATE"]).await;
+    let update = a_ws.next_of(&["CHANNEL_UPDATE"]).await;
     assert_eq!(update["d"]["topic"], "more crabs");
     let res = app
         .patch(
@@ -190,9 +163,9 @@ async fn guild_channels_need_manage_channels_and_reach_their_viewers() {
         )
         .await;
     assert_eq!(res.status, Status::NO_CONTENT);
-    let gone = next_of(&mut a_ws, &["CHANNEL_DELETE"]).await;
+    let gone = a_ws.next_of(&["CHANNEL_DELETE"]).await;
     assert_eq!(gone["d"]["id"], cat.as_str());
-    let moved = next_of(&mut a_ws, &["CHANNEL_UPDATE"]).await;
+    let moved = a_ws.next_of(&["CHANNEL_UPDATE"]).await;
     assert_eq!(moved["d"]["id"], rust.as_str());
     assert!(moved["d"]["parent_id"].is_null());
     let list = app.get(&path, Some(&a.access_token)).await;
@@ -246,7 +219,7 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
         json!({"id": guild, "type": "role", "allow": "0", "deny": VIEW_CHANNEL.to_string()})
     );
     for ws in [&mut a_ws, &mut b_ws] {
-        let lost = next_of(ws, &["CHANNEL_DELETE", "CHANNEL_UPDATE"]).await;
+        let lost = ws.next_of(&["CHANNEL_DELETE", "CHANNEL_UPDATE"]).await;
         assert_eq!(lost["t"], "CHANNEL_DELETE", "{lost}");
         assert_eq!(lost["d"]["id"], general.as_str());
     }
@@ -269,7 +242,7 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
     )
     .await;
     assert_eq!(res.status, Status::OK, "{}", res.text);
-    let back = next_of(&mut a_ws, &["CHANNEL_CREATE"]).await;
+    let back = a_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(back["d"]["id"], general.as_str());
     let res = app
         .patch(
@@ -279,10 +252,9 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
         )
         .await;
     assert_eq!(res.status, Status::OK);
-    let renamed = next_of(&mut a_ws, &["CHANNEL_UPDATE"]).await;
+    let renamed = a_ws.next_of(&["CHANNEL_UPDATE"]).await;
     assert_eq!(renamed["d"]["name"], "secret");
-    none_of(
-        &mut b_ws,
+    b_ws.none_of(
         &["CHANNEL_UPDATE", "CHANNEL_CREATE"],
         Duration::from_millis(500),
     )
@@ -337,7 +309,7 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
     )
     .await;
     assert_eq!(res.status, Status::OK, "{}", res.text);
-    let shown = next_of(&mut b_ws, &["CHANNEL_CREATE"]).await;
+    let shown = b_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(shown["d"]["id"], general.as_str());
     // Removing it hides it again.
     let res = app
@@ -347,7 +319,7 @@ async fn a_private_channel_hides_at_once_and_shows_to_those_let_in() {
         )
         .await;
     assert_eq!(res.status, Status::NO_CONTENT);
-    let hidden = next_of(&mut b_ws, &["CHANNEL_DELETE"]).await;
+    let hidden = b_ws.next_of(&["CHANNEL_DELETE"]).await;
     assert_eq!(hidden["d"]["id"], general.as_str());
 }
 
@@ -480,7 +452,7 @@ async fn a_dm_is_the_same_channel_for_the_same_pair_and_blocked_users_cannot_ope
     let theirs = open(&b, &a).await;
     assert_eq!(theirs.status, Status::OK);
     assert_eq!(theirs.body["id"], first.body["id"]);
-    let created = next_of(&mut b_ws, &["CHANNEL_CREATE"]).await;
+    let created = b_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(created["d"]["id"], first.body["id"]);
     let dm = first.body["id"].as_str().unwrap();
     assert_eq!(
@@ -577,7 +549,7 @@ async fn group_dms_add_remove_leave_and_stay_within_ten() {
     assert_eq!(res.body["owner_id"], owner.id.as_str());
     assert_eq!(res.body["recipients"].as_array().unwrap().len(), 4);
     let group = res.body["id"].as_str().unwrap().to_owned();
-    let created = next_of(&mut u0_ws, &["CHANNEL_CREATE"]).await;
+    let created = u0_ws.next_of(&["CHANNEL_CREATE"]).await;
     assert_eq!(created["d"]["name"], "weekend");
 
     // Any member adds; the others hear CHANNEL_RECIPIENT_ADD.
@@ -586,7 +558,7 @@ async fn group_dms_add_remove_leave_and_stay_within_ten() {
         put(&app, &recipient(3), &others[0], None).await.status,
         Status::NO_CONTENT
     );
-    let added = next_of(&mut u0_ws, &["CHANNEL_RECIPIENT_ADD"]).await;
+    let added = u0_ws.next_of(&["CHANNEL_RECIPIENT_ADD"]).await;
     assert_eq!(added["d"]["user"]["id"], others[3].id.as_str());
     assert_eq!(
         put(&app, &recipient(3), &others[0], None).await.status,
@@ -619,9 +591,11 @@ async fn group_dms_add_remove_leave_and_stay_within_ten() {
     assert_eq!(res.status, Status::FORBIDDEN);
     let res = app.delete(&recipient(0), Some(&owner.access_token)).await;
     assert_eq!(res.status, Status::NO_CONTENT);
-    let removed = next_of(&mut u0_ws, &["CHANNEL_RECIPIENT_REMOVE", "CHANNEL_DELETE"]).await;
+    let removed = u0_ws
+        .next_of(&["CHANNEL_RECIPIENT_REMOVE", "CHANNEL_DELETE"])
+        .await;
     assert_eq!(removed["t"], "CHANNEL_RECIPIENT_REMOVE");
-    let gone = next_of(&mut u0_ws, &["CHANNEL_DELETE"]).await;
+    let gone = u0_ws.next_of(&["CHANNEL_DELETE"]).await;
     assert_eq!(gone["d"]["id"], group.as_str());
     let res = app
         .patch(
@@ -631,7 +605,9 @@ async fn group_dms_add_remove_leave_and_stay_within_ten() {
         )
         .await;
     assert_eq!(res.status, Status::OK, "{}", res.text);
-    none_of(&mut u0_ws, &["CHANNEL_UPDATE"], Duration::from_millis(500)).await;
+    u0_ws
+        .none_of(&["CHANNEL_UPDATE"], Duration::from_millis(500))
+        .await;
     assert_eq!(
         app.get(
             &format!("/api/v1/channels/{group}"),
@@ -722,7 +698,7 @@ async fn folders_group_my_guilds_and_dms_and_follow_me_to_my_other_devices() {
         .await;
     assert_eq!(work.status, Status::CREATED, "{}", work.text);
     let work = work.body["id"].as_str().unwrap().to_owned();
-    let update = next_of(&mut phone, &["FOLDER_UPDATE"]).await;
+    let update = phone.next_of(&["FOLDER_UPDATE"]).await;
     assert_eq!(update["d"]["folders"][0]["name"], "Work");
 
     let item = |folder: &str, id: &str| format!("{folders}/{folder}/items/{id}");

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use synctalk_db::Pool;
-use synctalk_kernel::error::FieldErrors;
+use synctalk_kernel::error::{FieldErrors, fields_checked, gather};
 use synctalk_kernel::http::{Json, resource};
 use synctalk_kernel::{
     AppError, AppResult, AuthUser, ErrorResponse, GuildId, PageQuery, RoleId, UserId,
@@ -94,24 +94,6 @@ fn color(value: i64) -> Result<i32, String> {
         .ok_or_else(|| "must be an RGB color, 0 to 16777215".to_owned())
 }
 
-fn gather<T>(fields: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
-    match result {
-        Ok(value) => Some(value),
-        Err(problem) => {
-            fields.entry(name.to_owned()).or_default().push(problem);
-            None
-        }
-    }
-}
-
-fn done(fields: FieldErrors) -> AppResult<()> {
-    if fields.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::validation(fields))
-    }
-}
-
 /// Create a guild
 ///
 /// You become its owner. It comes with an `@everyone` role and a `general` text
@@ -140,7 +122,7 @@ pub(crate) async fn create_guild(
         Some(url) => gather(&mut fields, "icon_url", parse_avatar_url(url)).map(Some),
         None => Some(None),
     };
-    done(fields)?;
+    fields_checked(fields)?;
     let (Some(name), Some(icon_url)) = (name, icon_url) else {
         return Err(AppError::field("name", "is invalid"));
     };
@@ -266,7 +248,7 @@ pub(crate) async fn update_guild(
         Some(None) => Some(None),
         Some(Some(url)) => gather(&mut fields, "icon_url", parse_avatar_url(&url)).map(Some),
     };
-    done(fields)?;
+    fields_checked(fields)?;
     let changes = service::GuildChanges {
         name,
         icon_url,
@@ -377,6 +359,7 @@ pub(crate) async fn get_member(
         (status = 401, description = "No or bad token", body = ErrorResponse),
         (status = 403, description = "`missing_permissions`", body = ErrorResponse),
         (status = 404, description = "No such guild or member, or you are not in it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: `role_ids` holds `@everyone`", body = ErrorResponse),
         (status = 422, description = "Invalid `nick` or `role_ids`", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
@@ -401,7 +384,7 @@ pub(crate) async fn update_member(
             .or_default()
             .push("must hold at most 250 roles".into());
     }
-    done(fields)?;
+    fields_checked(fields)?;
     let changes = service::MemberChanges {
         nick,
         role_ids: body.role_ids,
@@ -543,7 +526,7 @@ fn role_form(
             .ok_or_else(|| "must be 1 to 250".to_owned());
         gather(&mut fields, "position", parsed)
     });
-    done(fields)?;
+    fields_checked(fields)?;
     Ok(service::RoleChanges {
         name,
         color,
@@ -602,6 +585,7 @@ pub(crate) async fn create_role(
         (status = 401, description = "No or bad token", body = ErrorResponse),
         (status = 403, description = "`missing_permissions`", body = ErrorResponse),
         (status = 404, description = "No such guild or role, or you are not in it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the name or position of `@everyone`", body = ErrorResponse),
         (status = 422, description = "Invalid fields", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
@@ -826,7 +810,7 @@ pub(crate) async fn create_invite(
             .filter(|n| (0..=604_800).contains(n))
             .ok_or_else(|| "must be 0 to 604800".to_owned()),
     );
-    done(fields)?;
+    fields_checked(fields)?;
     let (Some(max_uses), Some(max_age_secs)) = (max_uses, max_age_secs) else {
         return Err(AppError::field("max_uses", "is invalid"));
     };

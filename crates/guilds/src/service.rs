@@ -839,7 +839,10 @@ pub async fn update_role(
             } else {
                 "position"
             };
-            return Err(AppError::field(field, "cannot be changed on @everyone"));
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("the {field} of @everyone cannot be changed"),
+            ));
         }
         let mut audit = serde_json::Map::new();
         let mut new = old.clone();

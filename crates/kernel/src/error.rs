@@ -85,6 +85,27 @@ impl fmt::Display for ErrorCode {
 /// Per-field problems of a 422: field name to a list of human-readable problems.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
+/// Keeps a parsed value, or files its problem under `name` (to answer every field's
+/// problem in one 422 with [`fields_checked`]).
+pub fn gather<T>(fields: &mut FieldErrors, name: &str, result: Result<T, String>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(problem) => {
+            fields.entry(name.to_owned()).or_default().push(problem);
+            None
+        }
+    }
+}
+
+/// 422 with every gathered problem, or nothing to complain about.
+pub fn fields_checked(fields: FieldErrors) -> Result<(), AppError> {
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::validation(fields))
+    }
+}
+
 /// The error every handler returns.
 pub struct AppError {
     code: ErrorCode,

@@ -907,6 +907,35 @@ impl WsClient {
         }
     }
 
+    /// The next DISPATCH whose `t` is one of `names`, skipping every other frame.
+    pub async fn next_of(&mut self, names: &[&str]) -> Value {
+        loop {
+            let frame = self.frame().await;
+            if let Some(t) = frame["t"].as_str()
+                && names.contains(&t)
+            {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts that nothing of `names` arrives for `wait` (other frames may).
+    pub async fn none_of(&mut self, names: &[&str], wait: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                None => return,
+                Some(Received::Frame(frame)) => {
+                    if let Some(t) = frame["t"].as_str() {
+                        assert!(!names.contains(&t), "unexpected {frame}");
+                    }
+                }
+                Some(Received::Closed(code)) => panic!("closed {code:?}"),
+            }
+        }
+    }
+
     /// Expects the server to close, and returns the code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {
