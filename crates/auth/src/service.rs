@@ -289,6 +289,8 @@ impl AuthService {
             })
             .await?;
         if let Some(session) = reused_session {
+            // This node refuses it at once; the others when the NOTIFY reaches them.
+            self.sessions.evict(session);
             tracing::info!(session_id = %session, "session revoked after refresh token reuse");
         }
         match outcome {
@@ -311,7 +313,9 @@ impl AuthService {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.sessions.evict(auth.session_id);
+        Ok(())
     }
 
     /// The caller's live sessions, newest first.
@@ -342,7 +346,9 @@ impl AuthService {
             }
             ended(conn, &[session]).await
         })
-        .await
+        .await?;
+        self.sessions.evict(session);
+        Ok(())
     }
 
     fn token_response(
