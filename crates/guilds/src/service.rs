@@ -162,24 +162,29 @@ pub async fn update(
             );
         }
         if let Some(name) = &changes.name {
-            diesel::update(guilds::table.find(guild))
-                .set(guilds::name.eq(name))
-                .execute(conn)
-                .await?;
             audit.insert(
                 "name".into(),
                 json!({"old": access.guild.name, "new": name}),
             );
         }
         if let Some(icon) = &changes.icon_url {
-            diesel::update(guilds::table.find(guild))
-                .set(guilds::icon_url.eq(icon))
-                .execute(conn)
-                .await?;
             audit.insert(
                 "icon_url".into(),
                 json!({"old": access.guild.icon_url, "new": icon}),
             );
+        }
+        if changes.name.is_some() || changes.icon_url.is_some() {
+            // One statement for both (a field left out keeps its value).
+            diesel::update(guilds::table.find(guild))
+                .set((
+                    guilds::name.eq(changes.name.as_ref().unwrap_or(&access.guild.name)),
+                    guilds::icon_url.eq(changes
+                        .icon_url
+                        .clone()
+                        .unwrap_or_else(|| access.guild.icon_url.clone())),
+                ))
+                .execute(conn)
+                .await?;
         }
         let updated = Guild::from(
             access::guild(conn, guild, Lock::No)

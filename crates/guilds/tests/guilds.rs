@@ -128,6 +128,8 @@ async fn invalid_guild_input_is_422_and_changes_nothing() {
         json!({"name": "x".repeat(101)}),
         json!({"name": "ok", "icon_url": "ftp://x"}),
         json!({"name": "a\u{202e}b"}),
+        json!({"name": "a\u{0}b"}),
+        json!({"name": "ok", "icon_url": "https://x/\u{0}"}),
         json!({}),
     ] {
         let res = app
