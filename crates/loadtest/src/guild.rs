@@ -7,7 +7,8 @@
 //! - pages of 100 members (`GET /guilds/{id}/members?limit=100&after=<a member>`);
 //! - joins by invite of `--extra` more users (`POST /invites/{code}`);
 //! - kicks of those users (`DELETE /guilds/{id}/members/{user}`), and for each kick how
-//!   long until the last member socket had its GUILD_MEMBER_REMOVE, and how many got it.
+//!   long until the last member socket had its GUILD_MEMBER_REMOVE, and how many got it;
+//!   the next kick waits until then.
 //!
 //! Results go to a JSON file. Every loop is bounded in count and time; it only talks to
 //! the URL given (loopback in the bench recipe).
@@ -59,11 +60,44 @@ pub(crate) struct GuildArgs {
     out: Option<String>,
 }
 
-/// Who got which kick's GUILD_MEMBER_REMOVE, and when the last one did.
+/// Which member sockets got which GUILD_MEMBER_ADD / GUILD_MEMBER_REMOVE, and when the
+/// last one did.
 #[derive(Default)]
-struct Removals {
-    /// Kicked user id -> (sockets that got it, when the last did).
-    seen: HashMap<String, (usize, Instant)>,
+struct Seen {
+    /// (event name, user id) -> (sockets that got it, when the last did).
+    events: HashMap<(&'static str, String), (usize, Instant)>,
+}
+
+/// One measured kind of request (joins, kicks) and its event's way to every socket.
+struct Measured {
+    latency: Histogram<u64>,
+    errors: usize,
+    /// From the request's start to the last member socket having its event.
+    to_last_socket: Histogram<u64>,
+    deliveries: usize,
+    expected: usize,
+}
+
+impl Measured {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            latency: Histogram::new(3)?,
+            errors: 0,
+            to_last_socket: Histogram::new(3)?,
+            deliveries: 0,
+            expected: 0,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "latency_ms": latency_ms(&self.latency),
+            "errors": self.errors,
+            "to_last_socket_ms": latency_ms(&self.to_last_socket),
+            "event_deliveries": self.deliveries,
+            "event_expected": self.expected,
+        })
+    }
 }
 
 async fn request(
@@ -149,8 +183,8 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         joined_in.as_secs_f64()
     );
 
-    // A socket per member, counting GUILD_MEMBER_REMOVEs.
-    let removals = Rc::new(RefCell::new(Removals::default()));
+    // A socket per member, counting GUILD_MEMBER_ADDs and GUILD_MEMBER_REMOVEs.
+    let seen = Rc::new(RefCell::new(Seen::default()));
     let ready = Rc::new(Cell::new(0usize));
     let failed = Rc::new(Cell::new(0usize));
     let stop = Rc::new(Cell::new(false));
@@ -160,12 +194,8 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
     for (i, account) in accounts[..args.members].iter().enumerate() {
         let due = opening + Duration::from_micros(1_000_000 * i as u64 / args.rate.max(1));
         let (url, token) = (ws_url.clone(), account.access_token.clone());
-        let (removals, ready, failed, stop) = (
-            removals.clone(),
-            ready.clone(),
-            failed.clone(),
-            stop.clone(),
-        );
+        let (seen, ready, failed, stop) =
+            (seen.clone(), ready.clone(), failed.clone(), stop.clone());
         let timeout = Duration::from_secs(args.timeout);
         tasks.push(actix_web::rt::spawn(async move {
             actix_web::rt::time::sleep_until(due.into()).await;
@@ -187,12 +217,17 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
             while !stop.get() {
                 match tokio::time::timeout_at(beat.into(), next_json(&mut socket)).await {
                     Ok(Ok(frame)) => {
-                        if frame["t"] == "GUILD_MEMBER_REMOVE"
-                            && let Some(user) = frame["d"]["user"]["id"].as_str()
-                        {
-                            let mut r = removals.borrow_mut();
-                            let entry =
-                                r.seen.entry(user.to_owned()).or_insert((0, Instant::now()));
+                        let kind = match frame["t"].as_str() {
+                            Some("GUILD_MEMBER_ADD") => "GUILD_MEMBER_ADD",
+                            Some("GUILD_MEMBER_REMOVE") => "GUILD_MEMBER_REMOVE",
+                            _ => continue,
+                        };
+                        if let Some(user) = frame["d"]["user"]["id"].as_str() {
+                            let mut seen = seen.borrow_mut();
+                            let entry = seen
+                                .events
+                                .entry((kind, user.to_owned()))
+                                .or_insert((0, Instant::now()));
                             entry.0 += 1;
                             entry.1 = Instant::now();
                         }
@@ -221,6 +256,7 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         "{sockets_up} sockets up in {:.1} s",
         opening.elapsed().as_secs_f64()
     );
+    actix_web::rt::time::sleep(Duration::from_secs(args.settle)).await;
 
     // Pages of 100 members, after a member id (spread over the guild).
     let mut pages = Histogram::<u64>::new(3)?;
@@ -237,68 +273,49 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
             _ => page_errors += 1,
         }
     }
-    // Joins by invite, then kicks, one at a time.
-    let mut joins = Histogram::<u64>::new(3)?;
-    let mut join_errors = 0;
-    for a in &accounts[args.members..] {
-        let begun = Instant::now();
-        match request(
-            &client,
-            post.clone(),
-            format!("{base}/api/v1/invites/{code}"),
-            &a.access_token,
-        )
-        .await
-        {
-            Ok((200, _)) => {
-                let _ = joins.record(micros(begun.elapsed()));
+    // Joins by invite, then kicks of the same users, one at a time. Each waits until
+    // every member socket has the event of the one before (or `--timeout`): a request is
+    // timed alone, not while the server and the load tool still carry 10,000 frames of
+    // the previous one.
+    let one_by_one = async |kind: &'static str, method: awc::http::Method, ok: u16| {
+        let mut m = Measured::new()?;
+        for a in &accounts[args.members..] {
+            let user = id(a);
+            let (url, token) = match kind {
+                "GUILD_MEMBER_ADD" => (format!("{base}/api/v1/invites/{code}"), &a.access_token),
+                _ => (
+                    format!("{base}/api/v1/guilds/{guild_id}/members/{user}"),
+                    &owner.access_token,
+                ),
+            };
+            let begun = Instant::now();
+            match request(&client, method.clone(), url, token).await {
+                Ok((status, _)) if status == ok => {
+                    let _ = m.latency.record(micros(begun.elapsed()));
+                }
+                _ => {
+                    m.errors += 1;
+                    continue;
+                }
             }
-            _ => join_errors += 1,
-        }
-    }
-    let mut kicks = Histogram::<u64>::new(3)?;
-    let mut kick_errors = 0;
-    let mut kicked_at: Vec<(String, Instant)> = Vec::new();
-    for a in &accounts[args.members..] {
-        let user = id(a);
-        let begun = Instant::now();
-        let url = format!("{base}/api/v1/guilds/{guild_id}/members/{user}");
-        match request(&client, awc::http::Method::DELETE, url, &owner.access_token).await {
-            Ok((204, _)) => {
-                let _ = kicks.record(micros(begun.elapsed()));
-                kicked_at.push((user, begun));
+            let key = (kind, user);
+            let got = || seen.borrow().events.get(&key).copied();
+            let wait_until = Instant::now() + Duration::from_secs(args.timeout);
+            while got().is_none_or(|(n, _)| n < sockets_up) && Instant::now() < wait_until {
+                actix_web::rt::time::sleep(Duration::from_millis(1)).await;
             }
-            _ => kick_errors += 1,
-        }
-    }
-    // Every member socket gets each kick's GUILD_MEMBER_REMOVE.
-    let wait_until = Instant::now() + Duration::from_secs(args.timeout);
-    loop {
-        let complete = {
-            let r = removals.borrow();
-            kicked_at
-                .iter()
-                .all(|(u, _)| r.seen.get(u).is_some_and(|(n, _)| *n >= sockets_up))
-        };
-        if complete || Instant::now() >= wait_until {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut fanout = Histogram::<u64>::new(3)?;
-    let (mut deliveries, mut expected) = (0usize, 0usize);
-    {
-        let r = removals.borrow();
-        for (user, begun) in &kicked_at {
-            expected += sockets_up;
-            if let Some((n, last)) = r.seen.get(user) {
-                deliveries += n;
-                if *n >= sockets_up {
-                    let _ = fanout.record(micros(last.duration_since(*begun)));
+            m.expected += sockets_up;
+            if let Some((n, last)) = got() {
+                m.deliveries += n;
+                if n >= sockets_up {
+                    let _ = m.to_last_socket.record(micros(last.duration_since(begun)));
                 }
             }
         }
-    }
+        anyhow::Ok(m)
+    };
+    let joins = one_by_one("GUILD_MEMBER_ADD", post.clone(), 200).await?;
+    let kicks = one_by_one("GUILD_MEMBER_REMOVE", awc::http::Method::DELETE, 204).await?;
     stop.set(true);
     drop(tasks);
     let result = json!({
@@ -314,13 +331,8 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         },
         "member_page_ms": latency_ms(&pages),
         "member_page_errors": page_errors,
-        "join_ms": latency_ms(&joins),
-        "join_errors": join_errors,
-        "kick_ms": latency_ms(&kicks),
-        "kick_errors": kick_errors,
-        "kick_event_deliveries": deliveries,
-        "kick_event_expected": expected,
-        "kick_to_last_socket_ms": latency_ms(&fanout),
+        "join": joins.json(),
+        "kick": kicks.json(),
     });
     emit(&result, args.out.as_deref())
 }
