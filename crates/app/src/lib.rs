@@ -114,6 +114,7 @@ impl Application {
                 )),
                 Arc::new(synctalk_guilds::gateway::GuildsGateway),
                 Arc::new(synctalk_channels::gateway::ChannelsGateway),
+                Arc::new(synctalk_messaging::gateway::MessagingGateway),
                 Arc::new(synctalk_channels::folders::FoldersGateway),
                 Arc::new(synctalk_guilds::gateway::GuildPresenceTopics),
             ],
@@ -174,7 +175,8 @@ impl Application {
                 .configure(synctalk_auth::configure)
                 .configure(synctalk_users::configure)
                 .configure(synctalk_guilds::configure)
-                .configure(synctalk_channels::configure);
+                .configure(synctalk_channels::configure)
+                .configure(synctalk_messaging::configure);
             let mut app = App::new()
                 .app_data(pool.clone())
                 .app_data(auth.clone())
@@ -263,6 +265,7 @@ pub fn events() -> Vec<synctalk_gateway::EventInfo> {
     let mut all = synctalk_users::events::all();
     all.extend(synctalk_guilds::events::all());
     all.extend(synctalk_channels::events::all());
+    all.extend(synctalk_messaging::events::all());
     all.extend(synctalk_gateway::GatewayDomain::events(
         &synctalk_channels::folders::FoldersGateway,
     ));

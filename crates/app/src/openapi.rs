@@ -37,6 +37,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(synctalk_users::UsersApi::openapi());
     doc.merge(synctalk_guilds::GuildsApi::openapi());
     doc.merge(synctalk_channels::ChannelsApi::openapi());
+    doc.merge(synctalk_messaging::MessagingApi::openapi());
     Shared.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -41,16 +41,22 @@ fn ephemeral_events() -> BTreeSet<&'static str> {
 /// Dispatches of the session itself: `s` is null.
 const SESSION_EVENTS: &[&str] = &["READY", "RESUMED"];
 /// Commands (op 12 `t`) the gateway handles.
-const COMMANDS: &[&str] = &["PRESENCE"];
+const COMMANDS: &[&str] = &["PRESENCE", "SEND_MESSAGE"];
 /// The channels, their addresses and the domains they carry.
 const CHANNELS: &[(&str, &str, &[Domain])] = &[
     ("users", "/gateway/users", &[Domain::Users]),
     ("guilds", "/gateway/guilds", &[Domain::Guilds]),
     ("channels", "/gateway/channels", &[Domain::Channels]),
+    ("messaging", "/gateway/messaging", &[Domain::Messaging]),
     (
         "gateway",
         "/gateway",
-        &[Domain::Users, Domain::Guilds, Domain::Channels],
+        &[
+            Domain::Users,
+            Domain::Guilds,
+            Domain::Channels,
+            Domain::Messaging,
+        ],
     ),
 ];
 /// What every channel's server sends, whatever its domains.
@@ -70,6 +76,7 @@ const CLIENT_FRAMES: &[&str] = &["HEARTBEAT", "IDENTIFY", "RESUME"];
 fn commands_of(domain: Domain) -> &'static [&'static str] {
     match domain {
         Domain::Users => &["PRESENCE"],
+        Domain::Messaging => &["SEND_MESSAGE"],
         _ => &[],
     }
 }
@@ -496,6 +503,14 @@ fn client_frames() -> Vec<(&'static str, Value)> {
             "PRESENCE",
             json!({"op": 12, "t": "PRESENCE", "nonce": "x", "d": {"status": "dnd"}}),
         ),
+        (
+            "SEND_MESSAGE",
+            json!({"op": 12, "t": "SEND_MESSAGE", "nonce": "2", "d": {"channel_id": session_id, "content": "hi"}}),
+        ),
+        (
+            "SEND_MESSAGE",
+            json!({"op": 12, "t": "SEND_MESSAGE", "nonce": "3", "d": {"channel_id": session_id, "content": "re", "reply_to": session_id, "nonce": "k1"}}),
+        ),
     ]
 }
 
@@ -565,8 +580,15 @@ fn every_client_frame_matches_its_message_and_the_server_decodes_it() {
                 assert!(COMMANDS.contains(&command));
                 assert_eq!(decoded.t.as_deref(), Some(command));
                 assert!(decoded.nonce.is_some());
-                let status = decoded.d["status"].as_str().expect("status");
-                assert!(Status::parse(status).is_some_and(|s| s != Status::Offline));
+                if command == "SEND_MESSAGE" {
+                    serde_json::from_value::<synctalk_messaging::dto::SendMessageCommand>(
+                        decoded.d,
+                    )
+                    .expect("SEND_MESSAGE d");
+                } else {
+                    let status = decoded.d["status"].as_str().expect("status");
+                    assert!(Status::parse(status).is_some_and(|s| s != Status::Offline));
+                }
             }
         }
     }
@@ -848,5 +870,7 @@ fn the_channels_are_the_built_paths() {
     assert!(domains.is_valid(&json!(Domain::Guilds.as_str())));
     assert!(domains.is_valid(&json!("guilds,users")));
     assert!(domains.is_valid(&json!("channels,guilds,users")));
-    assert!(!domains.is_valid(&json!("messaging")));
+    assert!(domains.is_valid(&json!("messaging,users")));
+    assert!(!domains.is_valid(&json!("calls")));
+    assert!(!domains.is_valid(&json!("")));
 }

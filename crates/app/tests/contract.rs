@@ -12,6 +12,7 @@ type Parser = fn(&str) -> bool;
 
 fn parsers() -> Vec<(&'static str, &'static str, Parser)> {
     use synctalk_auth::domain as auth;
+    use synctalk_messaging::service as messaging;
     use synctalk_users::domain as users;
     vec![
         ("RegisterRequest", "username", |v| {
@@ -41,6 +42,15 @@ fn parsers() -> Vec<(&'static str, &'static str, Parser)> {
         }),
         ("FriendRequest", "username", |v| {
             users::parse_friend_username(v).is_ok()
+        }),
+        ("SendMessage", "content", |v| {
+            messaging::parse_content(v).is_ok()
+        }),
+        ("SendMessage", "nonce", |v| {
+            messaging::parse_nonce(v).is_ok()
+        }),
+        ("EditMessage", "content", |v| {
+            messaging::parse_content(v).is_ok()
         }),
     ]
 }

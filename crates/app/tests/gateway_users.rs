@@ -61,7 +61,10 @@ async fn the_combined_gateway_carries_named_domains() {
         .await;
     assert_eq!(ready["domains"], json!(["users"]));
     let (_all, ready) = app.gateway("/gateway", &alice.access_token).await;
-    assert_eq!(ready["domains"], json!(["users", "guilds", "channels"]));
+    assert_eq!(
+        ready["domains"],
+        json!(["users", "guilds", "channels", "messaging"])
+    );
     assert_eq!(ready["guilds"], json!([]));
     assert_eq!(ready["channels"], json!([]));
     assert_eq!(ready["relationships"], json!([]));

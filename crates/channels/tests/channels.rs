@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use synctalk_testkit::{Method, Received, Response, Status, TestApp, TestUser};
+use synctalk_testkit::{Received, Response, Status, TestApp, TestUser};
 
 const VIEW_CHANNEL: u64 = 1 << 10;
 const BAN_MEMBERS: u64 = 1 << 2;
@@ -13,48 +13,11 @@ const MANAGE_ROLES: u64 = 1 << 28;
 const MANAGE_CHANNELS: u64 = 1 << 4;
 
 async fn guild_with(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> (String, String) {
-    let res = app
-        .post(
-            "/api/v1/guilds",
-            Some(&owner.access_token),
-            json!({"name": "G"}),
-        )
-        .await;
-    let guild = res.body["id"].as_str().unwrap().to_owned();
-    let code = app
-        .post(
-            &format!("/api/v1/guilds/{guild}/invites"),
-            Some(&owner.access_token),
-            json!({}),
-        )
-        .await
-        .body["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for member in members {
-        let res = app
-            .post(
-                &format!("/api/v1/invites/{code}"),
-                Some(&member.access_token),
-                json!({}),
-            )
-            .await;
-        assert_eq!(res.status, Status::OK);
-    }
-    let channels = app
-        .get(
-            &format!("/api/v1/guilds/{guild}/channels"),
-            Some(&owner.access_token),
-        )
-        .await;
-    let general = channels.body[0]["id"].as_str().unwrap().to_owned();
-    (guild, general)
+    app.guild_with(owner, members).await
 }
 
 async fn put(app: &TestApp, path: &str, who: &TestUser, body: Option<Value>) -> Response {
-    app.request(Method::PUT, path, Some(&who.access_token), body)
-        .await
+    app.put(path, Some(&who.access_token), body).await
 }
 
 #[actix_web::test]

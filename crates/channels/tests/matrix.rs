@@ -1,6 +1,6 @@
-//! The authorization matrix of guilds and channels: every operation the OpenAPI
-//! document tags `guilds` or `channels` (read from the document, so a new route cannot
-//! be left out), tried by an outsider, a plain member, a member whose role has exactly
+//! The authorization matrix of guilds, channels and messages: every operation the
+//! OpenAPI document tags `guilds`, `channels` or `messaging` (read from the document,
+//! so a new route cannot be left out), tried by an outsider, a plain member, a member whose role has exactly
 //! the permission the route needs, and the owner, each on a fresh guild; each gets
 //! exactly the documented status. A private resource is 404 to those who cannot see
 //! it, never 403.
@@ -16,6 +16,7 @@ const BAN_MEMBERS: u64 = 1 << 2;
 const MANAGE_CHANNELS: u64 = 1 << 4;
 const MANAGE_GUILD: u64 = 1 << 5;
 const VIEW_AUDIT_LOG: u64 = 1 << 7;
+const MANAGE_MESSAGES: u64 = 1 << 13;
 const MANAGE_NICKNAMES: u64 = 1 << 27;
 const MANAGE_ROLES: u64 = 1 << 28;
 
@@ -40,6 +41,8 @@ struct Row {
     setup: Setup,
     /// Outsider, plain member, permitted member, owner.
     expect: [u16; 4],
+    /// The code of a 403.
+    refusal: &'static str,
 }
 
 fn row(
@@ -56,6 +59,7 @@ fn row(
         body,
         setup: Setup::None,
         expect,
+        refusal: "missing_permissions",
     }
 }
 
@@ -254,6 +258,86 @@ fn rows() -> Vec<Row> {
             [404, 200, 200, 200],
         ),
         row(
+            M::GET,
+            "/api/v1/channels/{channel_id}/messages",
+            0,
+            None,
+            [404, 200, 200, 200],
+        ),
+        row(
+            M::POST,
+            "/api/v1/channels/{channel_id}/messages",
+            0,
+            Some(json!({"content": "hi"})),
+            [404, 201, 201, 201],
+        ),
+        row(
+            M::GET,
+            "/api/v1/channels/{channel_id}/messages/{message_id}",
+            0,
+            None,
+            [404, 200, 200, 200],
+        ),
+        Row {
+            refusal: "forbidden",
+            ..row(
+                M::PATCH,
+                "/api/v1/channels/{channel_id}/messages/{message_id}",
+                MANAGE_MESSAGES,
+                Some(json!({"content": "edited"})),
+                [404, 403, 403, 200],
+            )
+        },
+        row(
+            M::DELETE,
+            "/api/v1/channels/{channel_id}/messages/{message_id}",
+            MANAGE_MESSAGES,
+            None,
+            [404, 403, 204, 204],
+        ),
+        row(
+            M::PUT,
+            "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+            0,
+            None,
+            [404, 204, 204, 204],
+        ),
+        row(
+            M::DELETE,
+            "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+            0,
+            None,
+            [404, 204, 204, 204],
+        ),
+        row(
+            M::GET,
+            "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+            0,
+            None,
+            [404, 200, 200, 200],
+        ),
+        row(
+            M::GET,
+            "/api/v1/channels/{channel_id}/pins",
+            0,
+            None,
+            [404, 200, 200, 200],
+        ),
+        row(
+            M::PUT,
+            "/api/v1/channels/{channel_id}/pins/{message_id}",
+            MANAGE_MESSAGES,
+            None,
+            [404, 403, 204, 204],
+        ),
+        row(
+            M::DELETE,
+            "/api/v1/channels/{channel_id}/pins/{message_id}",
+            MANAGE_MESSAGES,
+            None,
+            [404, 403, 204, 204],
+        ),
+        row(
             M::POST,
             "/api/v1/guilds/{guild_id}/channels",
             MANAGE_CHANNELS,
@@ -326,6 +410,8 @@ struct Fixture {
     roles: Vec<String>,
     codes: Vec<String>,
     channels: Vec<String>,
+    /// A message of the owner in each channel.
+    messages: Vec<String>,
 }
 
 async fn ok(res: synctalk_testkit::Response, status: Status) -> Value {
@@ -373,6 +459,7 @@ async fn fixture(app: &TestApp, people: &People, row: &Row) -> Fixture {
     let mut roles = Vec::new();
     let mut codes = Vec::new();
     let mut channels = Vec::new();
+    let mut messages = Vec::new();
     for i in 0..4 {
         let role = ok(
             app.post(
@@ -396,7 +483,19 @@ async fn fixture(app: &TestApp, people: &People, row: &Row) -> Fixture {
             Status::CREATED,
         )
         .await;
-        channels.push(channel["id"].as_str().unwrap().to_owned());
+        let channel = channel["id"].as_str().unwrap().to_owned();
+        let message = ok(
+            app.post(
+                &format!("/api/v1/channels/{channel}/messages"),
+                token,
+                json!({"content": format!("m{i}")}),
+            )
+            .await,
+            Status::CREATED,
+        )
+        .await;
+        messages.push(message["id"].as_str().unwrap().to_owned());
+        channels.push(channel);
     }
     // The permitted member's role: the row's permission, above every other role.
     let role = ok(
@@ -483,6 +582,7 @@ async fn fixture(app: &TestApp, people: &People, row: &Row) -> Fixture {
         roles,
         codes,
         channels,
+        messages,
     }
 }
 
@@ -509,7 +609,10 @@ async fn every_guild_and_channel_route_answers_each_kind_of_caller_as_documented
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let tags = operation["tags"].as_array().unwrap();
-            if tags.iter().any(|t| t == "guilds" || t == "channels") {
+            if tags
+                .iter()
+                .any(|t| t == "guilds" || t == "channels" || t == "messaging")
+            {
                 documented.insert((method.to_uppercase(), path.clone()));
             }
         }
@@ -547,7 +650,9 @@ async fn every_guild_and_channel_route_answers_each_kind_of_caller_as_documented
                 .replace("{role_id}", &fixture.roles[i])
                 .replace("{target_id}", &fixture.roles[i])
                 .replace("{code}", &fixture.codes[i])
-                .replace("{channel_id}", &fixture.channels[i]);
+                .replace("{channel_id}", &fixture.channels[i])
+                .replace("{message_id}", &fixture.messages[i])
+                .replace("{emoji}", "%F0%9F%91%8D");
             let res = app
                 .request(
                     row.method.clone(),
@@ -566,7 +671,7 @@ async fn every_guild_and_channel_route_answers_each_kind_of_caller_as_documented
                 res.text
             );
             if res.status == Status::FORBIDDEN {
-                assert_eq!(res.code(), "missing_permissions");
+                assert_eq!(res.code(), row.refusal);
             }
         }
     }

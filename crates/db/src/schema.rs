@@ -1,5 +1,11 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
     audit_log (id) {
         id -> Uuid,
@@ -159,6 +165,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
+    messages (channel_id, id) {
+        channel_id -> Uuid,
+        id -> Uuid,
+        author_id -> Uuid,
+        content -> Text,
+        nonce -> Nullable<Text>,
+        reply_to -> Nullable<Uuid>,
+        mentions -> Array<Nullable<Uuid>>,
+        mention_roles -> Array<Nullable<Uuid>>,
+        mention_everyone -> Bool,
+        pinned_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        edited_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        search -> Nullable<Tsvector>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         position -> Nullable<Int8>,
@@ -183,6 +211,25 @@ diesel::table! {
     presences (user_id) {
         user_id -> Uuid,
         status -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reactions (channel_id, message_id, emoji, user_id) {
+        channel_id -> Uuid,
+        message_id -> Uuid,
+        emoji -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    read_states (user_id, channel_id) {
+        user_id -> Uuid,
+        channel_id -> Uuid,
+        last_read_id -> Uuid,
         updated_at -> Timestamptz,
     }
 }
@@ -266,7 +313,12 @@ diesel::joinable!(guilds -> users (owner_id));
 diesel::joinable!(invites -> guilds (guild_id));
 diesel::joinable!(members -> guilds (guild_id));
 diesel::joinable!(members -> users (user_id));
+diesel::joinable!(messages -> channels (channel_id));
+diesel::joinable!(messages -> users (author_id));
 diesel::joinable!(presences -> users (user_id));
+diesel::joinable!(reactions -> users (user_id));
+diesel::joinable!(read_states -> channels (channel_id));
+diesel::joinable!(read_states -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(roles -> guilds (guild_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -286,9 +338,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     member_roles,
     members,
+    messages,
     outbox,
     outbox_relay,
     presences,
+    reactions,
+    read_states,
     refresh_tokens,
     relationships,
     roles,

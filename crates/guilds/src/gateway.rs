@@ -83,6 +83,35 @@ async fn structures(
     Ok((pairs, out))
 }
 
+/// For each of `users`, the topics of their guilds that a session listens to: each
+/// guild's, and each channel's they can see. The messaging gateway listens to the same
+/// (a channel's messages go to its topic, and a new channel everyone sees is
+/// subscribed through the guild's topic).
+pub async fn topics(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+) -> Result<HashMap<UserId, Vec<Topic>>, AppError> {
+    let (pairs, structures) = structures(conn, users).await?;
+    let ids: Vec<GuildId> = structures.keys().copied().collect();
+    let members = read::members_of_many(conn, &ids, users).await?;
+    let mut out: HashMap<UserId, Vec<Topic>> = HashMap::new();
+    for (user, guild) in pairs {
+        let (Some(structure), Some(member)) = (structures.get(&guild), members.get(&(guild, user)))
+        else {
+            continue;
+        };
+        let topics = out.entry(user).or_default();
+        topics.push(Topic::Guild(guild));
+        topics.extend(
+            structure
+                .visible(user, &member.role_ids)
+                .into_iter()
+                .map(|c| Topic::Channel(c.id)),
+        );
+    }
+    Ok(out)
+}
+
 impl GatewayDomain for GuildsGateway {
     fn domain(&self) -> Domain {
         Domain::Guilds

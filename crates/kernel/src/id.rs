@@ -111,3 +111,7 @@ define_id!(
     /// The id of a role in a guild. A guild's `@everyone` role has the guild's id.
     RoleId
 );
+define_id!(
+    /// The id of a message (unique within its channel; time-ordered like every id).
+    MessageId
+);

@@ -19,6 +19,6 @@ pub mod serde_ext;
 
 pub use auth::{AuthUser, Authenticator};
 pub use error::{AppError, AppResult, ErrorCode, ErrorResponse};
-pub use id::{CallId, ChannelId, GuildId, RoleId, SessionId, UserId};
+pub use id::{CallId, ChannelId, GuildId, MessageId, RoleId, SessionId, UserId};
 pub use pagination::{Page, PageQuery};
 pub use secret::Secret;

@@ -613,6 +613,42 @@ impl TestApp {
         self.request(Method::DELETE, path, token, None).await
     }
 
+    /// PUT, with a JSON body or none.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        self.request(Method::PUT, path, token, body).await
+    }
+
+    /// A guild named "G" of `owner` that each of `members` joined by one invite:
+    /// (the guild's id, its `general` channel's id).
+    pub async fn guild_with(&self, owner: &TestUser, members: &[&TestUser]) -> (String, String) {
+        let token = Some(owner.access_token.as_str());
+        let res = self
+            .post("/api/v1/guilds", token, json!({"name": "G"}))
+            .await;
+        assert_eq!(res.status, Status::CREATED, "{}", res.text);
+        let guild = res.body["id"].as_str().unwrap_or_default().to_owned();
+        let res = self
+            .post(&format!("/api/v1/guilds/{guild}/invites"), token, json!({}))
+            .await;
+        assert_eq!(res.status, Status::CREATED, "{}", res.text);
+        let code = res.body["code"].as_str().unwrap_or_default().to_owned();
+        for member in members {
+            let res = self
+                .post(
+                    &format!("/api/v1/invites/{code}"),
+                    Some(&member.access_token),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(res.status, Status::OK, "{}", res.text);
+        }
+        let res = self
+            .get(&format!("/api/v1/guilds/{guild}/channels"), token)
+            .await;
+        let general = res.body[0]["id"].as_str().unwrap_or_default().to_owned();
+        (guild, general)
+    }
+
     /// Registers `username` (email `<username>@example.com`, a fixed password).
     pub async fn register(&self, username: &str) -> TestUser {
         let password = "correct horse battery staple";

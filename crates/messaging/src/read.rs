@@ -1,0 +1,269 @@
+//! Reading messages: pages newest first by keyset on the id (never offsets), and
+//! turning rows into [`Message`]s (authors, mentioned users, reply summaries and
+//! reaction counts, each in one query for a whole page).
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel_async::RunQueryDsl;
+use synctalk_db::AsyncPgConnection;
+use synctalk_db::schema::{messages, users};
+use synctalk_kernel::{
+    AppError, AppResult, ChannelId, ErrorCode, GuildId, MessageId, RoleId, UserId,
+};
+use synctalk_users::dto::User;
+use synctalk_users::model::UserRow;
+use uuid::Uuid;
+
+use crate::dto::{Message, MessageQuery, Reaction, ReplySummary};
+use crate::model::MessageRow;
+
+/// A checked message list request. Each cursor is a bound: `before` an upper one,
+/// `after` a lower one, and `around` the middle of the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagePage {
+    /// 1-100.
+    pub limit: i64,
+    /// Only ids below.
+    pub before: Option<Uuid>,
+    /// Only ids above.
+    pub after: Option<Uuid>,
+    /// Half the page at or above, half below.
+    pub around: Option<Uuid>,
+}
+
+impl MessageQuery {
+    /// 400 `invalid_query` for a limit out of 1-100.
+    pub fn parse(&self) -> AppResult<MessagePage> {
+        let limit = self
+            .limit
+            .unwrap_or(synctalk_kernel::pagination::DEFAULT_LIMIT);
+        if !(1..=synctalk_kernel::pagination::MAX_LIMIT).contains(&limit) {
+            return Err(AppError::new(
+                ErrorCode::InvalidQuery,
+                "limit must be between 1 and 100",
+            ));
+        }
+        Ok(MessagePage {
+            limit: i64::from(limit),
+            before: self.before,
+            after: self.after,
+            around: self.around,
+        })
+    }
+}
+
+fn live_in(channel: ChannelId) -> messages::BoxedQuery<'static, diesel::pg::Pg> {
+    messages::table
+        .filter(messages::channel_id.eq(channel))
+        .filter(messages::deleted_at.is_null())
+        .into_boxed()
+}
+
+/// A page of a channel's live messages, newest first: the newest (below `before`);
+/// with `after`, the oldest above it (and below `before`); with `around`, the message
+/// and those just after it, then those just before it, half and half, within the
+/// bounds.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    page: MessagePage,
+) -> QueryResult<Vec<MessageRow>> {
+    let select = MessageRow::as_select();
+    let bounded = || {
+        let mut q = live_in(channel);
+        if let Some(before) = page.before {
+            q = q.filter(messages::id.lt(MessageId(before)));
+        }
+        if let Some(after) = page.after {
+            q = q.filter(messages::id.gt(MessageId(after)));
+        }
+        q
+    };
+    let newest_first = |q: messages::BoxedQuery<'static, diesel::pg::Pg>, limit: i64| {
+        q.order(messages::id.desc()).limit(limit).select(select)
+    };
+    let oldest_first = |q: messages::BoxedQuery<'static, diesel::pg::Pg>, limit: i64| {
+        q.order(messages::id.asc()).limit(limit).select(select)
+    };
+    Ok(match (page.around, page.after) {
+        (Some(middle), _) => {
+            // The newer half includes the message itself.
+            let newer = page.limit - page.limit / 2;
+            let q = bounded().filter(messages::id.ge(MessageId(middle)));
+            let mut rows: Vec<MessageRow> = oldest_first(q, newer).load(conn).await?;
+            rows.reverse();
+            let q = bounded().filter(messages::id.lt(MessageId(middle)));
+            let older: Vec<MessageRow> = newest_first(q, page.limit / 2).load(conn).await?;
+            rows.extend(older);
+            rows
+        }
+        (None, Some(_)) => {
+            let mut rows: Vec<MessageRow> = oldest_first(bounded(), page.limit).load(conn).await?;
+            rows.reverse();
+            rows
+        }
+        (None, None) => newest_first(bounded(), page.limit).load(conn).await?,
+    })
+}
+
+/// One live message of a channel.
+pub async fn one(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    id: MessageId,
+    lock: bool,
+) -> QueryResult<Option<MessageRow>> {
+    let query = messages::table
+        .filter(messages::channel_id.eq(channel))
+        .filter(messages::id.eq(id))
+        .filter(messages::deleted_at.is_null())
+        .select(MessageRow::as_select());
+    if lock {
+        query.for_update().first(conn).await.optional()
+    } else {
+        query.first(conn).await.optional()
+    }
+}
+
+/// One emoji's count on one message.
+#[derive(QueryableByName)]
+struct ReactionCount {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    message_id: Uuid,
+    #[diesel(sql_type = Text)]
+    emoji: String,
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+    #[diesel(sql_type = Bool)]
+    me: bool,
+}
+
+/// Users by id, deleted ones too (an old message keeps its author).
+async fn users_by_id(
+    conn: &mut AsyncPgConnection,
+    ids: &[UserId],
+) -> QueryResult<HashMap<UserId, User>> {
+    let rows: Vec<UserRow> = users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, User::from(r))).collect())
+}
+
+/// Turns rows of one channel into messages as `viewer` sees them (`me` on
+/// reactions); `None` for what everyone sees (events).
+pub async fn hydrate(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    viewer: Option<UserId>,
+    rows: Vec<MessageRow>,
+) -> AppResult<Vec<Message>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<MessageId> = rows.iter().map(|r| r.id).collect();
+    let mut people: Vec<UserId> = rows.iter().map(|r| r.author_id).collect();
+    people.extend(
+        rows.iter()
+            .flat_map(|r| r.mentions.iter().flatten().map(|u| UserId(*u))),
+    );
+    people.sort_unstable();
+    people.dedup();
+    let users = users_by_id(conn, &people).await?;
+
+    let replied: Vec<MessageId> = rows.iter().filter_map(|r| r.reply_to).collect();
+    let summaries: HashMap<MessageId, ReplySummary> = if replied.is_empty() {
+        HashMap::new()
+    } else {
+        let found: Vec<(MessageId, UserId, String, bool)> = messages::table
+            .filter(messages::channel_id.eq(channel))
+            .filter(messages::id.eq_any(&replied))
+            .select((
+                messages::id,
+                messages::author_id,
+                messages::content,
+                messages::deleted_at.is_not_null(),
+            ))
+            .load(conn)
+            .await?;
+        found
+            .into_iter()
+            .map(|(id, author_id, content, deleted)| {
+                let content = if deleted { String::new() } else { content };
+                (
+                    id,
+                    ReplySummary {
+                        id,
+                        author_id,
+                        content,
+                        deleted,
+                    },
+                )
+            })
+            .collect()
+    };
+
+    let counted: Vec<ReactionCount> = diesel::sql_query(
+        "SELECT message_id, emoji, count(*) AS count, coalesce(bool_or(user_id = $3), false) AS me \
+         FROM reactions WHERE channel_id = $1 AND message_id = ANY($2) \
+         GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(channel.0)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+        ids.iter().map(|m| m.0).collect::<Vec<_>>(),
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(viewer.map(|v| v.0))
+    .load(conn)
+    .await?;
+    let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
+    for r in counted {
+        by_message
+            .entry(MessageId(r.message_id))
+            .or_default()
+            .push(Reaction {
+                emoji: r.emoji,
+                count: r.count,
+                me: r.me,
+            });
+    }
+
+    rows.into_iter()
+        .map(|row| {
+            let author = users
+                .get(&row.author_id)
+                .cloned()
+                .ok_or_else(|| AppError::internal(anyhow::anyhow!("message author missing")))?;
+            Ok(Message {
+                id: row.id,
+                channel_id: row.channel_id,
+                guild_id: guild,
+                author,
+                mentions: row
+                    .mentions
+                    .iter()
+                    .flatten()
+                    .filter_map(|u| users.get(&UserId(*u)).cloned())
+                    .collect(),
+                mention_roles: row
+                    .mention_roles
+                    .iter()
+                    .flatten()
+                    .map(|r| RoleId(*r))
+                    .collect(),
+                mention_everyone: row.mention_everyone,
+                reply_to: row.reply_to.and_then(|r| summaries.get(&r).cloned()),
+                attachments: Vec::new(),
+                reactions: by_message.remove(&row.id).unwrap_or_default(),
+                pinned: row.pinned_at.is_some(),
+                nonce: row.nonce,
+                content: row.content,
+                created_at: row.created_at,
+                edited_at: row.edited_at,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! Handlers of the messaging API.
+
+use actix_web::{HttpResponse, web};
+use synctalk_db::Pool;
+use synctalk_kernel::error::{FieldErrors, fields_checked, gather};
+use synctalk_kernel::http::{Json, resource};
+use synctalk_kernel::{AppError, AppResult, AuthUser, ChannelId, ErrorResponse, MessageId};
+
+use synctalk_kernel::PageQuery;
+use synctalk_users::dto::User;
+
+use crate::dto::{EditMessage, Message, MessageQuery, SendMessage};
+use crate::service::{self, NewMessage, parse_content, parse_nonce};
+use crate::{pins, reactions};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/channels/{channel_id}/messages", "GET, POST")
+            .route(web::get().to(list_messages))
+            .route(web::post().to(send_message)),
+    )
+    .service(
+        resource(
+            "/channels/{channel_id}/messages/{message_id}",
+            "GET, PATCH, DELETE",
+        )
+        .route(web::get().to(get_message))
+        .route(web::patch().to(edit_message))
+        .route(web::delete().to(delete_message)),
+    )
+    .service(
+        resource(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+            "PUT, DELETE",
+        )
+        .route(web::put().to(add_reaction))
+        .route(web::delete().to(remove_reaction)),
+    )
+    .service(
+        resource(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+            "GET",
+        )
+        .route(web::get().to(list_reactions)),
+    )
+    .service(resource("/channels/{channel_id}/pins", "GET").route(web::get().to(list_pins)))
+    .service(
+        resource("/channels/{channel_id}/pins/{message_id}", "PUT, DELETE")
+            .route(web::put().to(pin))
+            .route(web::delete().to(unpin)),
+    );
+}
+
+/// Checks a send's fields (422 with every problem at once); attachments are 404 until
+/// there is an attachments API to upload them with.
+pub(crate) fn checked(body: SendMessage) -> AppResult<NewMessage> {
+    let mut fields = FieldErrors::new();
+    let content = gather(&mut fields, "content", parse_content(&body.content));
+    let nonce = body
+        .nonce
+        .as_deref()
+        .and_then(|n| gather(&mut fields, "nonce", parse_nonce(n)));
+    fields_checked(fields)?;
+    if !body.attachment_ids.is_empty() {
+        return Err(AppError::not_found("attachment"));
+    }
+    Ok(NewMessage {
+        content: content.unwrap_or_default(),
+        reply_to: body.reply_to,
+        nonce,
+    })
+}
+
+/// List messages
+///
+/// A channel's messages, newest first whatever the cursor: the latest, or the newest
+/// `before` an id, the oldest `after` one, or half and half `around` one (cursors
+/// combine as bounds). Deleted messages never appear. Needs READ_MESSAGE_HISTORY in
+/// the channel.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/messages", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), MessageQuery),
+    responses(
+        (status = 200, description = "Messages, newest first", body = Vec<Message>),
+        (status = 400, description = "Bad query (a limit out of range, a malformed id)", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`: no READ_MESSAGE_HISTORY", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_messages(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+    query: web::Query<MessageQuery>,
+) -> AppResult<web::Json<Vec<Message>>> {
+    let page = query.parse()?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let messages = service::list(&mut conn, auth.user_id, path.into_inner(), page).await?;
+    Ok(web::Json(messages))
+}
+
+/// Send a message
+///
+/// Needs SEND_MESSAGES (in a 1:1 DM: neither of you has blocked the other). Mentions
+/// `<@user_id>`, `<@&role_id>` and `@everyone` (the last only with MENTION_EVERYONE)
+/// are parsed and kept. Everyone who can read the channel gets MESSAGE_CREATE on
+/// `/gateway/messaging`. With a `nonce` you sent before in this channel, nothing is
+/// made: 200 with that first message.
+#[utoipa::path(
+    post, path = "/api/v1/channels/{channel_id}/messages", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    request_body = SendMessage,
+    responses(
+        (status = 201, description = "The new message", body = Message),
+        (status = 200, description = "A retry: the message first sent with this nonce", body = Message),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`, or `blocked` in a 1:1 DM", body = ErrorResponse),
+        (status = 404, description = "No such channel (or you cannot see it), no such message to reply to, or no such attachment", body = ErrorResponse),
+        (status = 409, description = "`conflict`: a category holds no messages", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn send_message(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+    body: Json<SendMessage>,
+) -> AppResult<HttpResponse> {
+    let new = checked(body.into_inner()?)?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let (message, made) = service::send(&mut conn, auth.user_id, path.into_inner(), new).await?;
+    Ok(if made {
+        HttpResponse::Created().json(message)
+    } else {
+        HttpResponse::Ok().json(message)
+    })
+}
+
+/// Get a message
+///
+/// Needs READ_MESSAGE_HISTORY in the channel. A deleted message is 404.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/messages/{message_id}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    responses(
+        (status = 200, description = "The message", body = Message),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`: no READ_MESSAGE_HISTORY", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn get_message(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<web::Json<Message>> {
+    let (channel, id) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        service::get(&mut conn, auth.user_id, channel, id).await?,
+    ))
+}
+
+/// Edit a message
+///
+/// Its author only; sets `edited_at` and parses mentions again. The channel's readers
+/// get MESSAGE_UPDATE.
+#[utoipa::path(
+    patch, path = "/api/v1/channels/{channel_id}/messages/{message_id}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    request_body = EditMessage,
+    responses(
+        (status = 200, description = "The message, edited", body = Message),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`forbidden`: not your message; `missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn edit_message(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+    body: Json<EditMessage>,
+) -> AppResult<web::Json<Message>> {
+    let body = body.into_inner()?;
+    let content = parse_content(&body.content).map_err(|p| AppError::field("content", p))?;
+    let (channel, id) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        service::edit(&mut conn, auth.user_id, channel, id, content).await?,
+    ))
+}
+
+/// Delete a message
+///
+/// Its author, or in a guild channel anyone with MANAGE_MESSAGES there. The message
+/// is gone from every read (replies to it show it as deleted); the channel's readers
+/// get MESSAGE_DELETE.
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}/messages/{message_id}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`: someone else's message without MANAGE_MESSAGES", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_message(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<HttpResponse> {
+    let (channel, id) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    service::delete(&mut conn, auth.user_id, channel, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// React to a message
+///
+/// Adds your reaction with a Unicode emoji (URL-encoded in the path; an unknown emoji is
+/// 404). Needs READ_MESSAGE_HISTORY, and ADD_REACTIONS when nobody has reacted with that
+/// emoji yet. Idempotent; a new reaction reaches the channel's readers as
+/// MESSAGE_REACTION_ADD.
+#[utoipa::path(
+    put, path = "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message"), ("emoji" = String, Path, description = "A Unicode emoji, URL-encoded", example = "👍")),
+    responses(
+        (status = 204, description = "You reacted"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, message or emoji, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn add_reaction(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId, String)>,
+) -> AppResult<HttpResponse> {
+    let (channel, message, emoji) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    reactions::add(&mut conn, auth.user_id, channel, message, &emoji).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Take your reaction back
+///
+/// Idempotent; a reaction taken back reaches the channel's readers as
+/// MESSAGE_REACTION_REMOVE.
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message"), ("emoji" = String, Path, description = "A Unicode emoji, URL-encoded", example = "👍")),
+    responses(
+        (status = 204, description = "Your reaction is gone"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, message or emoji, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn remove_reaction(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId, String)>,
+) -> AppResult<HttpResponse> {
+    let (channel, message, emoji) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    reactions::remove(&mut conn, auth.user_id, channel, message, &emoji).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Who reacted
+///
+/// The users who reacted with an emoji, in id order; page with `after` (and `before`).
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message"), ("emoji" = String, Path, description = "A Unicode emoji, URL-encoded", example = "👍"), PageQuery),
+    responses(
+        (status = 200, description = "Users", body = Vec<User>),
+        (status = 400, description = "Bad query", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, message or emoji, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_reactions(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId, String)>,
+    page: web::Query<PageQuery>,
+) -> AppResult<web::Json<Vec<User>>> {
+    let page = page.parse()?;
+    let (channel, message, emoji) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        reactions::users_of(&mut conn, auth.user_id, channel, message, &emoji, page).await?,
+    ))
+}
+
+/// List pinned messages
+///
+/// At most 50, the latest pinned first. Needs READ_MESSAGE_HISTORY.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/pins", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    responses(
+        (status = 200, description = "Pinned messages", body = Vec<Message>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_pins(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+) -> AppResult<web::Json<Vec<Message>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        pins::list(&mut conn, auth.user_id, path.into_inner()).await?,
+    ))
+}
+
+/// Pin a message
+///
+/// MANAGE_MESSAGES in a guild channel; any member of a DM or group DM. At most 50 per
+/// channel (409 `conflict`). Idempotent. Readers get MESSAGE_UPDATE and
+/// CHANNEL_PINS_UPDATE.
+#[utoipa::path(
+    put, path = "/api/v1/channels/{channel_id}/pins/{message_id}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    responses(
+        (status = 204, description = "Pinned"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: 50 pins already", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn pin(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<HttpResponse> {
+    let (channel, message) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    pins::set(&mut conn, auth.user_id, channel, message, true).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Unpin a message
+///
+/// As pinning. Idempotent.
+#[utoipa::path(
+    delete, path = "/api/v1/channels/{channel_id}/pins/{message_id}", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    responses(
+        (status = 204, description = "Not pinned"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn unpin(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<HttpResponse> {
+    let (channel, message) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    pins::set(&mut conn, auth.user_id, channel, message, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,408 @@
+//! Sending, editing and deleting messages: each change and its event in one
+//! transaction, the event on the channel's topic (one outbox row, whatever the
+//! channel's size). Who may do what is decided by `synctalk_channels::access`.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use synctalk_channels::access::{self, ChannelAccess};
+use synctalk_db::AsyncPgConnection;
+use synctalk_db::schema::{channel_recipients, members, messages, roles, users};
+use synctalk_gateway::{Outgoing, Topic, event};
+use synctalk_guilds::dto::ChannelKind;
+use synctalk_guilds::permissions::Permissions;
+use synctalk_kernel::{AppError, AppResult, ChannelId, ErrorCode, MessageId, UserId};
+use synctalk_users::relationships;
+use uuid::Uuid;
+
+use crate::dto::Message;
+use crate::events::{MessageCreate, MessageDelete, MessageUpdate};
+use crate::mentions;
+use crate::model::MessageRow;
+use crate::read;
+
+/// The longest message, in characters.
+pub const MAX_CONTENT: usize = 4000;
+/// The longest nonce, in characters.
+pub const MAX_NONCE: usize = 64;
+
+/// Checks a message's content: at most 4000 characters, not all blank (kept trimmed),
+/// no control characters but line breaks and tabs. The problem is for `content`.
+pub fn parse_content(value: &str) -> Result<String, String> {
+    if value.chars().count() > MAX_CONTENT {
+        return Err(format!("must be at most {MAX_CONTENT} characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("must not contain control characters".into());
+    }
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("must not be blank".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks a nonce: 1-64 characters, no control characters.
+pub fn parse_nonce(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.chars().count() > MAX_NONCE {
+        return Err(format!("must be 1 to {MAX_NONCE} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// A message to send, checked.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Its content.
+    pub content: String,
+    /// The message it answers.
+    pub reply_to: Option<MessageId>,
+    /// The retry key.
+    pub nonce: Option<String>,
+}
+
+/// 409 for a channel that holds no messages (a category).
+fn holds_messages(access: &ChannelAccess) -> AppResult<()> {
+    if access.kind == ChannelKind::Category {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            "a category holds no messages",
+        ));
+    }
+    Ok(())
+}
+
+/// In a 1:1 DM, 403 `blocked` when either has blocked the other.
+async fn not_blocked(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    me: UserId,
+) -> AppResult<()> {
+    if access.kind != ChannelKind::Dm {
+        return Ok(());
+    }
+    let other: Option<UserId> = channel_recipients::table
+        .filter(channel_recipients::channel_id.eq(access.row.id))
+        .filter(channel_recipients::user_id.ne(me))
+        .select(channel_recipients::user_id)
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some(other) = other {
+        if relationships::has_blocked(conn, other, me).await? {
+            return Err(AppError::new(
+                ErrorCode::Blocked,
+                "this user has blocked you",
+            ));
+        }
+        if relationships::has_blocked(conn, me, other).await? {
+            return Err(AppError::new(
+                ErrorCode::Blocked,
+                "you have blocked this user: unblock them to write",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `content` mentions that exists here: live users who are in the guild (or the
+/// DM), the guild's roles (not `@everyone`), and `@everyone` when allowed.
+async fn mentions_in(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    content: &str,
+) -> AppResult<(Vec<Option<Uuid>>, Vec<Option<Uuid>>, bool)> {
+    let parsed = mentions::parse(content);
+    let ids: Vec<UserId> = parsed.users.iter().map(|u| UserId(*u)).collect();
+    let (users, roles, everyone) = match &access.guild {
+        Some(guild) => {
+            let guild_id = guild.guild.id;
+            let users: Vec<UserId> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                members::table
+                    .inner_join(users::table.on(users::id.eq(members::user_id)))
+                    .filter(members::guild_id.eq(guild_id))
+                    .filter(members::user_id.eq_any(&ids))
+                    .filter(users::deleted_at.is_null())
+                    .select(members::user_id)
+                    .load(conn)
+                    .await?
+            };
+            let role_ids: Vec<synctalk_kernel::RoleId> = parsed
+                .roles
+                .iter()
+                .map(|r| synctalk_kernel::RoleId(*r))
+                .collect();
+            let roles: Vec<synctalk_kernel::RoleId> = if role_ids.is_empty() {
+                Vec::new()
+            } else {
+                roles::table
+                    .filter(roles::guild_id.eq(guild_id))
+                    .filter(roles::id.eq_any(&role_ids))
+                    .filter(roles::id.ne(synctalk_kernel::RoleId(guild_id.0)))
+                    .select(roles::id)
+                    .load(conn)
+                    .await?
+            };
+            let everyone =
+                parsed.everyone && access.permissions.contains(Permissions::MENTION_EVERYONE);
+            (
+                users,
+                roles.into_iter().map(|r| r.0).collect::<Vec<_>>(),
+                everyone,
+            )
+        }
+        None => {
+            let users: Vec<UserId> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                channel_recipients::table
+                    .inner_join(users::table.on(users::id.eq(channel_recipients::user_id)))
+                    .filter(channel_recipients::channel_id.eq(access.row.id))
+                    .filter(channel_recipients::user_id.eq_any(&ids))
+                    .filter(users::deleted_at.is_null())
+                    .select(channel_recipients::user_id)
+                    .load(conn)
+                    .await?
+            };
+            (users, Vec::new(), parsed.everyone)
+        }
+    };
+    // In the order written.
+    let users = parsed
+        .users
+        .iter()
+        .filter(|u| users.contains(&UserId(**u)))
+        .map(|u| Some(*u))
+        .collect();
+    let roles = parsed
+        .roles
+        .iter()
+        .filter(|r| roles.contains(r))
+        .map(|r| Some(*r))
+        .collect();
+    Ok((users, roles, everyone))
+}
+
+async fn hydrate_one(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    viewer: Option<UserId>,
+    row: MessageRow,
+) -> AppResult<Message> {
+    let guild = access.row.guild_id;
+    read::hydrate(conn, access.row.id, guild, viewer, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))
+}
+
+async fn by_nonce(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    author: UserId,
+    nonce: &str,
+) -> QueryResult<Option<MessageRow>> {
+    messages::table
+        .filter(messages::channel_id.eq(channel))
+        .filter(messages::author_id.eq(author))
+        .filter(messages::nonce.eq(nonce))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Sends a message; `true` when it was made now, `false` when its nonce names one
+/// sent before (returned as it is now, even if deleted since: nothing is made).
+pub async fn send(
+    conn: &mut AsyncPgConnection,
+    author: UserId,
+    channel: ChannelId,
+    new: NewMessage,
+) -> AppResult<(Message, bool)> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let access = access::load(conn, channel, author, false).await?;
+        if let Some(nonce) = &new.nonce
+            && let Some(row) = by_nonce(conn, channel, author, nonce).await?
+        {
+            return Ok((hydrate_one(conn, &access, Some(author), row).await?, false));
+        }
+        holds_messages(&access)?;
+        access.require(Permissions::SEND_MESSAGES, "send messages here")?;
+        not_blocked(conn, &access, author).await?;
+        if let Some(reply) = new.reply_to
+            && read::one(conn, channel, reply, false).await?.is_none()
+        {
+            return Err(AppError::not_found("message to reply to"));
+        }
+        let (mentions, mention_roles, mention_everyone) =
+            mentions_in(conn, &access, &new.content).await?;
+        let inserted: Option<MessageRow> = diesel::insert_into(messages::table)
+            .values((
+                messages::channel_id.eq(channel),
+                messages::id.eq(MessageId::new()),
+                messages::author_id.eq(author),
+                messages::content.eq(&new.content),
+                messages::nonce.eq(&new.nonce),
+                messages::reply_to.eq(new.reply_to),
+                messages::mentions.eq(&mentions),
+                messages::mention_roles.eq(&mention_roles),
+                messages::mention_everyone.eq(mention_everyone),
+            ))
+            .on_conflict_do_nothing()
+            .returning(MessageRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(row) = inserted else {
+            // The same nonce, sent at the same moment by a retry that committed first.
+            let nonce = new.nonce.as_deref().unwrap_or_default();
+            let row = by_nonce(conn, channel, author, nonce)
+                .await?
+                .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
+            return Ok((hydrate_one(conn, &access, Some(author), row).await?, false));
+        };
+        let message = hydrate_one(conn, &access, Some(author), row).await?;
+        event::append(
+            conn,
+            &[Outgoing::event(
+                Topic::Channel(channel),
+                &MessageCreate(message.clone()),
+            )?],
+        )
+        .await?;
+        Ok((message, true))
+    })
+    .await
+}
+
+/// Edits a message's content: its author only (others who can see it get 403).
+pub async fn edit(
+    conn: &mut AsyncPgConnection,
+    actor: UserId,
+    channel: ChannelId,
+    id: MessageId,
+    content: String,
+) -> AppResult<Message> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let access = access::load(conn, channel, actor, false).await?;
+        access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
+        let row = read::one(conn, channel, id, true)
+            .await?
+            .ok_or_else(|| AppError::not_found("message"))?;
+        if row.author_id != actor {
+            return Err(AppError::new(
+                ErrorCode::Forbidden,
+                "only its author can edit a message",
+            ));
+        }
+        let (mentions, mention_roles, mention_everyone) =
+            mentions_in(conn, &access, &content).await?;
+        let row: MessageRow = diesel::update(
+            messages::table
+                .filter(messages::channel_id.eq(channel))
+                .filter(messages::id.eq(id)),
+        )
+        .set((
+            messages::content.eq(&content),
+            messages::edited_at.eq(Utc::now()),
+            messages::mentions.eq(&mentions),
+            messages::mention_roles.eq(&mention_roles),
+            messages::mention_everyone.eq(mention_everyone),
+        ))
+        .returning(MessageRow::as_returning())
+        .get_result(conn)
+        .await?;
+        let shared = hydrate_one(conn, &access, None, row.clone()).await?;
+        event::append(
+            conn,
+            &[Outgoing::event(
+                Topic::Channel(channel),
+                &MessageUpdate(shared),
+            )?],
+        )
+        .await?;
+        hydrate_one(conn, &access, Some(actor), row).await
+    })
+    .await
+}
+
+/// Deletes a message (soft): its author, or in a guild channel MANAGE_MESSAGES.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    actor: UserId,
+    channel: ChannelId,
+    id: MessageId,
+) -> AppResult<()> {
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let access = access::load(conn, channel, actor, false).await?;
+        access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
+        let row = read::one(conn, channel, id, true)
+            .await?
+            .ok_or_else(|| AppError::not_found("message"))?;
+        if row.author_id != actor {
+            access.require(Permissions::MANAGE_MESSAGES, "delete others' messages")?;
+        }
+        diesel::update(
+            messages::table
+                .filter(messages::channel_id.eq(channel))
+                .filter(messages::id.eq(id)),
+        )
+        .set((
+            messages::deleted_at.eq(Utc::now()),
+            messages::pinned_at.eq(None::<chrono::DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+        event::append(
+            conn,
+            &[Outgoing::event(
+                Topic::Channel(channel),
+                &MessageDelete {
+                    id,
+                    channel_id: channel,
+                    guild_id: access.row.guild_id,
+                },
+            )?],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// A page of messages, newest first: READ_MESSAGE_HISTORY.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    viewer: UserId,
+    channel: ChannelId,
+    page: read::MessagePage,
+) -> AppResult<Vec<Message>> {
+    let access = access::load(conn, channel, viewer, false).await?;
+    access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
+    let rows = read::page(conn, channel, page).await?;
+    read::hydrate(conn, channel, access.row.guild_id, Some(viewer), rows).await
+}
+
+/// One message: READ_MESSAGE_HISTORY.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    viewer: UserId,
+    channel: ChannelId,
+    id: MessageId,
+) -> AppResult<Message> {
+    let access = access::load(conn, channel, viewer, false).await?;
+    access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
+    let row = read::one(conn, channel, id, false)
+        .await?
+        .ok_or_else(|| AppError::not_found("message"))?;
+    hydrate_one(conn, &access, Some(viewer), row).await
+}

@@ -1,0 +1,807 @@
+//! Messages over REST and the gateway: send (with nonces), history, edit, delete,
+//! replies, mentions, who may do what, and who hears of it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synctalk_testkit::{Status, TestApp, TestUser};
+
+const VIEW_CHANNEL: u64 = 1 << 10;
+const SEND_MESSAGES: u64 = 1 << 11;
+const QUIET: Duration = Duration::from_millis(400);
+
+fn messages(channel: &str) -> String {
+    format!("/api/v1/channels/{channel}/messages")
+}
+
+async fn send(app: &TestApp, who: &TestUser, channel: &str, body: Value) -> Value {
+    let res = app
+        .post(&messages(channel), Some(&who.access_token), body)
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    res.body
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_message_reaches_the_channels_readers_and_no_one_else() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (member, outsider) = (app.register("member").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let (mut member_ws, ready) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    assert!(ready["session_id"].is_string(), "{ready}");
+    let (mut outsider_ws, _) = app
+        .gateway("/gateway/messaging", &outsider.access_token)
+        .await;
+    let (mut guilds_ws, _) = app.gateway("/gateway/guilds", &member.access_token).await;
+
+    let sent = send(&app, &owner, &general, json!({"content": "  hello  "})).await;
+    assert_eq!(sent["content"], "hello", "trimmed");
+    assert_eq!(sent["channel_id"], general.as_str());
+    assert_eq!(sent["guild_id"], guild.as_str());
+    assert_eq!(sent["author"]["id"], owner.id.as_str());
+    assert!(
+        sent["author"].get("email").is_none(),
+        "no email on the wire"
+    );
+    assert_eq!(sent["edited_at"], Value::Null);
+    assert_eq!(sent["reply_to"], Value::Null);
+    assert_eq!(sent["pinned"], false);
+    assert_eq!(sent["reactions"], json!([]));
+    let event = member_ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(event["d"]["id"], sent["id"]);
+    assert_eq!(event["d"]["content"], "hello");
+    assert!(event["s"].is_i64(), "replayed: it has a sequence number");
+    outsider_ws.none_of(&["MESSAGE_CREATE"], QUIET).await;
+    guilds_ws.none_of(&["MESSAGE_CREATE"], QUIET).await;
+
+    // Outsiders learn nothing, not even that the channel exists.
+    for res in [
+        app.get(&messages(&general), Some(&outsider.access_token))
+            .await,
+        app.post(
+            &messages(&general),
+            Some(&outsider.access_token),
+            json!({"content": "hi"}),
+        )
+        .await,
+        app.get(
+            &format!("{}/{}", messages(&general), sent["id"].as_str().unwrap()),
+            Some(&outsider.access_token),
+        )
+        .await,
+    ] {
+        assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
+    }
+    let res = app.get(&messages(&general), None).await;
+    assert_eq!(res.status, Status::UNAUTHORIZED);
+
+    let list = app
+        .get(&messages(&general), Some(&member.access_token))
+        .await;
+    assert_eq!(list.status, Status::OK);
+    assert_eq!(
+        ids(&list.body),
+        vec![sent["id"].as_str().unwrap().to_owned()]
+    );
+    let one = app
+        .get(
+            &format!("{}/{}", messages(&general), sent["id"].as_str().unwrap()),
+            Some(&member.access_token),
+        )
+        .await;
+    assert_eq!(one.status, Status::OK);
+    assert_eq!(one.body["content"], "hello");
+}
+
+#[actix_web::test]
+async fn bad_sends_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let token = Some(owner.access_token.as_str());
+    let long = "x".repeat(4001);
+    for bad in [
+        json!({"content": ""}),
+        json!({"content": "   \n "}),
+        json!({"content": long}),
+        json!({"content": "nul \u{0000} here"}),
+        json!({"content": "bell \u{0007}"}),
+        json!({"content": "x", "nonce": ""}),
+        json!({"content": "x", "nonce": "n".repeat(65)}),
+        json!({"content": "x", "extra": 1}),
+        json!({"content": 5}),
+        json!({}),
+    ] {
+        let res = app.post(&messages(&general), token, bad.clone()).await;
+        assert_eq!(
+            res.status,
+            Status::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            res.text
+        );
+        assert_eq!(res.code(), "validation_failed");
+    }
+    let res = app
+        .post(
+            &messages(&general),
+            token,
+            json!({"content": "x", "reply_to": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
+    let res = app
+        .post(
+            &messages(&general),
+            token,
+            json!({"content": "x", "attachment_ids": [uuid::Uuid::now_v7()]}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
+    // 4000 characters (not bytes) is fine.
+    send(&app, &owner, &general, json!({"content": "é".repeat(4000)})).await;
+    let list = app.get(&messages(&general), token).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "only the good one");
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "before=x",
+        "around=1",
+        "after={id}x",
+    ] {
+        let query = bad.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let res = app
+            .get(&format!("{}?{query}", messages(&general)), token)
+            .await;
+        assert_eq!(res.status, Status::BAD_REQUEST, "{query}: {}", res.text);
+        assert_eq!(res.code(), "invalid_query");
+    }
+}
+
+#[actix_web::test]
+async fn a_retried_send_with_its_nonce_makes_nothing_new_over_rest_or_the_gateway() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (_, general) = app.guild_with(&owner, &[&member]).await;
+    let (mut member_ws, _) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    let token = Some(owner.access_token.as_str());
+    let body = json!({"content": "once", "nonce": "n-1"});
+    let first = app.post(&messages(&general), token, body.clone()).await;
+    assert_eq!(first.status, Status::CREATED);
+    assert_eq!(first.body["nonce"], "n-1");
+    let again = app.post(&messages(&general), token, body.clone()).await;
+    assert_eq!(again.status, Status::OK, "{}", again.text);
+    assert_eq!(again.body["id"], first.body["id"]);
+    let (mut owner_ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let reply = owner_ws
+        .request(
+            "SEND_MESSAGE",
+            "r1",
+            json!({"channel_id": general, "content": "once", "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["id"], first.body["id"]);
+
+    // Ten sends of one nonce at once: one message.
+    let path = messages(&general);
+    let racing =
+        (0..10).map(|_| app.post(&path, token, json!({"content": "race", "nonce": "n-2"})));
+    let answers = futures_util::future::join_all(racing).await;
+    let created = answers
+        .iter()
+        .filter(|r| r.status == Status::CREATED)
+        .count();
+    assert_eq!(created, 1, "exactly one made");
+    assert!(answers.iter().all(|r| r.status.is_success()));
+    let id = &answers[0].body["id"];
+    assert!(answers.iter().all(|r| &r.body["id"] == id));
+
+    // The same nonce from someone else, or in another channel, is another message.
+    let other = app
+        .post(
+            &messages(&general),
+            Some(&member.access_token),
+            json!({"content": "mine", "nonce": "n-1"}),
+        )
+        .await;
+    assert_eq!(other.status, Status::CREATED);
+    let list = app.get(&messages(&general), token).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 3, "{}", list.text);
+    let mut creates = 0;
+    while member_ws.recv_within(QUIET).await.is_some_and(|_| true) {
+        creates += 1;
+    }
+    assert_eq!(creates, 3, "one MESSAGE_CREATE per message made");
+}
+
+#[actix_web::test]
+async fn history_pages_by_cursor_newest_first_without_deleted_messages() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let token = Some(owner.access_token.as_str());
+    let mut sent = Vec::new();
+    for i in 0..9 {
+        sent.push(
+            send(&app, &owner, &general, json!({"content": format!("m{i}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // m8 is deleted: it never appears.
+    let res = app
+        .delete(&format!("{}/{}", messages(&general), sent[8]), token)
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let app = &app;
+    let page = |query: String| {
+        let path = format!("{}?{query}", messages(&general));
+        async move { ids(&app.get(&path, token).await.body) }
+    };
+    let rev = |range: std::ops::Range<usize>| -> Vec<String> {
+        sent[range].iter().rev().cloned().collect()
+    };
+    assert_eq!(page("limit=3".into()).await, rev(5..8));
+    assert_eq!(page(format!("limit=3&before={}", sent[5])).await, rev(2..5));
+    assert_eq!(page(format!("limit=3&after={}", sent[0])).await, rev(1..4));
+    assert_eq!(page(format!("limit=3&around={}", sent[4])).await, rev(3..6));
+    assert_eq!(page(format!("limit=4&around={}", sent[4])).await, rev(2..6));
+    assert_eq!(
+        page(format!("before={}", sent[0])).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        page(format!("after={}", sent[7])).await,
+        Vec::<String>::new()
+    );
+    // Cursors combine as bounds.
+    assert_eq!(
+        page(format!("limit=2&after={}&before={}", sent[1], sent[6])).await,
+        rev(2..4)
+    );
+    assert_eq!(
+        page(format!("after={}&before={}", sent[1], sent[6])).await,
+        rev(2..6)
+    );
+    assert_eq!(
+        page(format!(
+            "limit=6&around={}&before={}&after={}",
+            sent[4], sent[6], sent[2]
+        ))
+        .await,
+        rev(3..6)
+    );
+    assert_eq!(page(String::new()).await, rev(0..8));
+    let res = app
+        .get(&format!("{}/{}", messages(&general), sent[8]), token)
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn only_the_author_edits_and_the_author_or_a_moderator_deletes() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (a, b) = (app.register("aaa").await, app.register("bbb").await);
+    let (_, general) = app.guild_with(&owner, &[&a, &b]).await;
+    let (mut b_ws, _) = app.gateway("/gateway/messaging", &b.access_token).await;
+    let original = send(&app, &a, &general, json!({"content": "first"})).await;
+    b_ws.dispatch("MESSAGE_CREATE").await;
+    let path = format!(
+        "{}/{}",
+        messages(&general),
+        original["id"].as_str().unwrap()
+    );
+    let reply = send(
+        &app,
+        &b,
+        &general,
+        json!({"content": "answer", "reply_to": original["id"]}),
+    )
+    .await;
+    b_ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(reply["reply_to"]["id"], original["id"]);
+    assert_eq!(reply["reply_to"]["content"], "first");
+    assert_eq!(reply["reply_to"]["author_id"], a.id.as_str());
+    assert_eq!(reply["reply_to"]["deleted"], false);
+
+    let res = app
+        .patch(&path, Some(&b.access_token), json!({"content": "hijack"}))
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN);
+    let res = app
+        .patch(
+            &path,
+            Some(&owner.access_token),
+            json!({"content": "hijack"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN, "not even the owner edits");
+    let res = app
+        .patch(&path, Some(&a.access_token), json!({"content": ""}))
+        .await;
+    assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY);
+    let res = app
+        .patch(
+            &path,
+            Some(&a.access_token),
+            json!({"content": "first, edited"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(res.body["content"], "first, edited");
+    assert!(res.body["edited_at"].is_string());
+    let event = b_ws.dispatch("MESSAGE_UPDATE").await;
+    assert_eq!(event["d"]["content"], "first, edited");
+
+    let res = app.delete(&path, Some(&b.access_token)).await;
+    assert_eq!(res.status, Status::FORBIDDEN);
+    assert_eq!(res.code(), "missing_permissions");
+    let res = app.delete(&path, Some(&owner.access_token)).await;
+    assert_eq!(res.status, Status::NO_CONTENT, "the owner moderates");
+    let event = b_ws.dispatch("MESSAGE_DELETE").await;
+    assert_eq!(event["d"]["id"], original["id"]);
+    assert_eq!(event["d"]["channel_id"], general.as_str());
+    assert_eq!(
+        app.get(&path, Some(&a.access_token)).await.status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&path, Some(&a.access_token)).await.status,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        app.patch(&path, Some(&a.access_token), json!({"content": "x"}))
+            .await
+            .status,
+        Status::NOT_FOUND
+    );
+    // The reply still says what it answered: a deleted message, without its text.
+    let res = app
+        .get(
+            &format!("{}/{}", messages(&general), reply["id"].as_str().unwrap()),
+            Some(&a.access_token),
+        )
+        .await;
+    assert_eq!(res.body["reply_to"]["deleted"], true);
+    assert_eq!(res.body["reply_to"]["content"], "");
+}
+
+#[actix_web::test]
+async fn mentions_keep_only_who_and_what_is_there() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (member, outsider) = (app.register("member").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let role = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/roles"),
+            Some(&owner.access_token),
+            json!({"name": "mods"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let content = format!(
+        "<@{}> <@{}> <@&{role}> <@&{guild}> <@&{}> @everyone",
+        member.id,
+        outsider.id,
+        uuid::Uuid::now_v7()
+    );
+    let by_member = send(&app, &member, &general, json!({"content": content})).await;
+    assert_eq!(
+        by_member["mentions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec![member.id.as_str()],
+        "the outsider is not in the guild"
+    );
+    assert_eq!(
+        by_member["mention_roles"],
+        json!([role]),
+        "not @everyone's id"
+    );
+    assert_eq!(by_member["mention_everyone"], false, "no MENTION_EVERYONE");
+    let by_owner = send(&app, &owner, &general, json!({"content": content})).await;
+    assert_eq!(by_owner["mention_everyone"], true);
+    assert_eq!(
+        by_owner["content"],
+        content.as_str(),
+        "the text is kept as written"
+    );
+}
+
+#[actix_web::test]
+async fn permissions_decide_who_reads_and_writes_and_losing_sight_ends_the_events() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let (mut ws, _) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    let overwrite = format!("/api/v1/channels/{general}/permissions/{guild}");
+
+    // @everyone may read but not write in general.
+    let res = app
+        .put(
+            &overwrite,
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": SEND_MESSAGES.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let res = app
+        .post(
+            &messages(&general),
+            Some(&member.access_token),
+            json!({"content": "hi"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN);
+    assert_eq!(res.code(), "missing_permissions");
+    send(&app, &owner, &general, json!({"content": "read only"})).await;
+    assert_eq!(
+        ws.dispatch("MESSAGE_CREATE").await["d"]["content"],
+        "read only"
+    );
+
+    // Then not even see it: no more of its messages, and its history is 404.
+    let res = app
+        .put(
+            &overwrite,
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": (SEND_MESSAGES | VIEW_CHANNEL).to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    send(&app, &owner, &general, json!({"content": "secret"})).await;
+    ws.none_of(&["MESSAGE_CREATE"], QUIET).await;
+    let res = app
+        .get(&messages(&general), Some(&member.access_token))
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+
+    // A channel made after READY that everyone sees is heard at once.
+    let res = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/channels"),
+            Some(&owner.access_token),
+            json!({"name": "new"}),
+        )
+        .await;
+    let fresh = res.body["id"].as_str().unwrap().to_owned();
+    send(&app, &owner, &fresh, json!({"content": "in the new one"})).await;
+    let event = ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(event["d"]["channel_id"], fresh.as_str());
+    assert_eq!(event["d"]["content"], "in the new one");
+
+    // A category holds no messages.
+    let res = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/channels"),
+            Some(&owner.access_token),
+            json!({"name": "cat", "kind": "category"}),
+        )
+        .await;
+    let category = res.body["id"].as_str().unwrap().to_owned();
+    let res = app
+        .post(
+            &messages(&category),
+            Some(&owner.access_token),
+            json!({"content": "x"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CONFLICT, "{}", res.text);
+
+    // Kicked: nothing more at all.
+    let res = app
+        .delete(
+            &format!("/api/v1/guilds/{guild}/members/{}", member.id),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    send(&app, &owner, &fresh, json!({"content": "after the kick"})).await;
+    ws.none_of(&["MESSAGE_CREATE"], QUIET).await;
+}
+
+#[actix_web::test]
+async fn direct_messages_reach_both_and_a_block_stops_them() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("aaa").await, app.register("bbb").await);
+    let (mut b_ws, _) = app.gateway("/gateway/messaging", &b.access_token).await;
+    let res = app
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.access_token),
+            json!({"recipient_id": b.id}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    let dm = res.body["id"].as_str().unwrap().to_owned();
+    let sent = send(
+        &app,
+        &a,
+        &dm,
+        json!({"content": format!("hey <@{}> @everyone", b.id)}),
+    )
+    .await;
+    assert_eq!(sent["guild_id"], Value::Null);
+    assert_eq!(sent["mentions"][0]["id"], b.id.as_str());
+    let event = b_ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(event["d"]["id"], sent["id"]);
+    let res = app
+        .post(
+            &messages(&dm),
+            Some(&b.access_token),
+            json!({"content": "hi back"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED);
+
+    // b blocks a: neither can write any more; both still read.
+    let res = app
+        .put(
+            &format!("/api/v1/users/@me/relationships/{}", a.id),
+            Some(&b.access_token),
+            Some(json!({"type": "blocked"})),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    for who in [&a, &b] {
+        let res = app
+            .post(
+                &messages(&dm),
+                Some(&who.access_token),
+                json!({"content": "x"}),
+            )
+            .await;
+        assert_eq!(res.status, Status::FORBIDDEN, "{}", res.text);
+        assert_eq!(res.code(), "blocked");
+        let res = app.get(&messages(&dm), Some(&who.access_token)).await;
+        assert_eq!(res.body.as_array().unwrap().len(), 2);
+    }
+    // Someone else's DM is 404.
+    let c = app.register("ccc").await;
+    let res = app.get(&messages(&dm), Some(&c.access_token)).await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn a_message_sent_on_one_node_reaches_a_socket_on_another() {
+    let nodes = TestApp::cluster(2, |_| {}).await;
+    let owner = nodes[0].register("owner").await;
+    let member = nodes[0].register("member").await;
+    let (_, general) = nodes[0].guild_with(&owner, &[&member]).await;
+    let (mut ws, _) = nodes[1]
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    let sent = send(&nodes[0], &owner, &general, json!({"content": "across"})).await;
+    let event = ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(event["d"]["id"], sent["id"]);
+    // And a send over the gateway on the second node reaches the first's readers.
+    let (mut owner_ws, _) = nodes[0]
+        .gateway("/gateway/messaging", &owner.access_token)
+        .await;
+    let reply = ws
+        .request(
+            "SEND_MESSAGE",
+            "x",
+            json!({"channel_id": general, "content": "back"}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let event = owner_ws.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(event["d"]["content"], "back");
+}
+
+#[actix_web::test]
+async fn reactions_count_once_per_user_and_emoji_and_need_add_reactions_to_start() {
+    const ADD_REACTIONS: u64 = 1 << 6;
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (a, outsider) = (app.register("aaa").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&a]).await;
+    let (mut ws, _) = app.gateway("/gateway/messaging", &a.access_token).await;
+    let message = send(&app, &owner, &general, json!({"content": "react"})).await;
+    ws.dispatch("MESSAGE_CREATE").await;
+    let id = message["id"].as_str().unwrap();
+    let thumbs = "%F0%9F%91%8D"; // 👍
+    let mine = |emoji: &str| format!("{}/{id}/reactions/{emoji}/@me", messages(&general));
+
+    // @everyone cannot start a reaction, only join one.
+    let res = app
+        .put(
+            &format!("/api/v1/channels/{general}/permissions/{guild}"),
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": ADD_REACTIONS.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let res = app.put(&mine(thumbs), Some(&a.access_token), None).await;
+    assert_eq!(res.status, Status::FORBIDDEN, "{}", res.text);
+    assert_eq!(res.code(), "missing_permissions");
+    for _ in 0..2 {
+        let res = app
+            .put(&mine(thumbs), Some(&owner.access_token), None)
+            .await;
+        assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    }
+    let event = ws.dispatch("MESSAGE_REACTION_ADD").await;
+    assert_eq!(event["d"]["emoji"], "👍");
+    assert_eq!(event["d"]["user_id"], owner.id.as_str());
+    assert_eq!(event["d"]["message_id"], id);
+    ws.none_of(&["MESSAGE_REACTION_ADD"], QUIET).await;
+    let res = app.put(&mine(thumbs), Some(&a.access_token), None).await;
+    assert_eq!(
+        res.status,
+        Status::NO_CONTENT,
+        "joining one needs no ADD_REACTIONS"
+    );
+    ws.dispatch("MESSAGE_REACTION_ADD").await;
+
+    let get = |who: &TestUser| {
+        let path = format!("{}/{id}", messages(&general));
+        let token = who.access_token.clone();
+        let app = &app;
+        async move { app.get(&path, Some(&token)).await.body }
+    };
+    assert_eq!(
+        get(&a).await["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}])
+    );
+    let res = app.delete(&mine(thumbs), Some(&a.access_token)).await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    assert_eq!(
+        ws.dispatch("MESSAGE_REACTION_REMOVE").await["d"]["user_id"],
+        a.id.as_str()
+    );
+    let res = app.delete(&mine(thumbs), Some(&a.access_token)).await;
+    assert_eq!(res.status, Status::NO_CONTENT, "idempotent");
+    ws.none_of(&["MESSAGE_REACTION_REMOVE"], QUIET).await;
+    assert_eq!(
+        get(&a).await["reactions"],
+        json!([{"emoji": "👍", "count": 1, "me": false}])
+    );
+    let list = app
+        .get(
+            &format!("{}/{id}/reactions/{thumbs}", messages(&general)),
+            Some(&a.access_token),
+        )
+        .await;
+    assert_eq!(list.status, Status::OK);
+    assert_eq!(list.body[0]["id"], owner.id.as_str());
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+
+    for bad in ["x", "%F0%9F", "%F0%9F%91%8D%F0%9F%91%8D", "%3Cscript%3E"] {
+        let res = app.put(&mine(bad), Some(&owner.access_token), None).await;
+        assert_eq!(res.status, Status::NOT_FOUND, "{bad}: {}", res.text);
+    }
+    let res = app
+        .put(&mine(thumbs), Some(&outsider.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn pins_need_manage_messages_in_a_guild_and_are_capped() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (_, general) = app.guild_with(&owner, &[&member]).await;
+    let (mut ws, _) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..51 {
+        ids.push(
+            send(&app, &owner, &general, json!({"content": format!("p{i}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let pin = |id: &str| format!("/api/v1/channels/{general}/pins/{id}");
+    let res = app
+        .put(&pin(&ids[0]), Some(&member.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN);
+    assert_eq!(res.code(), "missing_permissions");
+    let res = app
+        .put(&pin(&ids[0]), Some(&owner.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let update = ws.next_of(&["MESSAGE_UPDATE"]).await;
+    assert_eq!(update["d"]["pinned"], true);
+    let pins = ws.next_of(&["CHANNEL_PINS_UPDATE"]).await;
+    assert_eq!(pins["d"]["channel_id"], general.as_str());
+    assert!(pins["d"]["last_pin_timestamp"].is_string());
+    for id in &ids[1..50] {
+        let res = app.put(&pin(id), Some(&owner.access_token), None).await;
+        assert_eq!(res.status, Status::NO_CONTENT);
+    }
+    let res = app
+        .put(&pin(&ids[50]), Some(&owner.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::CONFLICT, "51st pin");
+    let res = app
+        .put(&pin(&ids[0]), Some(&owner.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "pinning again is fine");
+    let list = app
+        .get(
+            &format!("/api/v1/channels/{general}/pins"),
+            Some(&member.access_token),
+        )
+        .await;
+    assert_eq!(list.body.as_array().unwrap().len(), 50);
+    assert_eq!(list.body[0]["id"], ids[49].as_str(), "latest pinned first");
+    // A deleted message leaves the pins.
+    let res = app
+        .delete(
+            &format!("{}/{}", messages(&general), ids[49]),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let res = app
+        .put(&pin(&ids[50]), Some(&owner.access_token), None)
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "room again");
+    let res = app.delete(&pin(&ids[50]), Some(&owner.access_token)).await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let list = app
+        .get(
+            &format!("/api/v1/channels/{general}/pins"),
+            Some(&member.access_token),
+        )
+        .await;
+    assert_eq!(list.body.as_array().unwrap().len(), 49);
+
+    // In a DM, either member pins.
+    let dm = app
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&member.access_token),
+            json!({"recipient_id": owner.id}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent = send(&app, &owner, &dm, json!({"content": "pin me"})).await;
+    let res = app
+        .put(
+            &format!(
+                "/api/v1/channels/{dm}/pins/{}",
+                sent["id"].as_str().unwrap()
+            ),
+            Some(&member.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+}

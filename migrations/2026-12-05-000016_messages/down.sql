@@ -1,0 +1,3 @@
+DROP TABLE read_states;
+DROP TABLE reactions;
+DROP TABLE messages;
