@@ -11,6 +11,7 @@
 # kick is timed alone: the next starts once its event reached every member socket.
 #   MEMBERS (10000) EXTRA (200) PAGES (500) RATE (1000 sockets/s) CONCURRENCY (32)
 #   SETTLE (10 s between the last socket up and the first measured request)
+#   GAP_MS (100: after a join's or kick's event reached every socket, before the next)
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: first wait, up to QUIET_WAIT s, until the machine is idle)
 # Results: bench/results/guild-<date>.json and a line in bench/results/summary.md.
@@ -55,7 +56,7 @@ wait_quiet
 out="bench/results/guild-$stamp.json"
 status=0
 taskset -c "$LOAD_CPU" "$bin/synctalk-load" guild --url "$url" --members "$MEMBERS" --extra "$EXTRA" \
-  --pages "$PAGES" --settle "${SETTLE:-10}" --rate "$RATE" --concurrency "$CONCURRENCY" \
+  --pages "$PAGES" --settle "${SETTLE:-10}" --gap-ms "${GAP_MS:-100}" --rate "$RATE" --concurrency "$CONCURRENCY" \
   --prefix "g$(echo "$stamp" | tr '[:upper:]' '[:lower:]')" --out "$out" >/dev/null 2>"$data/load.log" &
 load=$!
 # Set-up writes 10,000 members in under a minute; autovacuum analyzes them about a
@@ -88,8 +89,8 @@ Written by `just bench-guild` (bench/guild.sh): a guild of 10,000 members on one
 each with a socket on /gateway/guilds; one request at a time: pages of 100 members,
 joins by invite and kicks (targets: each under 10 ms at p99). Each join's
 GUILD_MEMBER_ADD and each kick's GUILD_MEMBER_REMOVE is followed to every member socket,
-and the next request starts only then (10,000 frames a request: back to back, a request
-would be timed behind the previous one's fan-out). Tables analyzed after set-up.
+and the next request starts 100 ms after that (10,000 frames a request: back to back, a
+request would be timed behind the previous one's fan-out). Tables analyzed after set-up.
 PostgreSQL durable; server and PostgreSQL on CPU 0, load tool on CPU 1.
 
 | run (UTC) | commit | members | sockets | page p50 / p99 ms | join p50 / p99 ms | kick p50 / p99 ms | join / kick events delivered | join to last socket p50 / p99 ms | kick to last socket p50 / p99 ms | log warn/err |

@@ -106,6 +106,7 @@ impl Application {
             auth.session_cache()
                 .listen(url.expose().to_owned(), pool.clone()),
         );
+        let typing = synctalk_messaging::typing::Typing::new(&hub, pool.clone());
         let gateway = web::Data::new(Gateway::new(
             hub.clone(),
             vec![
@@ -114,7 +115,9 @@ impl Application {
                 )),
                 Arc::new(synctalk_guilds::gateway::GuildsGateway),
                 Arc::new(synctalk_channels::gateway::ChannelsGateway),
-                Arc::new(synctalk_messaging::gateway::MessagingGateway),
+                Arc::new(synctalk_messaging::gateway::MessagingGateway::new(
+                    typing.clone(),
+                )),
                 Arc::new(synctalk_channels::folders::FoldersGateway),
                 Arc::new(synctalk_guilds::gateway::GuildPresenceTopics),
             ],
@@ -123,6 +126,7 @@ impl Application {
             settings.gateway_config(),
         ));
         let presences = web::Data::new(presences);
+        let typing = web::Data::from(typing);
         let bus_data = web::Data::new(bus.clone());
         let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
         let pool = web::Data::new(pool);
@@ -187,6 +191,7 @@ impl Application {
                 .app_data(gateway.clone())
                 .app_data(bus_data.clone())
                 .app_data(presences.clone())
+                .app_data(typing.clone())
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())

@@ -41,7 +41,7 @@ fn ephemeral_events() -> BTreeSet<&'static str> {
 /// Dispatches of the session itself: `s` is null.
 const SESSION_EVENTS: &[&str] = &["READY", "RESUMED"];
 /// Commands (op 12 `t`) the gateway handles.
-const COMMANDS: &[&str] = &["PRESENCE", "SEND_MESSAGE"];
+const COMMANDS: &[&str] = &["PRESENCE", "SEND_MESSAGE", "TYPING", "ACK"];
 /// The channels, their addresses and the domains they carry.
 const CHANNELS: &[(&str, &str, &[Domain])] = &[
     ("users", "/gateway/users", &[Domain::Users]),
@@ -76,7 +76,7 @@ const CLIENT_FRAMES: &[&str] = &["HEARTBEAT", "IDENTIFY", "RESUME"];
 fn commands_of(domain: Domain) -> &'static [&'static str] {
     match domain {
         Domain::Users => &["PRESENCE"],
-        Domain::Messaging => &["SEND_MESSAGE"],
+        Domain::Messaging => &["SEND_MESSAGE", "TYPING", "ACK"],
         _ => &[],
     }
 }
@@ -508,6 +508,14 @@ fn client_frames() -> Vec<(&'static str, Value)> {
             json!({"op": 12, "t": "SEND_MESSAGE", "nonce": "2", "d": {"channel_id": session_id, "content": "hi"}}),
         ),
         (
+            "TYPING",
+            json!({"op": 12, "t": "TYPING", "nonce": "4", "d": {"channel_id": session_id}}),
+        ),
+        (
+            "ACK",
+            json!({"op": 12, "t": "ACK", "nonce": "5", "d": {"channel_id": session_id, "message_id": session_id}}),
+        ),
+        (
             "SEND_MESSAGE",
             json!({"op": 12, "t": "SEND_MESSAGE", "nonce": "3", "d": {"channel_id": session_id, "content": "re", "reply_to": session_id, "nonce": "k1"}}),
         ),
@@ -580,7 +588,13 @@ fn every_client_frame_matches_its_message_and_the_server_decodes_it() {
                 assert!(COMMANDS.contains(&command));
                 assert_eq!(decoded.t.as_deref(), Some(command));
                 assert!(decoded.nonce.is_some());
-                if command == "SEND_MESSAGE" {
+                if command == "ACK" {
+                    serde_json::from_value::<synctalk_messaging::gateway::AckCommand>(decoded.d)
+                        .expect("ACK d");
+                } else if command == "TYPING" {
+                    serde_json::from_value::<synctalk_messaging::gateway::TypingCommand>(decoded.d)
+                        .expect("TYPING d");
+                } else if command == "SEND_MESSAGE" {
                     serde_json::from_value::<synctalk_messaging::dto::SendMessageCommand>(
                         decoded.d,
                     )

@@ -85,9 +85,16 @@ pub async fn load(
     match peek.guild_id {
         Some(guild) => {
             let guild_lock = if lock { Lock::Structure } else { Lock::No };
+            // Not a member is as unknown as no channel; a database fault stays one.
             let access = guild_access::load(conn, guild, user, guild_lock)
                 .await
-                .map_err(|_| not_found())?;
+                .map_err(|e| {
+                    if e.code() == synctalk_kernel::ErrorCode::NotFound {
+                        not_found()
+                    } else {
+                        e
+                    }
+                })?;
             // Read again under the guild's lock: the channel may have gone meanwhile.
             let row = row(conn, id, false).await?.ok_or_else(not_found)?;
             let overwrites = visibility::overwrites_of(conn, &[id]).await?;

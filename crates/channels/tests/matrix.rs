@@ -324,6 +324,27 @@ fn rows() -> Vec<Row> {
             [404, 200, 200, 200],
         ),
         row(
+            M::POST,
+            "/api/v1/channels/{channel_id}/typing",
+            0,
+            Some(json!({})),
+            [404, 204, 204, 204],
+        ),
+        row(
+            M::POST,
+            "/api/v1/channels/{channel_id}/messages/{message_id}/ack",
+            0,
+            Some(json!({})),
+            [404, 200, 200, 200],
+        ),
+        row(
+            M::GET,
+            "/api/v1/users/@me/read-states",
+            0,
+            None,
+            [200, 200, 200, 200],
+        ),
+        row(
             M::PUT,
             "/api/v1/channels/{channel_id}/pins/{message_id}",
             MANAGE_MESSAGES,

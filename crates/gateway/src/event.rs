@@ -209,6 +209,18 @@ pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::
     Ok(())
 }
 
+/// Takes now the lock [`append`] takes for `topic` (held to commit, and taken again by
+/// `append` at no cost): what the transaction does from here on is ordered with the
+/// other writers of the topic, as its events are (a channel's message ids in the order
+/// its messages commit).
+pub async fn lock_topic(conn: &mut AsyncPgConnection, topic: Topic) -> diesel::QueryResult<()> {
+    synctalk_db::sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 7307))")
+        .bind::<Text, _>(topic.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// An outbox row after the relay gave it its position.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -260,6 +272,9 @@ pub struct Ephemeral {
     pub name: Arc<str>,
     /// The payload, as JSON text.
     pub payload: Box<RawValue>,
+    /// A user whose sockets do not get it (the one who caused it).
+    #[serde(default)]
+    pub except: Option<synctalk_kernel::UserId>,
 }
 
 impl Ephemeral {
@@ -273,7 +288,14 @@ impl Ephemeral {
             domain: E::DOMAIN,
             name: Arc::from(E::NAME),
             payload: raw(event)?,
+            except: None,
         })
+    }
+
+    /// The same, but not for `user`'s own sockets.
+    pub fn except(mut self, user: synctalk_kernel::UserId) -> Self {
+        self.except = Some(user);
+        self
     }
 
     /// Its DISPATCH frame.

@@ -49,6 +49,11 @@ pub(crate) struct GuildArgs {
     /// first checkpoint) before measuring.
     #[arg(long, default_value_t = 10)]
     settle: u64,
+    /// Milliseconds between a join's or kick's event reaching the last member socket
+    /// and the next request: the server and the kernel finish the 10,000 writes (and
+    /// their acknowledgements) of the one before, so each request is timed alone.
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
     /// How long to wait for a kick's event at every socket, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -304,6 +309,7 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
             while got().is_none_or(|(n, _)| n < sockets_up) && Instant::now() < wait_until {
                 actix_web::rt::time::sleep(Duration::from_millis(1)).await;
             }
+            actix_web::rt::time::sleep(Duration::from_millis(args.gap_ms)).await;
             m.expected += sockets_up;
             if let Some((n, last)) = got() {
                 m.deliveries += n;
@@ -324,6 +330,7 @@ pub(crate) async fn run(args: GuildArgs) -> anyhow::Result<()> {
         "sockets_up": sockets_up,
         "sockets_failed": failed.get(),
         "settle_seconds": args.settle,
+        "gap_ms": args.gap_ms,
         "setup": {
             "registered_seconds": registered_in.as_secs_f64(),
             "joined_seconds": joined_in.as_secs_f64(),

@@ -150,6 +150,21 @@ pub fn all() -> Vec<EventInfo> {
             guild_id: message.guild_id,
             last_pin_timestamp: Some(Utc::now()),
         }),
+        EventInfo::of(&crate::read_states::MessageAck(
+            crate::read_states::ReadState {
+                channel_id: message.channel_id,
+                last_read_message_id: Some(message.id),
+                unread_count: 0,
+                mention_count: 0,
+            },
+        )),
+        EventInfo::of(&crate::typing::TypingStart {
+            channel_id: message.channel_id,
+            guild_id: message.guild_id,
+            user_id: message.author.id,
+            timestamp: Utc::now(),
+            expires_at: Utc::now() + chrono::Duration::seconds(crate::typing::TYPING_SECS),
+        }),
     ];
     infos.into_iter().filter_map(Result::ok).collect()
 }

@@ -12,8 +12,10 @@ pub mod model;
 pub mod pins;
 pub mod reactions;
 pub mod read;
+pub mod read_states;
 mod routes;
 pub mod service;
+pub mod typing;
 
 use actix_web::web;
 use utoipa::OpenApi;
@@ -30,12 +32,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::list_messages, routes::send_message, routes::get_message,
         routes::edit_message, routes::delete_message, routes::add_reaction,
         routes::remove_reaction, routes::list_reactions, routes::list_pins, routes::pin,
-        routes::unpin
+        routes::unpin, routes::typing, routes::ack, routes::read_states
     ),
     components(schemas(
         dto::Message, dto::ReplySummary, dto::Reaction, dto::SendMessage, dto::EditMessage,
         dto::SendMessageCommand, events::MessageDelete, events::ReactionChange,
-        events::ChannelPinsUpdate
+        events::ChannelPinsUpdate, typing::TypingStart, gateway::TypingCommand,
+        gateway::AckCommand, read_states::ReadState
     )),
     tags((name = "messaging", description = "Messages in guild channels, DMs and group DMs"))
 )]

@@ -70,33 +70,39 @@ pub async fn set(
         .returning(MessageRow::as_returning())
         .get_result(conn)
         .await?;
-        let last: Option<DateTime<Utc>> = pinned_in(channel)
-            .select(diesel::dsl::max(messages::pinned_at))
-            .first(conn)
-            .await?;
         let guild = access.row.guild_id;
         let message = read::hydrate(conn, channel, guild, None, vec![row])
             .await?
             .pop()
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
-        event::append(
-            conn,
-            &[
-                Outgoing::event(Topic::Channel(channel), &MessageUpdate(message))?,
-                Outgoing::event(
-                    Topic::Channel(channel),
-                    &ChannelPinsUpdate {
-                        channel_id: channel,
-                        guild_id: guild,
-                        last_pin_timestamp: last,
-                    },
-                )?,
-            ],
-        )
-        .await?;
+        let rows = [
+            Outgoing::event(Topic::Channel(channel), &MessageUpdate(message))?,
+            update(conn, channel, guild).await?,
+        ];
+        event::append(conn, &rows).await?;
         Ok(())
     })
     .await
+}
+
+/// CHANNEL_PINS_UPDATE for the channel's pins as they are now.
+pub(crate) async fn update(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    guild: Option<synctalk_kernel::GuildId>,
+) -> AppResult<Outgoing> {
+    let last: Option<DateTime<Utc>> = pinned_in(channel)
+        .select(diesel::dsl::max(messages::pinned_at))
+        .first(conn)
+        .await?;
+    Outgoing::event(
+        Topic::Channel(channel),
+        &ChannelPinsUpdate {
+            channel_id: channel,
+            guild_id: guild,
+            last_pin_timestamp: last,
+        },
+    )
 }
 
 /// The pinned messages, the latest pinned first: READ_MESSAGE_HISTORY.

@@ -7,15 +7,18 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use synctalk_channels::access::{self, ChannelAccess};
 use synctalk_db::AsyncPgConnection;
-use synctalk_db::schema::{reactions, users};
+use synctalk_db::schema::{messages, reactions, users};
 use synctalk_gateway::{Outgoing, Topic, event};
 use synctalk_guilds::permissions::Permissions;
-use synctalk_kernel::{AppError, AppResult, ChannelId, MessageId, UserId};
+use synctalk_kernel::{AppError, AppResult, ChannelId, ErrorCode, MessageId, UserId};
 use synctalk_users::dto::User;
 use synctalk_users::model::UserRow;
 
 use crate::events::{MessageReactionAdd, MessageReactionRemove, ReactionChange};
 use crate::read;
+
+/// The most different emoji one message may carry (Discord's 20).
+pub const MAX_EMOJIS: i64 = 20;
 
 /// The canonical form of a Unicode emoji; 404 for anything else (an unknown emoji is
 /// as absent as an unknown id).
@@ -35,8 +38,16 @@ async fn reader(
 ) -> AppResult<ChannelAccess> {
     let access = access::load(conn, channel, user, false).await?;
     access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
-    read::one(conn, channel, message, true)
-        .await?
+    // FOR NO KEY UPDATE: a deletion waits, a reply to the message does not.
+    messages::table
+        .filter(messages::channel_id.eq(channel))
+        .filter(messages::id.eq(message))
+        .filter(messages::deleted_at.is_null())
+        .select(messages::id)
+        .for_no_key_update()
+        .first::<MessageId>(conn)
+        .await
+        .optional()?
         .ok_or_else(|| AppError::not_found("message"))?;
     Ok(access)
 }
@@ -62,6 +73,7 @@ pub async fn add(
     let emoji = parse_emoji(emoji)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         let access = reader(conn, user, channel, message).await?;
+        crate::service::not_blocked(conn, &access, user).await?;
         let of_emoji = reactions::table
             .filter(reactions::channel_id.eq(channel))
             .filter(reactions::message_id.eq(message))
@@ -71,6 +83,18 @@ pub async fn add(
             .await?;
         if !used {
             access.require(Permissions::ADD_REACTIONS, "add reactions here")?;
+            let emojis: i64 = reactions::table
+                .filter(reactions::channel_id.eq(channel))
+                .filter(reactions::message_id.eq(message))
+                .select(diesel::dsl::count(reactions::emoji).aggregate_distinct())
+                .first(conn)
+                .await?;
+            if emojis >= MAX_EMOJIS {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!("a message has at most {MAX_EMOJIS} different reactions"),
+                ));
+            }
         }
         let added = diesel::insert_into(reactions::table)
             .values((

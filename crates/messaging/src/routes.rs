@@ -10,7 +10,9 @@ use synctalk_kernel::PageQuery;
 use synctalk_users::dto::User;
 
 use crate::dto::{EditMessage, Message, MessageQuery, SendMessage};
+use crate::read_states::ReadState;
 use crate::service::{self, NewMessage, parse_content, parse_nonce};
+use crate::typing::Typing;
 use crate::{pins, reactions};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,6 +46,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route(web::get().to(list_reactions)),
     )
     .service(resource("/channels/{channel_id}/pins", "GET").route(web::get().to(list_pins)))
+    .service(resource("/channels/{channel_id}/typing", "POST").route(web::post().to(typing)))
+    .service(
+        resource("/channels/{channel_id}/messages/{message_id}/ack", "POST")
+            .route(web::post().to(ack)),
+    )
+    .service(resource("/users/@me/read-states", "GET").route(web::get().to(read_states)))
     .service(
         resource("/channels/{channel_id}/pins/{message_id}", "PUT, DELETE")
             .route(web::put().to(pin))
@@ -129,12 +137,15 @@ pub(crate) async fn list_messages(
 pub(crate) async fn send_message(
     auth: AuthUser,
     pool: web::Data<Pool>,
+    typing: web::Data<Typing>,
     path: web::Path<ChannelId>,
     body: Json<SendMessage>,
 ) -> AppResult<HttpResponse> {
     let new = checked(body.into_inner()?)?;
+    let channel = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    let (message, made) = service::send(&mut conn, auth.user_id, path.into_inner(), new).await?;
+    let (message, made) = service::send(&mut conn, auth.user_id, channel, new).await?;
+    typing.stopped(auth.user_id, channel);
     Ok(if made {
         HttpResponse::Created().json(message)
     } else {
@@ -396,4 +407,84 @@ pub(crate) async fn unpin(
     let mut conn = synctalk_db::conn(&pool).await?;
     pins::set(&mut conn, auth.user_id, channel, message, false).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Say you are typing
+///
+/// Needs SEND_MESSAGES. The channel's other readers get TYPING_START (ephemeral) on
+/// `/gateway/messaging`, which holds 8 s: send this again every few seconds while you
+/// type (the gateway's TYPING command does the same). Sending a message ends it.
+#[utoipa::path(
+    post, path = "/api/v1/channels/{channel_id}/typing", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel")),
+    responses(
+        (status = 204, description = "Announced (or renewed)"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 409, description = "`conflict`: a category holds no messages", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn typing(
+    auth: AuthUser,
+    typing: web::Data<Typing>,
+    path: web::Path<ChannelId>,
+) -> AppResult<HttpResponse> {
+    typing.start(auth.user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mark read up to a message
+///
+/// Your read state of the channel moves to this message (an older one marks what
+/// follows unread again). Needs READ_MESSAGE_HISTORY. Your sessions get MESSAGE_ACK on
+/// `/gateway/messaging` (the gateway's ACK command does the same).
+#[utoipa::path(
+    post, path = "/api/v1/channels/{channel_id}/messages/{message_id}/ack", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The last message read")),
+    responses(
+        (status = 200, description = "Your read state of the channel now", body = ReadState),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn ack(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<web::Json<ReadState>> {
+    let (channel, message) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        crate::read_states::ack(&mut conn, auth.user_id, channel, message).await?,
+    ))
+}
+
+/// Your read states
+///
+/// For every channel you can read: the last message you acked, and the exact number
+/// of unread messages and of those mentioning you (by name, role or `@everyone`).
+#[utoipa::path(
+    get, path = "/api/v1/users/@me/read-states", tag = "messaging",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Read states", body = Vec<ReadState>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn read_states(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<Vec<ReadState>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let channels = crate::read_states::readable(&mut conn, auth.user_id).await?;
+    Ok(web::Json(
+        crate::read_states::of(&mut conn, auth.user_id, &channels).await?,
+    ))
 }

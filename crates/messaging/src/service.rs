@@ -38,11 +38,38 @@ pub fn parse_content(value: &str) -> Result<String, String> {
     {
         return Err("must not contain control characters".into());
     }
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err("must not be blank".into());
+    if !value.chars().any(visible) {
+        return Err("must not be blank (or only invisible characters)".into());
     }
-    Ok(trimmed.to_owned())
+    Ok(value.trim().to_owned())
+}
+
+/// Whether a character shows something: not blank, not a control, not one of the
+/// characters that show nothing on their own (soft hyphen, zero-width spaces and
+/// joiners, direction marks and overrides, invisible operators, variation selectors,
+/// fillers, the Braille blank).
+fn visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !c.is_control()
+        && !matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+        )
 }
 
 /// Checks a nonce: 1-64 characters, no control characters.
@@ -68,7 +95,7 @@ pub struct NewMessage {
 }
 
 /// 409 for a channel that holds no messages (a category).
-fn holds_messages(access: &ChannelAccess) -> AppResult<()> {
+pub(crate) fn holds_messages(access: &ChannelAccess) -> AppResult<()> {
     if access.kind == ChannelKind::Category {
         return Err(AppError::new(
             ErrorCode::Conflict,
@@ -79,7 +106,7 @@ fn holds_messages(access: &ChannelAccess) -> AppResult<()> {
 }
 
 /// In a 1:1 DM, 403 `blocked` when either has blocked the other.
-async fn not_blocked(
+pub(crate) async fn not_blocked(
     conn: &mut AsyncPgConnection,
     access: &ChannelAccess,
     me: UserId,
@@ -220,8 +247,41 @@ async fn by_nonce(
         .optional()
 }
 
+/// The answer to a retried send: the message first sent with its nonce, unless it has
+/// been deleted since (404, as for any deleted message).
+async fn retried(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    author: UserId,
+    row: MessageRow,
+) -> AppResult<(Message, bool)> {
+    if row.deleted_at.is_some() {
+        return Err(AppError::not_found("message"));
+    }
+    Ok((hydrate_one(conn, access, Some(author), row).await?, false))
+}
+
+/// A new message's id, taken under the channel topic's lock (held to commit): ids
+/// increase in the order messages commit, whatever the nodes' clocks say, so a
+/// client reading `after` the newest id it has never misses one that commits later.
+async fn next_id(conn: &mut AsyncPgConnection, channel: ChannelId) -> AppResult<MessageId> {
+    event::lock_topic(conn, Topic::Channel(channel)).await?;
+    let newest: Option<MessageId> = messages::table
+        .filter(messages::channel_id.eq(channel))
+        .order(messages::id.desc())
+        .select(messages::id)
+        .first(conn)
+        .await
+        .optional()?;
+    let id = MessageId::new();
+    Ok(match newest {
+        Some(newest) if newest.0 >= id.0 => MessageId(Uuid::from_u128(newest.0.as_u128() + 1)),
+        _ => id,
+    })
+}
+
 /// Sends a message; `true` when it was made now, `false` when its nonce names one
-/// sent before (returned as it is now, even if deleted since: nothing is made).
+/// sent before (returned as it is now; 404 if deleted since: nothing is made).
 pub async fn send(
     conn: &mut AsyncPgConnection,
     author: UserId,
@@ -233,7 +293,7 @@ pub async fn send(
         if let Some(nonce) = &new.nonce
             && let Some(row) = by_nonce(conn, channel, author, nonce).await?
         {
-            return Ok((hydrate_one(conn, &access, Some(author), row).await?, false));
+            return retried(conn, &access, author, row).await;
         }
         holds_messages(&access)?;
         access.require(Permissions::SEND_MESSAGES, "send messages here")?;
@@ -245,10 +305,11 @@ pub async fn send(
         }
         let (mentions, mention_roles, mention_everyone) =
             mentions_in(conn, &access, &new.content).await?;
+        let id = next_id(conn, channel).await?;
         let inserted: Option<MessageRow> = diesel::insert_into(messages::table)
             .values((
                 messages::channel_id.eq(channel),
-                messages::id.eq(MessageId::new()),
+                messages::id.eq(id),
                 messages::author_id.eq(author),
                 messages::content.eq(&new.content),
                 messages::nonce.eq(&new.nonce),
@@ -268,7 +329,7 @@ pub async fn send(
             let row = by_nonce(conn, channel, author, nonce)
                 .await?
                 .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
-            return Ok((hydrate_one(conn, &access, Some(author), row).await?, false));
+            return retried(conn, &access, author, row).await;
         };
         let message = hydrate_one(conn, &access, Some(author), row).await?;
         event::append(
@@ -304,6 +365,7 @@ pub async fn edit(
                 "only its author can edit a message",
             ));
         }
+        not_blocked(conn, &access, actor).await?;
         let (mentions, mention_roles, mention_everyone) =
             mentions_in(conn, &access, &content).await?;
         let row: MessageRow = diesel::update(
@@ -362,18 +424,20 @@ pub async fn delete(
         ))
         .execute(conn)
         .await?;
-        event::append(
-            conn,
-            &[Outgoing::event(
-                Topic::Channel(channel),
-                &MessageDelete {
-                    id,
-                    channel_id: channel,
-                    guild_id: access.row.guild_id,
-                },
-            )?],
-        )
-        .await?;
+        let guild_id = access.row.guild_id;
+        let mut rows = vec![Outgoing::event(
+            Topic::Channel(channel),
+            &MessageDelete {
+                id,
+                channel_id: channel,
+                guild_id,
+            },
+        )?];
+        if row.pinned_at.is_some() {
+            // It leaves the pins too.
+            rows.push(crate::pins::update(conn, channel, guild_id).await?);
+        }
+        event::append(conn, &rows).await?;
         Ok(())
     })
     .await

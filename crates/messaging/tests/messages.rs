@@ -805,3 +805,311 @@ async fn pins_need_manage_messages_in_a_guild_and_are_capped() {
         .await;
     assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
 }
+
+#[actix_web::test]
+async fn typing_reaches_the_other_readers_once_per_renewal_window() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (member, outsider) = (app.register("member").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let (mut member_ws, _) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    let (mut owner_ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let typing = format!("/api/v1/channels/{general}/typing");
+
+    let res = app
+        .post(&typing, Some(&owner.access_token), json!({}))
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let event = member_ws.dispatch("TYPING_START").await;
+    assert_eq!(event["s"], Value::Null, "ephemeral");
+    assert_eq!(event["d"]["user_id"], owner.id.as_str());
+    assert_eq!(event["d"]["channel_id"], general.as_str());
+    assert_eq!(event["d"]["guild_id"], guild.as_str());
+    let at =
+        chrono::DateTime::parse_from_rfc3339(event["d"]["timestamp"].as_str().unwrap()).unwrap();
+    let until =
+        chrono::DateTime::parse_from_rfc3339(event["d"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!((until - at).num_seconds(), 8);
+    owner_ws.none_of(&["TYPING_START"], QUIET).await;
+
+    // A renewal right away is not sent again; after a message, typing starts afresh.
+    let reply = owner_ws
+        .request("TYPING", "t1", json!({"channel_id": general}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"], Value::Null);
+    member_ws.none_of(&["TYPING_START"], QUIET).await;
+    send(&app, &owner, &general, json!({"content": "done"})).await;
+    member_ws.dispatch("MESSAGE_CREATE").await;
+    let res = app
+        .post(&typing, Some(&owner.access_token), json!({}))
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    member_ws.dispatch("TYPING_START").await;
+
+    let res = app
+        .post(&typing, Some(&outsider.access_token), json!({}))
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+    let reply = member_ws
+        .request("TYPING", "t2", json!({"channel_id": uuid::Uuid::now_v7()}))
+        .await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "not_found");
+}
+
+#[actix_web::test]
+async fn read_states_count_unread_and_mentions_and_acks_reach_every_device() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let role = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/roles"),
+            Some(&owner.access_token),
+            json!({"name": "crew"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .put(
+            &format!("/api/v1/guilds/{guild}/members/{}/roles/{role}", member.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let mut ids = Vec::new();
+    for content in [
+        "plain".to_owned(),
+        format!("hi <@{}>", member.id),
+        format!("crew <@&{role}>"),
+        "@everyone look".to_owned(),
+        "plain again".to_owned(),
+    ] {
+        ids.push(
+            send(&app, &owner, &general, json!({"content": content})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    send(&app, &member, &general, json!({"content": "my own"})).await;
+    let state_of = |states: &Value| {
+        states
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["channel_id"] == general.as_str())
+            .cloned()
+            .unwrap()
+    };
+    let res = app
+        .get("/api/v1/users/@me/read-states", Some(&member.access_token))
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let state = state_of(&res.body);
+    assert_eq!(state["last_read_message_id"], Value::Null);
+    assert_eq!(state["unread_count"], 5, "not my own message");
+    assert_eq!(state["mention_count"], 3, "by name, by role, @everyone");
+
+    let (mut other_device, ready) = app
+        .gateway("/gateway/messaging", &member.access_token)
+        .await;
+    assert_eq!(
+        state_of(&ready["read_states"]),
+        state,
+        "READY carries the same"
+    );
+    let res = app
+        .post(
+            &format!("{}/{}/ack", messages(&general), ids[2]),
+            Some(&member.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(res.body["last_read_message_id"], ids[2].as_str());
+    assert_eq!(res.body["unread_count"], 2);
+    assert_eq!(res.body["mention_count"], 1);
+    let event = other_device.dispatch("MESSAGE_ACK").await;
+    assert_eq!(event["d"], res.body);
+
+    // Over the gateway; a deleted message no longer counts.
+    let reply = other_device
+        .request(
+            "ACK",
+            "a1",
+            json!({"channel_id": general, "message_id": ids[3]}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    other_device.dispatch("MESSAGE_ACK").await;
+    let res = app
+        .delete(
+            &format!("{}/{}", messages(&general), ids[4]),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let res = app
+        .get("/api/v1/users/@me/read-states", Some(&member.access_token))
+        .await;
+    let state = state_of(&res.body);
+    assert_eq!(state["unread_count"], 0);
+    assert_eq!(state["mention_count"], 0);
+
+    // Acking what is not there, or where you cannot read, changes nothing.
+    let res = app
+        .post(
+            &format!("{}/{}/ack", messages(&general), uuid::Uuid::now_v7()),
+            Some(&member.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+    let outsider = app.register("outsider").await;
+    let res = app
+        .post(
+            &format!("{}/{}/ack", messages(&general), ids[0]),
+            Some(&outsider.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+    let res = app
+        .get(
+            "/api/v1/users/@me/read-states",
+            Some(&outsider.access_token),
+        )
+        .await;
+    assert_eq!(res.body, json!([]));
+}
+
+#[actix_web::test]
+async fn a_review_found_holes_each_closed() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("aaa").await, app.register("bbb").await);
+    let dm = app
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.access_token),
+            json!({"recipient_id": b.id}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = send(
+        &app,
+        &b,
+        &dm,
+        json!({"content": "before the block", "nonce": "x1"}),
+    )
+    .await;
+    let path = format!("{}/{}", messages(&dm), mine["id"].as_str().unwrap());
+
+    // Content of nothing visible is blank.
+    for blank in ["\u{200b}", "\u{2800}\u{3164}", " \u{feff} ", "\u{fe0f}"] {
+        let res = app
+            .post(
+                &messages(&dm),
+                Some(&a.access_token),
+                json!({"content": blank}),
+            )
+            .await;
+        assert_eq!(res.status, Status::UNPROCESSABLE_ENTITY, "{blank:?}");
+    }
+
+    // A blocked user can neither edit into the DM nor react in it.
+    let res = app
+        .put(
+            &format!("/api/v1/users/@me/relationships/{}", b.id),
+            Some(&a.access_token),
+            Some(json!({"type": "blocked"})),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let res = app
+        .patch(&path, Some(&b.access_token), json!({"content": "sneaky"}))
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN, "{}", res.text);
+    assert_eq!(res.code(), "blocked");
+    let res = app
+        .put(
+            &format!("{path}/reactions/%F0%9F%91%8D/@me"),
+            Some(&b.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, Status::FORBIDDEN, "{}", res.text);
+
+    // A retried send of a message deleted since is 404, not the deleted text.
+    assert_eq!(
+        app.delete(&path, Some(&b.access_token)).await.status,
+        Status::NO_CONTENT
+    );
+    let res = app
+        .post(
+            &messages(&dm),
+            Some(&b.access_token),
+            json!({"content": "before the block", "nonce": "x1"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
+
+    // At most 20 different emoji on one message.
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let message = send(&app, &owner, &general, json!({"content": "many"})).await;
+    let base = format!("{}/{}", messages(&general), message["id"].as_str().unwrap());
+    let emoji = [
+        "😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘", "🥰",
+        "😗", "😙", "😚", "🙂", "🤗", "🤩",
+    ];
+    for (i, e) in emoji.iter().enumerate() {
+        let encoded: String = e.bytes().map(|b| format!("%{b:02X}")).collect();
+        let res = app
+            .put(
+                &format!("{base}/reactions/{encoded}/@me"),
+                Some(&owner.access_token),
+                None,
+            )
+            .await;
+        let expected = if i < 20 {
+            Status::NO_CONTENT
+        } else {
+            Status::CONFLICT
+        };
+        assert_eq!(res.status, expected, "emoji {i}: {}", res.text);
+    }
+
+    // Deleting a pinned message tells readers the pins changed.
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let res = app
+        .put(
+            &format!(
+                "/api/v1/channels/{general}/pins/{}",
+                message["id"].as_str().unwrap()
+            ),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    ws.next_of(&["CHANNEL_PINS_UPDATE"]).await;
+    assert_eq!(
+        app.delete(&base, Some(&owner.access_token)).await.status,
+        Status::NO_CONTENT
+    );
+    ws.next_of(&["MESSAGE_DELETE"]).await;
+    let pins = ws.next_of(&["CHANNEL_PINS_UPDATE"]).await;
+    assert_eq!(pins["d"]["last_pin_timestamp"], Value::Null);
+}

@@ -345,6 +345,7 @@ impl Local {
             for slot in self.by_topic.get(topic).into_iter().flatten() {
                 if let Some((_, socket)) = self.slots.get(*slot as usize).and_then(Option::as_ref)
                     && socket.stream.domains.contains(event.domain)
+                    && event.except != Some(socket.stream.user)
                     && seen.insert(*slot)
                 {
                     socket.queue.push_ephemeral(frame.clone());
