@@ -43,6 +43,8 @@ struct Row {
     expect: [u16; 4],
     /// The code of a 403.
     refusal: &'static str,
+    /// A query string for the request (`?q=...`).
+    query: &'static str,
 }
 
 fn row(
@@ -60,6 +62,7 @@ fn row(
         setup: Setup::None,
         expect,
         refusal: "missing_permissions",
+        query: "",
     }
 }
 
@@ -344,6 +347,26 @@ fn rows() -> Vec<Row> {
             None,
             [200, 200, 200, 200],
         ),
+        Row {
+            query: "?q=hello",
+            ..row(
+                M::GET,
+                "/api/v1/channels/{channel_id}/messages/search",
+                0,
+                None,
+                [404, 200, 200, 200],
+            )
+        },
+        Row {
+            query: "?q=hello",
+            ..row(
+                M::GET,
+                "/api/v1/guilds/{guild_id}/messages/search",
+                0,
+                None,
+                [404, 200, 200, 200],
+            )
+        },
         row(
             M::PUT,
             "/api/v1/channels/{channel_id}/pins/{message_id}",
@@ -673,7 +696,8 @@ async fn every_guild_and_channel_route_answers_each_kind_of_caller_as_documented
                 .replace("{code}", &fixture.codes[i])
                 .replace("{channel_id}", &fixture.channels[i])
                 .replace("{message_id}", &fixture.messages[i])
-                .replace("{emoji}", "%F0%9F%91%8D");
+                .replace("{emoji}", "%F0%9F%91%8D")
+                + row.query;
             let res = app
                 .request(
                     row.method.clone(),

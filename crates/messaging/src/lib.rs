@@ -14,6 +14,7 @@ pub mod reactions;
 pub mod read;
 pub mod read_states;
 mod routes;
+pub mod search;
 pub mod service;
 pub mod typing;
 
@@ -32,7 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::list_messages, routes::send_message, routes::get_message,
         routes::edit_message, routes::delete_message, routes::add_reaction,
         routes::remove_reaction, routes::list_reactions, routes::list_pins, routes::pin,
-        routes::unpin, routes::typing, routes::ack, routes::read_states
+        routes::unpin, routes::typing, routes::ack, routes::read_states,
+        routes::search_channel, routes::search_guild
     ),
     components(schemas(
         dto::Message, dto::ReplySummary, dto::Reaction, dto::SendMessage, dto::EditMessage,

@@ -4,19 +4,29 @@ use actix_web::{HttpResponse, web};
 use synctalk_db::Pool;
 use synctalk_kernel::error::{FieldErrors, fields_checked, gather};
 use synctalk_kernel::http::{Json, resource};
-use synctalk_kernel::{AppError, AppResult, AuthUser, ChannelId, ErrorResponse, MessageId};
+use synctalk_kernel::{
+    AppError, AppResult, AuthUser, ChannelId, ErrorResponse, GuildId, MessageId,
+};
 
 use synctalk_kernel::PageQuery;
 use synctalk_users::dto::User;
 
 use crate::dto::{EditMessage, Message, MessageQuery, SendMessage};
 use crate::read_states::ReadState;
+use crate::search::{self, SearchQuery};
 use crate::service::{self, NewMessage, parse_content, parse_nonce};
 use crate::typing::Typing;
 use crate::{pins, reactions};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        resource("/channels/{channel_id}/messages/search", "GET")
+            .route(web::get().to(search_channel)),
+    )
+    .service(
+        resource("/guilds/{guild_id}/messages/search", "GET").route(web::get().to(search_guild)),
+    )
+    .service(
         resource("/channels/{channel_id}/messages", "GET, POST")
             .route(web::get().to(list_messages))
             .route(web::post().to(send_message)),
@@ -486,5 +496,65 @@ pub(crate) async fn read_states(
     let channels = crate::read_states::readable(&mut conn, auth.user_id).await?;
     Ok(web::Json(
         crate::read_states::of(&mut conn, auth.user_id, &channels).await?,
+    ))
+}
+
+/// Search a channel
+///
+/// Messages of the channel whose text matches `q` (PostgreSQL full text, `simple`
+/// configuration: all words must appear; `"a phrase"`, `or` and `-word` work), newest
+/// first; page with `before`. Needs READ_MESSAGE_HISTORY.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/messages/search", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), SearchQuery),
+    responses(
+        (status = 200, description = "Matching messages, newest first", body = Vec<Message>),
+        (status = 400, description = "Bad query (`q` empty or too long, a limit out of range)", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`", body = ErrorResponse),
+        (status = 404, description = "No such channel, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn search_channel(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<ChannelId>,
+    query: web::Query<SearchQuery>,
+) -> AppResult<web::Json<Vec<Message>>> {
+    let search = query.parse()?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        search::in_channel(&mut conn, auth.user_id, path.into_inner(), &search).await?,
+    ))
+}
+
+/// Search a guild
+///
+/// As searching a channel, across every channel of the guild you can read (the others
+/// are never searched).
+#[utoipa::path(
+    get, path = "/api/v1/guilds/{guild_id}/messages/search", tag = "messaging",
+    security(("bearer" = [])),
+    params(("guild_id" = GuildId, Path, description = "The guild"), SearchQuery),
+    responses(
+        (status = 200, description = "Matching messages, newest first", body = Vec<Message>),
+        (status = 400, description = "Bad query (`q` empty or too long, a limit out of range)", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such guild, or you are not in it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn search_guild(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<GuildId>,
+    query: web::Query<SearchQuery>,
+) -> AppResult<web::Json<Vec<Message>>> {
+    let search = query.parse()?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        search::in_guild(&mut conn, auth.user_id, path.into_inner(), &search).await?,
     ))
 }

@@ -1113,3 +1113,138 @@ async fn a_review_found_holes_each_closed() {
     let pins = ws.next_of(&["CHANNEL_PINS_UPDATE"]).await;
     assert_eq!(pins["d"]["last_pin_timestamp"], Value::Null);
 }
+
+#[actix_web::test]
+async fn search_finds_words_only_where_the_searcher_can_read() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (member, outsider) = (app.register("member").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let secret = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/channels"),
+            Some(&owner.access_token),
+            json!({"name": "secret"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .put(
+            &format!("/api/v1/channels/{secret}/permissions/{guild}"),
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": VIEW_CHANNEL.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let first = send(
+        &app,
+        &owner,
+        &general,
+        json!({"content": "The rusty crab sings"}),
+    )
+    .await;
+    send(&app, &member, &general, json!({"content": "a crab, again"})).await;
+    send(
+        &app,
+        &owner,
+        &secret,
+        json!({"content": "secret crab plans"}),
+    )
+    .await;
+    let gone = send(&app, &owner, &general, json!({"content": "crab to delete"})).await;
+    let res = app
+        .delete(
+            &format!("{}/{}", messages(&general), gone["id"].as_str().unwrap()),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let search = |path: String, who: &TestUser| {
+        let token = who.access_token.clone();
+        let app = &app;
+        async move { app.get(&path, Some(&token)).await }
+    };
+    let contents = |res: &synctalk_testkit::Response| -> Vec<String> {
+        res.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let in_guild = search(
+        format!("/api/v1/guilds/{guild}/messages/search?q=crab"),
+        &member,
+    )
+    .await;
+    assert_eq!(in_guild.status, Status::OK, "{}", in_guild.text);
+    assert_eq!(
+        contents(&in_guild),
+        ["a crab, again", "The rusty crab sings"]
+    );
+    let by_owner = search(
+        format!("/api/v1/guilds/{guild}/messages/search?q=crab"),
+        &owner,
+    )
+    .await;
+    assert_eq!(
+        by_owner.body.as_array().unwrap().len(),
+        3,
+        "the owner sees secret"
+    );
+    let phrase = search(
+        format!("{}/search?q=%22rusty%20crab%22", messages(&general)),
+        &member,
+    )
+    .await;
+    assert_eq!(contents(&phrase), ["The rusty crab sings"]);
+    let from = search(
+        format!(
+            "{}/search?q=crab&author_id={}",
+            messages(&general),
+            owner.id
+        ),
+        &member,
+    )
+    .await;
+    assert_eq!(contents(&from), ["The rusty crab sings"]);
+    let page = search(
+        format!("{}/search?q=crab&limit=1", messages(&general)),
+        &member,
+    )
+    .await;
+    assert_eq!(contents(&page), ["a crab, again"]);
+    let next = search(
+        format!(
+            "{}/search?q=crab&limit=1&before={}",
+            messages(&general),
+            page.body[0]["id"].as_str().unwrap()
+        ),
+        &member,
+    )
+    .await;
+    assert_eq!(next.body[0]["id"], first["id"]);
+    let blank = search(format!("{}/search?q=%20%00", messages(&general)), &member).await;
+    assert_eq!(blank.status, Status::OK);
+    assert_eq!(blank.body, json!([]));
+    for bad in [
+        "",
+        "q=",
+        &format!("q={}", "x".repeat(201)),
+        "q=crab&limit=0",
+    ] {
+        let res = search(format!("{}/search?{bad}", messages(&general)), &member).await;
+        assert_eq!(res.status, Status::BAD_REQUEST, "{bad}: {}", res.text);
+    }
+    let res = search(format!("{}/search?q=crab", messages(&secret)), &member).await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+    let res = search(
+        format!("/api/v1/guilds/{guild}/messages/search?q=crab"),
+        &outsider,
+    )
+    .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+}
