@@ -107,29 +107,6 @@ impl Application {
                 .listen(url.expose().to_owned(), pool.clone()),
         );
         let typing = synctalk_messaging::typing::Typing::new(&hub, pool.clone());
-        let gateway = web::Data::new(Gateway::new(
-            hub.clone(),
-            vec![
-                Arc::new(synctalk_users::gateway::UsersGateway::new(
-                    presences.clone(),
-                )),
-                Arc::new(synctalk_guilds::gateway::GuildsGateway),
-                Arc::new(synctalk_channels::gateway::ChannelsGateway),
-                Arc::new(synctalk_messaging::gateway::MessagingGateway::new(
-                    typing.clone(),
-                )),
-                Arc::new(synctalk_channels::folders::FoldersGateway),
-                Arc::new(synctalk_guilds::gateway::GuildPresenceTopics),
-            ],
-            Arc::new(auth.get_ref().clone()),
-            Arc::new(ReadyMe),
-            settings.gateway_config(),
-        ));
-        let presences = web::Data::new(presences);
-        let typing = web::Data::from(typing);
-        let bus_data = web::Data::new(bus.clone());
-        let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
-        let pool = web::Data::new(pool);
         let mut limits = middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_user_per_minute,
@@ -144,7 +121,34 @@ impl Application {
             .context("RATE_LIMIT_REDIS_URL: cannot reach Redis")?;
             limits = limits.shared(store);
         }
-        let limits = web::Data::new(limits);
+        let limits = Arc::new(limits);
+        let gateway = web::Data::new(
+            Gateway::new(
+                hub.clone(),
+                vec![
+                    Arc::new(synctalk_users::gateway::UsersGateway::new(
+                        presences.clone(),
+                    )),
+                    Arc::new(synctalk_guilds::gateway::GuildsGateway),
+                    Arc::new(synctalk_channels::gateway::ChannelsGateway),
+                    Arc::new(synctalk_messaging::gateway::MessagingGateway::new(
+                        typing.clone(),
+                    )),
+                    Arc::new(synctalk_channels::folders::FoldersGateway),
+                    Arc::new(synctalk_guilds::gateway::GuildPresenceTopics),
+                ],
+                Arc::new(auth.get_ref().clone()),
+                Arc::new(ReadyMe),
+                settings.gateway_config(),
+            )
+            .with_command_limit(limits.clone()),
+        );
+        let presences = web::Data::new(presences);
+        let typing = web::Data::from(typing);
+        let bus_data = web::Data::new(bus.clone());
+        let authenticator = synctalk_kernel::auth::shared(Arc::new(auth.get_ref().clone()));
+        let pool = web::Data::new(pool);
+        let limits = web::Data::from(limits);
         let doc = web::Data::new(openapi::document_json());
         let trust = web::Data::new(TrustedProxies(settings.trusted_proxies()?));
         let json_limit = settings.json_body_limit;

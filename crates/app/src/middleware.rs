@@ -137,6 +137,19 @@ impl RateLimits {
         }
     }
 
+    /// Charges one request to `user`'s per-user limit, as an authenticated REST
+    /// request is: `Err` with the milliseconds to wait when over it.
+    pub async fn charge_user(&self, user: UserId) -> Result<(), u64> {
+        let decision = self.check(Which::User, &Key::User(user)).await;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(u64::try_from(decision.retry_after.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1))
+        }
+    }
+
     async fn check(&self, which: Which, key: &Key) -> Decision {
         if let Some(store) = &self.shared {
             let per_minute = self.per_minute[which as usize];
@@ -297,5 +310,12 @@ impl tracing_actix_web::RootSpanBuilder for RootSpan {
         outcome: &Result<ServiceResponse<B>, Error>,
     ) {
         tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// Gateway commands are charged to the same per-user limit as REST requests.
+impl synctalk_gateway::CommandLimit for RateLimits {
+    fn check(&self, user: UserId) -> synctalk_gateway::BoxFuture<'_, Result<(), u64>> {
+        Box::pin(self.charge_user(user))
     }
 }

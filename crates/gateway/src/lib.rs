@@ -163,6 +163,14 @@ pub trait GatewayDomain: Send + Sync + 'static {
     }
 }
 
+/// A per-user budget that op 12 commands are charged to (the app charges them to the
+/// same per-user limit as REST requests, so a user cannot send past it over sockets).
+pub trait CommandLimit: Send + Sync + 'static {
+    /// `Ok` when `user` may run one more command now; else how many milliseconds to
+    /// wait.
+    fn check(&self, user: synctalk_kernel::UserId) -> BoxFuture<'_, Result<(), u64>>;
+}
+
 /// Loads READY's `user` (the users crate's `@me`) inside READY's snapshot; `None`
 /// when the user is gone.
 pub trait ReadyUser: Send + Sync + 'static {
@@ -211,6 +219,8 @@ pub struct Gateway {
     pub authenticator: Arc<dyn synctalk_kernel::Authenticator>,
     /// Settings.
     pub config: GatewayConfig,
+    /// What commands are charged to, if anything.
+    pub command_limit: Option<Arc<dyn CommandLimit>>,
     snapshots: session::Snapshots,
 }
 
@@ -230,8 +240,17 @@ impl Gateway {
             domains,
             authenticator,
             config,
+            command_limit: None,
             snapshots,
         }
+    }
+
+    /// Charges every command to `limit` first (over it: a RESPONSE with
+    /// `rate_limited`, and the command is not run).
+    #[must_use]
+    pub fn with_command_limit(mut self, limit: Arc<dyn CommandLimit>) -> Self {
+        self.command_limit = Some(limit);
+        self
     }
 
     fn domain(&self, domain: Domain) -> Option<&Arc<dyn GatewayDomain>> {

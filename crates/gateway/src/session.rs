@@ -495,6 +495,16 @@ impl Socket {
                 message: format!("unknown command {name:?}"),
                 fields: None,
             }),
+            Some(_)
+                if let Some(limit) = &self.gateway.command_limit
+                    && let Err(wait) = limit.check(auth.user_id).await =>
+            {
+                Err(CommandError {
+                    code: "rate_limited".into(),
+                    message: format!("too many requests: retry after {wait} ms"),
+                    fields: None,
+                })
+            }
             Some(handler) => {
                 let ctx = CommandContext {
                     auth,

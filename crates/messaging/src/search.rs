@@ -30,8 +30,9 @@ pub const MAX_QUERY: usize = 200;
 pub struct SearchQuery {
     /// What to find, 1-200 characters: words (all must appear), `"a phrase"`, `or`,
     /// and `-word` to leave out (web search syntax).
-    #[param(min_length = 1, max_length = 200)]
-    pub q: String,
+    #[param(required = true, value_type = String, min_length = 1, max_length = 200)]
+    #[serde(default)]
+    pub q: Option<String>,
     /// Only messages by this user.
     pub author_id: Option<Uuid>,
     /// Only messages older than this id (the next page).
@@ -53,7 +54,10 @@ pub struct Search {
 impl SearchQuery {
     /// 400 `invalid_query` for an empty or too long `q`, or a limit out of range.
     pub fn parse(&self) -> AppResult<Search> {
-        if self.q.is_empty() || self.q.chars().count() > MAX_QUERY {
+        // Checked here, not by the extractor: a missing `q` must not answer before a
+        // bad token's 401.
+        let q = self.q.as_deref().unwrap_or_default();
+        if q.is_empty() || q.chars().count() > MAX_QUERY {
             return Err(AppError::new(
                 ErrorCode::InvalidQuery,
                 format!("q must be 1 to {MAX_QUERY} characters"),
@@ -61,7 +65,7 @@ impl SearchQuery {
         }
         // PostgreSQL text holds no NUL: it separates words like a blank. A query of no
         // words finds nothing.
-        let text = self.q.replace('\0', " ");
+        let text = q.replace('\0', " ");
         let limit = self.limit.unwrap_or(25);
         if !(1..=100).contains(&limit) {
             return Err(AppError::new(

@@ -1248,3 +1248,44 @@ async fn search_finds_words_only_where_the_searcher_can_read() {
     .await;
     assert_eq!(res.status, Status::NOT_FOUND);
 }
+
+#[actix_web::test]
+async fn gateway_commands_share_the_users_rest_rate_limit() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_user_per_minute = 8).await;
+    let owner = app.register("owner").await;
+    // Three requests of the budget: the guild, its invite, its channels.
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..10 {
+        let reply = ws
+            .request(
+                "SEND_MESSAGE",
+                &format!("n{i}"),
+                json!({"channel_id": general, "content": format!("m{i}")}),
+            )
+            .await;
+        if reply["ok"] == true {
+            ok += 1;
+        } else {
+            assert_eq!(reply["error"]["code"], "rate_limited", "{reply}");
+            limited += 1;
+        }
+    }
+    assert_eq!(ok, 5, "8 a minute, 3 spent over REST");
+    assert_eq!(limited, 5);
+    // And the other way round: REST is over the limit too.
+    let res = app
+        .post(
+            &messages(&general),
+            Some(&owner.access_token),
+            json!({"content": "x"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::TOO_MANY_REQUESTS);
+    let res = app
+        .get(&messages(&general), Some(&owner.access_token))
+        .await;
+    assert_eq!(res.status, Status::TOO_MANY_REQUESTS);
+}
