@@ -1,6 +1,6 @@
 //! The README's walkthrough, step by step: two empty accounts to a guild with a
-//! moderator role, a channel only moderators see, and a group DM, with what bob's
-//! socket receives. If this test changes, change the README with it.
+//! moderator role, a channel only moderators see, a group DM and a first message,
+//! with what bob's socket receives. If this test changes, change the README with it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -50,7 +50,10 @@ async fn the_readme_walkthrough_works_as_written() {
     assert_eq!(res.body["id"], g.as_str());
     // 4.
     let (mut ws, ready) = app
-        .gateway("/gateway?domains=guilds,channels", &bob.access_token)
+        .gateway(
+            "/gateway?domains=guilds,channels,messaging",
+            &bob.access_token,
+        )
         .await;
     assert_eq!(ready["guilds"][0]["name"], "Rustaceans");
     assert_eq!(ready["guilds"][0]["channels"][0]["name"], "general");
@@ -140,4 +143,42 @@ async fn the_readme_walkthrough_works_as_written() {
         .get(&format!("/api/v1/channels/{s}"), Some(&bob.access_token))
         .await;
     assert_eq!(res.status, Status::OK);
+
+    // 8. A message in staff, and bob answering it over the gateway.
+    let res = app
+        .post(
+            &format!("/api/v1/channels/{s}/messages"),
+            a,
+            json!({"content": format!("welcome <@{}>", bob.id), "nonce": "w1"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    let welcome = res.body["id"].as_str().unwrap().to_owned();
+    let frame = next_dispatch(&mut ws).await;
+    assert_eq!(frame["t"], "MESSAGE_CREATE");
+    assert_eq!(frame["d"]["mentions"][0]["id"], bob.id.as_str());
+    let reply = ws
+        .request(
+            "SEND_MESSAGE",
+            "1",
+            json!({"channel_id": s, "content": "thanks!", "reply_to": welcome}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["reply_to"]["id"], welcome.as_str());
+    let frame = next_dispatch(&mut ws).await;
+    assert_eq!(frame["t"], "MESSAGE_CREATE");
+    assert_eq!(frame["d"]["content"], "thanks!");
+    // 9. Bob marks staff read.
+    let res = app
+        .post(
+            &format!("/api/v1/channels/{s}/messages/{welcome}/ack"),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK);
+    assert_eq!(res.body["unread_count"], 0);
+    let frame = next_dispatch(&mut ws).await;
+    assert_eq!(frame["t"], "MESSAGE_ACK");
 }
