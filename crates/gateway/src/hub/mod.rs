@@ -584,23 +584,9 @@ impl Hub {
         if due.is_empty() {
             return;
         }
-        // In slices, paced over a quarter of the interval (at most 10 s): 10,000 bases
-        // in one burst are tens of milliseconds of the database's time, which every
-        // request that lands in them waits for. A base written a little later is only
-        // a little older (the outbox keeps two intervals and a minute).
         let written = async {
-            let slices: Vec<&[(Uuid, i32, Base)]> = due.chunks(CHECKPOINT_SLICE).collect();
-            let spread = (self.config.checkpoint_every / 4).min(Duration::from_secs(10));
-            let pause = spread / u32::try_from(slices.len()).unwrap_or(u32::MAX).max(1);
-            let mut lost = Vec::new();
-            for (i, slice) in slices.iter().enumerate() {
-                if i > 0 {
-                    tokio::time::sleep(pause).await;
-                }
-                let mut conn = self.pool.get().await.map_err(db)?;
-                lost.extend(store::write_bases(&mut conn, self.node_id, slice).await?);
-            }
-            anyhow::Ok(lost)
+            let mut conn = self.pool.get().await.map_err(db)?;
+            anyhow::Ok(store::write_bases(&mut conn, self.node_id, &due).await?)
         }
         .await;
         match written {
@@ -988,9 +974,6 @@ async fn follow(
         }
     }
 }
-
-/// Sessions' bases written in one statement of a checkpoint.
-const CHECKPOINT_SLICE: usize = 500;
 
 async fn checkpoints(hub: std::sync::Weak<Hub>) {
     let every = match hub.upgrade() {
