@@ -26,7 +26,7 @@ const LOCK: i64 = 7_307_000_004;
 /// Rows numbered per statement.
 const BATCH: i64 = 1000;
 /// Rows deleted per pruning statement.
-const PRUNE_BATCH: i64 = 1000;
+const PRUNE_BATCH: i64 = 5000;
 
 /// Relay settings.
 #[derive(Debug, Clone, Copy)]
@@ -342,9 +342,8 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
         if deleted < usize::try_from(PRUNE_BATCH).unwrap_or(usize::MAX) {
             return Ok(total);
         }
-        // Let writers breathe between batches: each is a few milliseconds of the
-        // database's time that requests landing in it wait for.
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Let writers breathe between batches.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
