@@ -81,13 +81,7 @@ impl GatewayDomain for MessagingGateway {
                 let mut topics = guild_topics.remove(&auth.user_id).unwrap_or_default();
                 let dms = synctalk_channels::dms::list(conn, auth.user_id).await?;
                 topics.extend(dms.iter().map(|c| Topic::Channel(c.id)));
-                let channels: Vec<ChannelId> = topics
-                    .iter()
-                    .filter_map(|t| match t {
-                        Topic::Channel(c) => Some(*c),
-                        _ => None,
-                    })
-                    .collect();
+                let channels = read_states::channels_of(&topics);
                 let read_states = read_states::of(conn, auth.user_id, &channels).await?;
                 parts.push(ReadyPart::new(&MessagingReady { read_states }, topics)?);
             }

@@ -150,11 +150,16 @@ pub async fn readable(conn: &mut AsyncPgConnection, user: UserId) -> AppResult<V
         .unwrap_or_default();
     let dms = synctalk_channels::dms::list(conn, user).await?;
     topics.extend(dms.iter().map(|c| Topic::Channel(c.id)));
-    Ok(topics
-        .into_iter()
+    Ok(channels_of(&topics))
+}
+
+/// The channels among `topics`.
+pub fn channels_of(topics: &[Topic]) -> Vec<ChannelId> {
+    topics
+        .iter()
         .filter_map(|t| match t {
-            Topic::Channel(c) => Some(c),
+            Topic::Channel(c) => Some(*c),
             _ => None,
         })
-        .collect())
+        .collect()
 }
