@@ -317,23 +317,37 @@ pub async fn publish(bus: &Bus, prev: i64, records: Vec<Record>) {
 /// Deletes published rows older than `retention` that no live node still has to
 /// deliver and no resumable session may replay, a batch at a time.
 pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
+    // How far every reader is, read once per round: the minimum over every session
+    // is a scan of them all, too dear to repeat for each batch. Readers only move
+    // forward, so a position safe at the start of the round stays safe.
+    #[derive(diesel::QueryableByName)]
+    struct Safe {
+        #[diesel(sql_type = diesel::sql_types::Nullable<BigInt>)]
+        position: Option<i64>,
+    }
+    let safe: Safe = synctalk_db::sql(
+        "SELECT least( \
+           (SELECT position FROM outbox_relay WHERE id = 1), \
+           (SELECT min(position) FROM gateway_nodes WHERE last_seen_at > now() - interval '30 seconds'), \
+           (SELECT min(base_position) FROM gateway_sessions) \
+         ) AS position",
+    )
+    .get_result(conn)
+    .await?;
+    let Some(safe) = safe.position else {
+        return Ok(0);
+    };
     let mut total = 0;
     loop {
         let deleted = synctalk_db::sql(
-            "WITH safe AS ( \
-               SELECT least( \
-                 (SELECT position FROM outbox_relay WHERE id = 1), \
-                 (SELECT min(position) FROM gateway_nodes WHERE last_seen_at > now() - interval '30 seconds'), \
-                 (SELECT min(base_position) FROM gateway_sessions) \
-               ) AS position \
-             ) \
-             DELETE FROM outbox WHERE id IN ( \
+            "DELETE FROM outbox WHERE id IN ( \
                SELECT id FROM outbox \
-               WHERE position <= (SELECT position FROM safe) \
-                 AND created_at < now() - make_interval(secs => $1) \
-               ORDER BY position LIMIT $2 \
+               WHERE position <= $1 \
+                 AND created_at < now() - make_interval(secs => $2) \
+               ORDER BY position LIMIT $3 \
              )",
         )
+        .bind::<BigInt, _>(safe)
         .bind::<Double, _>(retention.as_secs_f64())
         .bind::<BigInt, _>(PRUNE_BATCH)
         .execute(conn)

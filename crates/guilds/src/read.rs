@@ -225,6 +225,21 @@ pub async fn is_banned(
     .await
 }
 
+/// Whether `user` is a member of `guild`.
+pub async fn member_exists(
+    conn: &mut AsyncPgConnection,
+    guild: GuildId,
+    user: UserId,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        members::table
+            .filter(members::guild_id.eq(guild))
+            .filter(members::user_id.eq(user)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// An invite as the wire shows it.
 pub async fn invite(
     conn: &mut AsyncPgConnection,

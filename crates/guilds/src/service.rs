@@ -544,20 +544,14 @@ pub async fn create_invite(
     .await
 }
 
-/// A usable invite and its live guild, locked for update when joining.
-async fn usable_invite(
-    conn: &mut AsyncPgConnection,
-    code: &str,
-    lock: bool,
-) -> AppResult<(InviteRow, Guild)> {
-    let query = invites::table
+/// A usable invite and its live guild.
+async fn usable_invite(conn: &mut AsyncPgConnection, code: &str) -> AppResult<(InviteRow, Guild)> {
+    let row = invites::table
         .filter(invites::code.eq(code))
-        .select(InviteRow::as_select());
-    let row = if lock {
-        query.for_update().first(conn).await.optional()?
-    } else {
-        query.first(conn).await.optional()?
-    };
+        .select(InviteRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
     let row = row
         .filter(|r| r.expires_at.is_none_or(|e| e > chrono::Utc::now()))
         .filter(|r| r.max_uses == 0 || r.uses < r.max_uses)
@@ -570,60 +564,74 @@ async fn usable_invite(
 
 /// An invite anyone signed in may look at before joining.
 pub async fn get_invite(conn: &mut AsyncPgConnection, code: &str) -> AppResult<Invite> {
-    let (row, guild) = usable_invite(conn, code, false).await?;
+    let (row, guild) = usable_invite(conn, code).await?;
     Ok(read::invite(conn, row, guild).await?)
 }
 
 /// Joins a guild by invite: 403 `banned` for a banned user; a member already in gets
 /// the guild again, and the invite is not used up.
+///
+/// A join is worth keeping short in a guild of 10,000: the invite and its guild are
+/// read and locked in one statement, and the member is inserted only if not banned in
+/// another; the slower checks run only when that insert adds nobody.
 pub async fn join(conn: &mut AsyncPgConnection, code: &str, user: UserId) -> AppResult<Guild> {
+    use diesel::sql_types::Uuid as SqlUuid;
     conn.transaction::<_, AppError, _>(async |conn| {
-        // A member already in gets the guild again, whatever is left of the invite (a
-        // join retried after its answer was lost must not fail).
-        // (One query: a join is worth keeping short in a guild of 10,000.)
-        let known: Option<GuildRow> = invites::table
+        let (row, guild_row, count): (InviteRow, GuildRow, i32) = invites::table
             .inner_join(guilds::table.on(guilds::id.eq(invites::guild_id)))
-            .inner_join(
-                members::table.on(members::guild_id
-                    .eq(invites::guild_id)
-                    .and(members::user_id.eq(user))),
-            )
             .filter(invites::code.eq(code))
             .filter(guilds::deleted_at.is_null())
-            .select(GuildRow::as_select())
+            .select((
+                InviteRow::as_select(),
+                GuildRow::as_select(),
+                guilds::member_count,
+            ))
+            .for_no_key_update()
             .first(conn)
             .await
-            .optional()?;
-        if let Some(guild) = known {
-            return Ok(Guild::from(guild));
-        }
-        let (row, guild) = usable_invite(conn, code, true).await?;
-        let guild_row = access::guild(conn, guild.id, Lock::Structure)
-            .await?
+            .optional()?
             .ok_or_else(|| AppError::not_found("invite"))?;
-        if read::is_banned(conn, guild.id, user).await? {
-            return Err(AppError::new(
-                ErrorCode::Banned,
-                "you are banned from this guild",
-            ));
+        let guild = Guild::from(guild_row.clone());
+        let usable = row.expires_at.is_none_or(|e| e > chrono::Utc::now())
+            && (row.max_uses == 0 || row.uses < row.max_uses);
+        if !usable {
+            // A member already in gets the guild again, whatever is left of the invite
+            // (a join retried after its answer was lost must not fail).
+            return if read::member_exists(conn, guild.id, user).await? {
+                Ok(guild)
+            } else {
+                Err(AppError::not_found("invite"))
+            };
         }
-        let added = diesel::insert_into(members::table)
-            .values((members::guild_id.eq(guild.id), members::user_id.eq(user)))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+        let added = synctalk_db::sql(
+            "INSERT INTO members (guild_id, user_id) SELECT $1, $2 \
+             WHERE NOT EXISTS (SELECT 1 FROM bans WHERE guild_id = $1 AND user_id = $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<SqlUuid, _>(guild.id.0)
+        .bind::<SqlUuid, _>(user.0)
+        .execute(conn)
+        .await?;
         if added == 0 {
+            // Already in (the invite is not used up), or banned.
+            if read::is_banned(conn, guild.id, user).await? {
+                return Err(AppError::new(
+                    ErrorCode::Banned,
+                    "you are banned from this guild",
+                ));
+            }
             return Ok(guild);
         }
-        diesel::update(invites::table.find(&row.code))
-            .set(invites::uses.eq(invites::uses + 1))
+        synctalk_db::sql("UPDATE invites SET uses = uses + 1 WHERE code = $1")
+            .bind::<diesel::sql_types::Text, _>(&row.code)
             .execute(conn)
             .await?;
         let structure = visibility::structure(conn, &guild_row).await?;
         let member = read::member(conn, guild.id, user)
             .await?
             .ok_or_else(|| AppError::not_found("user"))?;
-        let count = read::member_count(conn, guild.id).await?;
+        // The guild row is locked, and the insert's trigger counted this member.
+        let count = i64::from(count) + 1;
         let mut rows = visibility::joining(&structure, user, &[])?;
         rows.push(Outgoing::event(
             Topic::User(user),
