@@ -149,6 +149,14 @@ pub struct Settings {
     /// Gateway connections (WebSocket upgrades) per minute per IP.
     #[arg(long, env = "GATEWAY_CONNECTS_PER_MINUTE", default_value_t = 300)]
     pub gateway_connects_per_minute: u32,
+    /// Where attachments' bytes go: a directory, or `s3://bucket` for S3 or an
+    /// S3-compatible service (credentials, region and endpoint from the usual `AWS_*`
+    /// variables). Unset: `attachments/` under the data dir.
+    #[arg(long, env = "ATTACHMENTS_STORE")]
+    pub attachments_store: Option<String>,
+    /// Largest upload, in bytes.
+    #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub upload_max_bytes: u64,
     /// Largest JSON body, in bytes.
     #[arg(long, env = "JSON_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub json_body_limit: usize,
@@ -224,6 +232,16 @@ impl Settings {
     pub fn docs_enabled(&self) -> bool {
         self.docs
             .unwrap_or(self.environment == Environment::Development)
+    }
+
+    /// Where attachments' bytes go.
+    pub fn attachments_store(&self) -> String {
+        self.attachments_store.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join("attachments")
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 
     /// The auth crate's settings; `jwt_secret` must be resolved first.

@@ -107,6 +107,17 @@ impl Application {
                 .listen(url.expose().to_owned(), pool.clone()),
         );
         let typing = synctalk_messaging::typing::Typing::new(&hub, pool.clone());
+        let attachments = synctalk_messaging::attachments::Store::open(
+            &settings.attachments_store(),
+            settings.upload_max_bytes,
+        )
+        .context("ATTACHMENTS_STORE: cannot open the attachment store")?;
+        actix_web::rt::spawn(synctalk_messaging::attachments::sweep_forever(
+            pool.clone(),
+            attachments.clone(),
+            Duration::from_secs(3600),
+        ));
+        let attachments = web::Data::new(attachments);
         let mut limits = middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_user_per_minute,
@@ -196,6 +207,7 @@ impl Application {
                 .app_data(bus_data.clone())
                 .app_data(presences.clone())
                 .app_data(typing.clone())
+                .app_data(attachments.clone())
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())

@@ -673,6 +673,10 @@ async fn every_guild_and_channel_route_answers_each_kind_of_caller_as_documented
             "DELETE",
             "/api/v1/channels/{channel_id}/recipients/{user_id}",
         ),
+        // Uploads belong to their uploader, not to a guild, and downloads go by signed
+        // URL: who may do what with them is tested in messaging's attachments tests.
+        ("POST", "/api/v1/attachments"),
+        ("GET", "/api/v1/attachments/{attachment_id}/{filename}"),
     ] {
         covered.insert((method.to_owned(), path.to_owned()));
     }

@@ -7,6 +7,21 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    attachments (id) {
+        id -> Uuid,
+        uploader_id -> Uuid,
+        channel_id -> Nullable<Uuid>,
+        message_id -> Nullable<Uuid>,
+        filename -> Text,
+        content_type -> Text,
+        size -> Int8,
+        duration_ms -> Nullable<Int4>,
+        url_key -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Uuid,
         guild_id -> Uuid,
@@ -297,6 +312,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(attachments -> users (uploader_id));
 diesel::joinable!(audit_log -> guilds (guild_id));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(bans -> guilds (guild_id));
@@ -324,6 +340,7 @@ diesel::joinable!(roles -> guilds (guild_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    attachments,
     audit_log,
     bans,
     channel_overwrites,

@@ -53,6 +53,7 @@ macro_rules! error_codes {
 
 error_codes! {
     InvalidJson => (400, "invalid_json", "The body is not valid JSON."),
+    InvalidBody => (400, "invalid_body", "The body is not a well-formed `multipart/form-data` upload."),
     InvalidQuery => (400, "invalid_query", "A query parameter is missing, malformed or out of range."),
     Unauthorized => (401, "unauthorized", "No bearer token was sent."),
     InvalidToken => (401, "invalid_token", "The bearer token is malformed, expired, or its session has ended."),
@@ -69,7 +70,7 @@ error_codes! {
     Conflict => (409, "conflict", "The request conflicts with the current state."),
     GroupFull => (409, "group_full", "The group DM already has the most members it may have."),
     PayloadTooLarge => (413, "payload_too_large", "The body is larger than the limit."),
-    UnsupportedMediaType => (415, "unsupported_media_type", "The body must be `application/json`."),
+    UnsupportedMediaType => (415, "unsupported_media_type", "The body's media type is not accepted: JSON where JSON is expected, `multipart/form-data` for uploads, and no executables."),
     ValidationFailed => (422, "validation_failed", "The body is well-formed but some fields are invalid; see `fields`."),
     RateLimited => (429, "rate_limited", "Too many requests; retry after `retry_after_ms`."),
     InternalError => (500, "internal_error", "Something went wrong on our side; the request id identifies it in the logs."),

@@ -34,8 +34,8 @@ pub struct Message {
     pub mention_roles: Vec<RoleId>,
     /// `@everyone`, by someone with MENTION_EVERYONE (always in DMs and group DMs).
     pub mention_everyone: bool,
-    /// Files attached (attachments come with the attachments API; empty until then).
-    pub attachments: Vec<serde_json::Value>,
+    /// Files attached, in upload order, with fresh signed URLs.
+    pub attachments: Vec<crate::attachments::Attachment>,
     /// Reactions: each emoji once, with its count and whether you are among them.
     pub reactions: Vec<Reaction>,
     /// Whether it is pinned.
@@ -73,20 +73,23 @@ pub struct Reaction {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// 1-4000 characters with at least one visible one (kept trimmed); no control
-    /// characters but line breaks and tabs.
+    /// Up to 4000 characters with at least one visible one (kept trimmed); no control
+    /// characters but line breaks and tabs. May be empty (or left out) when
+    /// `attachment_ids` names at least one file.
+    #[serde(default)]
     #[schema(
         example = "hello",
-        min_length = 1,
         max_length = 4000,
-        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+        pattern = "^$|^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u2800\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0][^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
     )]
     pub content: String,
     /// A message of the same channel to answer.
     #[serde(default)]
     pub reply_to: Option<MessageId>,
-    /// Files uploaded before (the attachments API); none may be given yet.
+    /// Files you uploaded (`POST /attachments`) and have not sent yet, at most 10
+    /// (repeats count once); needs ATTACH_FILES in a guild channel.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub attachment_ids: Vec<Uuid>,
     /// Your retry key, up to 64 characters: a send retried with the same nonce (over
     /// REST or the gateway, on any node) returns the first message with 200 and
@@ -107,11 +110,15 @@ pub struct SendMessage {
 pub struct SendMessageCommand {
     /// Where to send it.
     pub channel_id: ChannelId,
-    /// 1-4000 characters.
+    /// As `SendMessage.content`.
+    #[serde(default)]
     pub content: String,
     /// A message of the same channel to answer.
     #[serde(default)]
     pub reply_to: Option<MessageId>,
+    /// As `SendMessage.attachment_ids`.
+    #[serde(default)]
+    pub attachment_ids: Vec<Uuid>,
     /// Your retry key.
     #[serde(default)]
     pub nonce: Option<String>,

@@ -106,7 +106,7 @@ impl GatewayDomain for MessagingGateway {
                     let new = crate::routes::checked(SendMessage {
                         content: command.content,
                         reply_to: command.reply_to,
-                        attachment_ids: Vec::new(),
+                        attachment_ids: command.attachment_ids,
                         nonce: command.nonce,
                     })?;
                     let mut conn = synctalk_db::conn(ctx.hub.pool()).await?;

@@ -4,6 +4,7 @@
 //! change with its event on the channel's topic. Who may read or write where is
 //! decided by `synctalk_channels::access`.
 
+pub mod attachments;
 pub mod dto;
 pub mod events;
 pub mod gateway;
@@ -34,14 +35,65 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::edit_message, routes::delete_message, routes::add_reaction,
         routes::remove_reaction, routes::list_reactions, routes::list_pins, routes::pin,
         routes::unpin, routes::typing, routes::ack, routes::read_states,
-        routes::search_channel, routes::search_guild
+        routes::search_channel, routes::search_guild, routes::upload_attachment,
+        routes::get_attachment
     ),
     components(schemas(
         dto::Message, dto::ReplySummary, dto::Reaction, dto::SendMessage, dto::EditMessage,
         dto::SendMessageCommand, events::MessageDelete, events::ReactionChange,
         events::ChannelPinsUpdate, typing::TypingStart, gateway::TypingCommand,
-        gateway::AckCommand, read_states::ReadState
+        gateway::AckCommand, read_states::ReadState, attachments::Attachment,
+        attachments::UploadForm
     )),
-    tags((name = "messaging", description = "Messages in guild channels, DMs and group DMs"))
+    tags((name = "messaging", description = "Messages in guild channels, DMs and group DMs")),
+    modifiers(&ContentOrFiles)
 )]
 pub struct MessagingApi;
+
+/// A message has content or at least one file: said in the schemas of a send, so a
+/// client (or a fuzzer) generating from them sends nothing the server refuses.
+struct ContentOrFiles;
+
+impl utoipa::Modify for ContentOrFiles {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{
+            AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema,
+            SchemaFormat, Type,
+        };
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in ["SendMessage", "SendMessageCommand"] {
+            let Some(original) = components.schemas.remove(name) else {
+                continue;
+            };
+            let content = ObjectBuilder::new().required("content").property(
+                "content",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            );
+            let files = ObjectBuilder::new().required("attachment_ids").property(
+                "attachment_ids",
+                ArrayBuilder::new()
+                    .items(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+                    )
+                    .min_items(Some(1)),
+            );
+            let either = AnyOfBuilder::new().item(content).item(files);
+            let whole = AllOfBuilder::new()
+                .item(original)
+                .item(either)
+                .description(Some(
+                    "Content, files (`attachment_ids`), or both: a message is never empty.",
+                ));
+            components
+                .schemas
+                .insert(name.to_owned(), RefOr::T(Schema::AllOf(whole.build())));
+        }
+    }
+}

@@ -219,6 +219,7 @@ pub async fn hydrate(
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(viewer.map(|v| v.0))
     .load(conn)
     .await?;
+    let mut files = crate::attachments::of_messages(conn, channel, &ids).await?;
     let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
     for r in counted {
         by_message
@@ -256,7 +257,7 @@ pub async fn hydrate(
                     .collect(),
                 mention_everyone: row.mention_everyone,
                 reply_to: row.reply_to.and_then(|r| summaries.get(&r).cloned()),
-                attachments: Vec::new(),
+                attachments: files.remove(&row.id).unwrap_or_default(),
                 reactions: by_message.remove(&row.id).unwrap_or_default(),
                 pinned: row.pinned_at.is_some(),
                 nonce: row.nonce,

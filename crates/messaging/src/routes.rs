@@ -16,7 +16,7 @@ use crate::read_states::ReadState;
 use crate::search::{self, SearchQuery};
 use crate::service::{self, NewMessage, parse_content, parse_nonce};
 use crate::typing::Typing;
-use crate::{pins, reactions};
+use crate::{attachments, pins, reactions};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -62,6 +62,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(ack)),
     )
     .service(resource("/users/@me/read-states", "GET").route(web::get().to(read_states)))
+    .service(resource("/attachments", "POST").route(web::post().to(upload_attachment)))
+    .service(
+        resource("/attachments/{attachment_id}/{filename}", "GET")
+            .route(web::get().to(get_attachment)),
+    )
     .service(
         resource("/channels/{channel_id}/pins/{message_id}", "PUT, DELETE")
             .route(web::put().to(pin))
@@ -69,23 +74,37 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Checks a send's fields (422 with every problem at once); attachments are 404 until
-/// there is an attachments API to upload them with.
+/// Checks a send's fields (422 with every problem at once): content may be empty
+/// only when files are attached; at most 10 distinct files.
 pub(crate) fn checked(body: SendMessage) -> AppResult<NewMessage> {
     let mut fields = FieldErrors::new();
-    let content = gather(&mut fields, "content", parse_content(&body.content));
+    let mut attachment_ids = body.attachment_ids;
+    attachment_ids.sort_unstable();
+    attachment_ids.dedup();
+    if attachment_ids.len() > attachments::MAX_PER_MESSAGE {
+        fields
+            .entry("attachment_ids".into())
+            .or_default()
+            .push(format!(
+                "at most {} files per message",
+                attachments::MAX_PER_MESSAGE
+            ));
+    }
+    let content = if body.content.is_empty() && !attachment_ids.is_empty() {
+        Some(String::new())
+    } else {
+        gather(&mut fields, "content", parse_content(&body.content))
+    };
     let nonce = body
         .nonce
         .as_deref()
         .and_then(|n| gather(&mut fields, "nonce", parse_nonce(n)));
     fields_checked(fields)?;
-    if !body.attachment_ids.is_empty() {
-        return Err(AppError::not_found("attachment"));
-    }
     Ok(NewMessage {
         content: content.unwrap_or_default(),
         reply_to: body.reply_to,
         nonce,
+        attachment_ids,
     })
 }
 
@@ -557,4 +576,86 @@ pub(crate) async fn search_guild(
     Ok(web::Json(
         search::in_guild(&mut conn, auth.user_id, path.into_inner(), &search).await?,
     ))
+}
+
+/// Upload a file
+///
+/// `multipart/form-data` with one part `file` (at most 25 MiB by default) and, for
+/// audio and video, an optional `duration_ms`. The server decides the content type from
+/// the bytes (executables are refused) and keeps the file name without directories.
+/// Send it within 23 hours by naming its id in a message's `attachment_ids`; an upload
+/// never sent is deleted after a day.
+#[utoipa::path(
+    post, path = "/api/v1/attachments", tag = "messaging",
+    security(("bearer" = [])),
+    request_body(content = attachments::UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored: send it with a message", body = attachments::Attachment),
+        (status = 400, description = "`invalid_body`: not well-formed multipart", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 413, description = "The file is over the upload limit", body = ErrorResponse),
+        (status = 415, description = "Not `multipart/form-data`, or an executable", body = ErrorResponse),
+        (status = 422, description = "No `file` part, an empty file, an unknown part, or a bad `duration_ms`", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn upload_attachment(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    store: web::Data<attachments::Store>,
+    request: actix_web::HttpRequest,
+    mut form: actix_multipart::Multipart,
+) -> AppResult<HttpResponse> {
+    // A body announced as over the limit (with room for the form around the file) is
+    // refused before a byte of it is read.
+    let announced = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > store.max_bytes().saturating_add(64 * 1024)) {
+        return Err(AppError::new(
+            synctalk_kernel::ErrorCode::PayloadTooLarge,
+            format!("the file is larger than {} bytes", store.max_bytes()),
+        ));
+    }
+    let attachment = attachments::upload(&pool, &store, auth.user_id, &mut form).await?;
+    Ok(HttpResponse::Created().json(attachment))
+}
+
+/// Download a file
+///
+/// Through the signed `url` an upload or a message payload gives (no Authorization
+/// header needed): 404 once it expired, for a wrong signature, or when its message
+/// was deleted. Pictures, sound, video and plain text show in place; other files
+/// download. One byte range (`Range: bytes=...`) is honoured with 206.
+#[utoipa::path(
+    get, path = "/api/v1/attachments/{attachment_id}/{filename}", tag = "messaging",
+    params(
+        ("attachment_id" = uuid::Uuid, Path, description = "The attachment"),
+        ("filename" = String, Path, description = "Its file name (any: only for the browser)"),
+        attachments::Signed,
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 400, description = "A malformed `ex`", body = ErrorResponse),
+        (status = 404, description = "No such file, a bad or expired signature, or its message is deleted", body = ErrorResponse),
+        (status = 416, description = "A range outside the file"),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn get_attachment(
+    pool: web::Data<Pool>,
+    store: web::Data<attachments::Store>,
+    request: actix_web::HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<attachments::Signed>,
+) -> AppResult<HttpResponse> {
+    let Ok(id) = path.0.parse::<uuid::Uuid>() else {
+        return Err(AppError::not_found("attachment"));
+    };
+    let mut conn = synctalk_db::conn(&pool).await?;
+    attachments::serve(&mut conn, &store, &request, id, &query).await
 }

@@ -15,6 +15,7 @@ use synctalk_kernel::{AppError, AppResult, ChannelId, ErrorCode, MessageId, User
 use synctalk_users::relationships;
 use uuid::Uuid;
 
+use crate::attachments;
 use crate::dto::Message;
 use crate::events::{MessageCreate, MessageDelete, MessageUpdate};
 use crate::mentions;
@@ -92,6 +93,8 @@ pub struct NewMessage {
     pub reply_to: Option<MessageId>,
     /// The retry key.
     pub nonce: Option<String>,
+    /// Uploads of the sender's to attach (distinct, at most 10).
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// 409 for a channel that holds no messages (a category).
@@ -297,6 +300,9 @@ pub async fn send(
         }
         holds_messages(&access)?;
         access.require(Permissions::SEND_MESSAGES, "send messages here")?;
+        if !new.attachment_ids.is_empty() {
+            access.require(Permissions::ATTACH_FILES, "attach files here")?;
+        }
         not_blocked(conn, &access, author).await?;
         if let Some(reply) = new.reply_to
             && read::one(conn, channel, reply, false).await?.is_none()
@@ -331,6 +337,7 @@ pub async fn send(
                 .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
             return retried(conn, &access, author, row).await;
         };
+        attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
         let message = hydrate_one(conn, &access, Some(author), row).await?;
         event::append(
             conn,

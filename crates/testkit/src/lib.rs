@@ -386,6 +386,13 @@ impl TestDb {
         &self.url
     }
 
+    /// Where the servers on this database keep attachments (removed with it).
+    pub fn attachments_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir()
+            .join("synctalk-test-attachments")
+            .join(&self.name)
+    }
+
     /// Drops the database now (to test what happens when it is gone).
     pub async fn drop_now(&self) {
         synctalk_db::drop_database(&self.admin_url, &self.name)
@@ -405,6 +412,7 @@ impl Drop for TestDb {
         // not waited for: PostgreSQL's DROP DATABASE can take a while to collect every
         // backend's acknowledgement, and a database left behind by an exiting process
         // is removed by a later run (see `drop_stale_databases`).
+        let _ = std::fs::remove_dir_all(self.attachments_dir());
         let (admin, name) = (self.admin_url.clone(), self.name.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -464,6 +472,8 @@ pub struct Response {
     pub body: Value,
     /// The body as text.
     pub text: String,
+    /// The body as it came.
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -511,6 +521,8 @@ impl TestApp {
     /// nodes of one deployment; give them one NATS with [`nats_url`]).
     pub async fn spawn_on(db: std::sync::Arc<TestDb>, change: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = test_settings();
+        // The nodes of one test share their attachments, as they share the database.
+        settings.attachments_store = Some(db.attachments_dir().to_string_lossy().into_owned());
         change(&mut settings);
         let pool = synctalk_db::connect(
             db.url(),
@@ -590,6 +602,42 @@ impl TestApp {
             .client
             .request(method, format!("{}{path}", self.base))
             .insert_header(("content-type", content_type));
+        read(req.send_body(body).await.unwrap()).await
+    }
+
+    /// A `multipart/form-data` POST of `parts`: (name, file name, bytes) each.
+    pub async fn multipart(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> Response {
+        let boundary = "synctalk-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, filename, bytes) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let disposition = match filename {
+                Some(f) => format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                ),
+                None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+            };
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header((
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
         read(req.send_body(body).await.unwrap()).await
     }
 
@@ -697,6 +745,7 @@ where
         headers,
         body,
         text,
+        bytes: bytes.to_vec(),
     }
 }
 
