@@ -118,6 +118,10 @@ impl Application {
             Duration::from_secs(3600),
         ));
         let attachments = web::Data::new(attachments);
+        actix_web::rt::spawn(synctalk_messaging::receipts::record_deliveries(
+            pool.clone(),
+            hub.watch_deliveries(synctalk_messaging::receipts::TRACKED, 4096),
+        ));
         let mut limits = middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,
             settings.rate_limit_user_per_minute,

@@ -321,6 +321,13 @@ fn rows() -> Vec<Row> {
         ),
         row(
             M::GET,
+            "/api/v1/channels/{channel_id}/messages/{message_id}/receipts",
+            0,
+            None,
+            [404, 200, 200, 200],
+        ),
+        row(
+            M::GET,
             "/api/v1/channels/{channel_id}/pins",
             0,
             None,

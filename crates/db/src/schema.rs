@@ -250,6 +250,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    receipts (channel_id, message_id, user_id) {
+        channel_id -> Uuid,
+        message_id -> Uuid,
+        user_id -> Uuid,
+        delivered_at -> Nullable<Timestamptz>,
+        read_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         session_id -> Uuid,
@@ -335,6 +345,7 @@ diesel::joinable!(presences -> users (user_id));
 diesel::joinable!(reactions -> users (user_id));
 diesel::joinable!(read_states -> channels (channel_id));
 diesel::joinable!(read_states -> users (user_id));
+diesel::joinable!(receipts -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(roles -> guilds (guild_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -361,6 +372,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     presences,
     reactions,
     read_states,
+    receipts,
     refresh_tokens,
     relationships,
     roles,

@@ -158,6 +158,13 @@ pub fn all() -> Vec<EventInfo> {
                 mention_count: 0,
             },
         )),
+        EventInfo::of(&crate::receipts::MessageReceipt {
+            channel_id: message.channel_id,
+            message_id: message.id,
+            user_id: message.author.id,
+            delivered_at: Some(Utc::now()),
+            read_at: Some(Utc::now()),
+        }),
         EventInfo::of(&crate::typing::TypingStart {
             channel_id: message.channel_id,
             guild_id: message.guild_id,

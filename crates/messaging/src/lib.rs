@@ -14,6 +14,7 @@ pub mod pins;
 pub mod reactions;
 pub mod read;
 pub mod read_states;
+pub mod receipts;
 mod routes;
 pub mod search;
 pub mod service;
@@ -36,14 +37,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::remove_reaction, routes::list_reactions, routes::list_pins, routes::pin,
         routes::unpin, routes::typing, routes::ack, routes::read_states,
         routes::search_channel, routes::search_guild, routes::upload_attachment,
-        routes::get_attachment
+        routes::get_attachment, routes::list_receipts
     ),
     components(schemas(
         dto::Message, dto::ReplySummary, dto::Reaction, dto::SendMessage, dto::EditMessage,
         dto::SendMessageCommand, events::MessageDelete, events::ReactionChange,
         events::ChannelPinsUpdate, typing::TypingStart, gateway::TypingCommand,
         gateway::AckCommand, read_states::ReadState, attachments::Attachment,
-        attachments::UploadForm
+        attachments::UploadForm, receipts::Receipt, receipts::MessageReceipt
     )),
     tags((name = "messaging", description = "Messages in guild channels, DMs and group DMs")),
     modifiers(&ContentOrFiles)

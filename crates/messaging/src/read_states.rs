@@ -124,6 +124,7 @@ pub async fn ack(
             ))
             .execute(conn)
             .await?;
+        crate::receipts::read_up_to(conn, &access, user, message).await?;
         let state = of(conn, user, &[channel])
             .await?
             .pop()

@@ -62,6 +62,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(ack)),
     )
     .service(resource("/users/@me/read-states", "GET").route(web::get().to(read_states)))
+    .service(
+        resource(
+            "/channels/{channel_id}/messages/{message_id}/receipts",
+            "GET",
+        )
+        .route(web::get().to(list_receipts)),
+    )
     .service(resource("/attachments", "POST").route(web::post().to(upload_attachment)))
     .service(
         resource("/attachments/{attachment_id}/{filename}", "GET")
@@ -658,4 +665,34 @@ pub(crate) async fn get_attachment(
     };
     let mut conn = synctalk_db::conn(&pool).await?;
     attachments::serve(&mut conn, &store, &request, id, &query).await
+}
+
+/// List a message's receipts
+///
+/// In a DM or group DM: every other member's `{user_id, delivered_at, read_at}`
+/// (delivered: first queued to one of their sockets; read: they acked it or a later
+/// message). A guild channel keeps none: the list is empty. Needs
+/// READ_MESSAGE_HISTORY.
+#[utoipa::path(
+    get, path = "/api/v1/channels/{channel_id}/messages/{message_id}/receipts", tag = "messaging",
+    security(("bearer" = [])),
+    params(("channel_id" = ChannelId, Path, description = "The channel"), ("message_id" = MessageId, Path, description = "The message")),
+    responses(
+        (status = 200, description = "Receipts, by user id", body = Vec<crate::receipts::Receipt>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 403, description = "`missing_permissions`: no READ_MESSAGE_HISTORY", body = ErrorResponse),
+        (status = 404, description = "No such channel or message, or you cannot see it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_receipts(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<(ChannelId, MessageId)>,
+) -> AppResult<web::Json<Vec<crate::receipts::Receipt>>> {
+    let (channel, message) = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        crate::receipts::list(&mut conn, auth.user_id, channel, message).await?,
+    ))
 }

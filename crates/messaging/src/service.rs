@@ -15,12 +15,12 @@ use synctalk_kernel::{AppError, AppResult, ChannelId, ErrorCode, MessageId, User
 use synctalk_users::relationships;
 use uuid::Uuid;
 
-use crate::attachments;
 use crate::dto::Message;
 use crate::events::{MessageCreate, MessageDelete, MessageUpdate};
 use crate::mentions;
 use crate::model::MessageRow;
 use crate::read;
+use crate::{attachments, receipts};
 
 /// The longest message, in characters.
 pub const MAX_CONTENT: usize = 4000;
@@ -338,6 +338,7 @@ pub async fn send(
             return retried(conn, &access, author, row).await;
         };
         attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
+        receipts::create(conn, &access, id, author).await?;
         let message = hydrate_one(conn, &access, Some(author), row).await?;
         event::append(
             conn,

@@ -61,6 +61,53 @@ pub(crate) struct Local {
     recent_cap: usize,
     /// `recent` holds every record (of the shards listened to) after this position.
     recent_since: i64,
+    /// Who is told of deliveries of which events.
+    pub watches: Vec<Watch>,
+}
+
+/// Events queued to sockets, reported to a domain that keeps track of deliveries
+/// (messaging's delivery receipts).
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event.
+    pub record: Arc<Record>,
+    /// The users one of whose sockets it was queued to (a user may appear twice).
+    pub users: Vec<synctalk_kernel::UserId>,
+}
+
+/// A domain's wish to hear of deliveries of some events.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    names: &'static [&'static str],
+    tx: tokio::sync::mpsc::Sender<Delivery>,
+}
+
+impl Watch {
+    pub(crate) fn new(
+        names: &'static [&'static str],
+        tx: tokio::sync::mpsc::Sender<Delivery>,
+    ) -> Self {
+        Self { names, tx }
+    }
+
+    fn wants(&self, record: &Record) -> bool {
+        self.names.iter().any(|n| **n == *record.name)
+    }
+
+    /// Never waits: a watcher too far behind loses reports (counted), never the
+    /// delivery itself.
+    fn report(&self, record: &Arc<Record>, users: Vec<synctalk_kernel::UserId>) {
+        if users.is_empty() {
+            return;
+        }
+        let delivery = Delivery {
+            record: record.clone(),
+            users,
+        };
+        if self.tx.try_send(delivery).is_err() {
+            metrics::counter!("gateway_delivery_reports_dropped_total").increment(1);
+        }
+    }
 }
 
 impl Local {
@@ -77,6 +124,7 @@ impl Local {
             recent: VecDeque::new(),
             recent_cap,
             recent_since: position,
+            watches: Vec::new(),
         }
     }
 
@@ -230,6 +278,15 @@ impl Local {
             let text = crate::protocol::Frame::dispatch("RESUMED", None, done).to_text();
             frames.push(Outbound::Text(Arc::from(text)));
         }
+        for watch in &self.watches {
+            for frame in &frames {
+                if let Outbound::Dispatch(record, _) = frame
+                    && watch.wants(record)
+                {
+                    watch.report(record, vec![user]);
+                }
+            }
+        }
         socket.queue.push_all(frames);
         if let Some(old) = self.remove(id) {
             old.queue
@@ -264,6 +321,8 @@ impl Local {
                 continue;
             }
             let mut changes: Vec<(u32, Uuid, Step)> = Vec::new();
+            let watch = self.watches.iter().find(|w| w.wants(record)).cloned();
+            let mut reached = Vec::new();
             if let Some(slots) = self.by_topic.get(&record.topic) {
                 for slot in slots {
                     let Some((id, socket)) =
@@ -278,6 +337,9 @@ impl Local {
                         Step::Nothing => {}
                         Step::Dispatch(seq) => {
                             applied.delivered += 1;
+                            if watch.is_some() {
+                                reached.push(socket.stream.user);
+                            }
                             if !socket.queue.push(Outbound::Dispatch(record.clone(), seq)) {
                                 changes.push((*slot, *id, Step::Revoked));
                                 applied.slow.push(*id);
@@ -286,6 +348,9 @@ impl Local {
                         step => changes.push((*slot, *id, step)),
                     }
                 }
+            }
+            if let Some(watch) = watch {
+                watch.report(record, reached);
             }
             for (slot, id, step) in changes {
                 match step {
