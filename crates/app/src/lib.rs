@@ -146,6 +146,7 @@ impl Application {
                     )),
                     Arc::new(synctalk_guilds::gateway::GuildsGateway),
                     Arc::new(synctalk_channels::gateway::ChannelsGateway),
+                    Arc::new(synctalk_notifications::gateway::NotificationsGateway),
                     Arc::new(synctalk_messaging::gateway::MessagingGateway::new(
                         typing.clone(),
                     )),
@@ -199,7 +200,8 @@ impl Application {
                 .configure(synctalk_users::configure)
                 .configure(synctalk_guilds::configure)
                 .configure(synctalk_channels::configure)
-                .configure(synctalk_messaging::configure);
+                .configure(synctalk_messaging::configure)
+                .configure(synctalk_notifications::configure);
             let mut app = App::new()
                 .app_data(pool.clone())
                 .app_data(auth.clone())
@@ -291,6 +293,7 @@ pub fn events() -> Vec<synctalk_gateway::EventInfo> {
     all.extend(synctalk_guilds::events::all());
     all.extend(synctalk_channels::events::all());
     all.extend(synctalk_messaging::events::all());
+    all.extend(synctalk_notifications::events::all());
     all.extend(synctalk_gateway::GatewayDomain::events(
         &synctalk_channels::folders::FoldersGateway,
     ));

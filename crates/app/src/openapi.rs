@@ -38,6 +38,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(synctalk_guilds::GuildsApi::openapi());
     doc.merge(synctalk_channels::ChannelsApi::openapi());
     doc.merge(synctalk_messaging::MessagingApi::openapi());
+    doc.merge(synctalk_notifications::NotificationsApi::openapi());
     Shared.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc

@@ -49,6 +49,11 @@ const CHANNELS: &[(&str, &str, &[Domain])] = &[
     ("channels", "/gateway/channels", &[Domain::Channels]),
     ("messaging", "/gateway/messaging", &[Domain::Messaging]),
     (
+        "notifications",
+        "/gateway/notifications",
+        &[Domain::Notifications],
+    ),
+    (
         "gateway",
         "/gateway",
         &[
@@ -56,6 +61,7 @@ const CHANNELS: &[(&str, &str, &[Domain])] = &[
             Domain::Guilds,
             Domain::Channels,
             Domain::Messaging,
+            Domain::Notifications,
         ],
     ),
 ];

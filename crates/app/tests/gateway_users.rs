@@ -63,8 +63,9 @@ async fn the_combined_gateway_carries_named_domains() {
     let (_all, ready) = app.gateway("/gateway", &alice.access_token).await;
     assert_eq!(
         ready["domains"],
-        json!(["users", "guilds", "channels", "messaging"])
+        json!(["users", "guilds", "channels", "messaging", "notifications"])
     );
+    assert_eq!(ready["unread_notifications"], 0);
     assert_eq!(ready["guilds"], json!([]));
     assert_eq!(ready["channels"], json!([]));
     assert_eq!(ready["relationships"], json!([]));

@@ -321,3 +321,28 @@ pub async fn prune_login_failures(
         .execute(conn)
         .await
 }
+
+/// Whether `user` signed in before with this user agent: `None` when they never signed
+/// in at all (a new account).
+pub async fn knows_user_agent(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    agent: Option<&str>,
+) -> QueryResult<Option<bool>> {
+    let any: bool = diesel::select(diesel::dsl::exists(
+        sessions::table.filter(sessions::user_id.eq(user)),
+    ))
+    .get_result(conn)
+    .await?;
+    if !any {
+        return Ok(None);
+    }
+    let same: bool = diesel::select(diesel::dsl::exists(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::user_agent.is_not_distinct_from(agent)),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(Some(same))
+}

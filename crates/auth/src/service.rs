@@ -480,6 +480,7 @@ async fn new_session(
         let replaced = repo::revoke_device(conn, user.id, device).await?;
         ended(conn, &replaced).await?;
     }
+    let known = repo::knows_user_agent(conn, user.id, client.user_agent.as_deref()).await?;
     let session = repo::create_session(
         conn,
         NewSession {
@@ -493,5 +494,29 @@ async fn new_session(
         refresh_hash,
     )
     .await?;
+    // A sign-in from a client this account never used before (not the first one).
+    if known == Some(false) {
+        let agent = client.user_agent.as_deref().unwrap_or("an unknown client");
+        let from = client
+            .ip
+            .as_deref()
+            .map(|ip| format!(" at {ip}"))
+            .unwrap_or_default();
+        synctalk_notifications::service::create(
+            conn,
+            vec![synctalk_notifications::service::NewNotification {
+                user: user.id,
+                kind: synctalk_notifications::dto::NotificationKind::System,
+                title: "New sign-in".into(),
+                body: format!("Signed in from {agent}{from}. Not you? End that session and change your password."),
+                data: serde_json::json!({
+                    "session_id": session.id,
+                    "user_agent": client.user_agent,
+                    "ip": client.ip,
+                }),
+            }],
+        )
+        .await?;
+    }
     Ok(session.id)
 }

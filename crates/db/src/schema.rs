@@ -202,6 +202,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_settings (user_id, target_id) {
+        user_id -> Uuid,
+        target_id -> Uuid,
+        target_kind -> Text,
+        level -> Text,
+        muted_until -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        data -> Jsonb,
+        channel_id -> Nullable<Uuid>,
+        message_id -> Nullable<Uuid>,
+        read_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         position -> Nullable<Int8>,
@@ -341,6 +368,8 @@ diesel::joinable!(members -> guilds (guild_id));
 diesel::joinable!(members -> users (user_id));
 diesel::joinable!(messages -> channels (channel_id));
 diesel::joinable!(messages -> users (author_id));
+diesel::joinable!(notification_settings -> users (user_id));
+diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(presences -> users (user_id));
 diesel::joinable!(reactions -> users (user_id));
 diesel::joinable!(read_states -> channels (channel_id));
@@ -367,6 +396,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     member_roles,
     members,
     messages,
+    notification_settings,
+    notifications,
     outbox,
     outbox_relay,
     presences,

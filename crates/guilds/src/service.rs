@@ -537,6 +537,27 @@ pub async fn create_invite(
             json!({"code": row.code, "max_uses": row.max_uses, "max_age_secs": new.max_age_secs}),
         )
         .await?;
+        // The user it is meant for hears of it, unless they blocked its maker.
+        if let Some(target) = new.target_user_id
+            && target != actor
+            && !synctalk_users::relationships::has_blocked(conn, target, actor).await?
+        {
+            let inviter = synctalk_users::repo::find(conn, actor)
+                .await?
+                .map(|u| u.username)
+                .unwrap_or_default();
+            synctalk_notifications::service::create(
+                conn,
+                vec![synctalk_notifications::service::NewNotification {
+                    user: target,
+                    kind: synctalk_notifications::dto::NotificationKind::GuildInvite,
+                    title: format!("{inviter} invited you to {}", access.guild.name),
+                    body: String::new(),
+                    data: json!({"code": row.code, "guild_id": guild, "inviter_id": actor}),
+                }],
+            )
+            .await?;
+        }
         read::invite(conn, row, Guild::from(access.guild))
             .await
             .map_err(Into::into)

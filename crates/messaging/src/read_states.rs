@@ -125,6 +125,7 @@ pub async fn ack(
             .execute(conn)
             .await?;
         crate::receipts::read_up_to(conn, &access, user, message).await?;
+        synctalk_notifications::service::read_through(conn, user, channel, message).await?;
         let state = of(conn, user, &[channel])
             .await?
             .pop()

@@ -348,8 +348,92 @@ pub async fn send(
             )?],
         )
         .await?;
+        notify(conn, &access, &message).await?;
         Ok((message, true))
     })
+    .await
+}
+
+/// Tells those a new message concerns (in its send's transaction): every other member
+/// of a DM or group DM, and the users it mentions who can read its guild channel;
+/// their settings decide (see `synctalk_notifications::service::for_message`).
+async fn notify(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    message: &Message,
+) -> AppResult<()> {
+    let author = message.author.id;
+    let mentioned: Vec<UserId> = message.mentions.iter().map(|u| u.id).collect();
+    let recipients: Vec<(UserId, bool)> = match access.guild {
+        None => channel_recipients::table
+            .filter(channel_recipients::channel_id.eq(access.row.id))
+            .filter(channel_recipients::user_id.ne(author))
+            .select(channel_recipients::user_id)
+            .load::<UserId>(conn)
+            .await?
+            .into_iter()
+            .map(|u| (u, message.mention_everyone || mentioned.contains(&u)))
+            .collect(),
+        Some(ref guild) => {
+            // The users mentioned, and those who asked for every message; of them,
+            // those who can read the channel.
+            let mut others = synctalk_notifications::settings::wanting_all(
+                conn,
+                access.row.id.0,
+                guild.guild.id.0,
+            )
+            .await?;
+            others.extend(mentioned.iter().copied());
+            others.sort_unstable();
+            others.dedup();
+            others.retain(|u| *u != author);
+            if others.is_empty() {
+                Vec::new()
+            } else {
+                let topic = Topic::Channel(access.row.id);
+                synctalk_guilds::gateway::topics(conn, &others)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, topics)| topics.contains(&topic))
+                    .map(|(user, _)| (user, mentioned.contains(&user)))
+                    .collect()
+            }
+        }
+    };
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let who = message
+        .author
+        .display_name
+        .clone()
+        .unwrap_or_else(|| message.author.username.clone());
+    let title = match (&access.kind, access.row.name.as_deref()) {
+        (ChannelKind::Dm, _) => who,
+        (ChannelKind::GroupDm, Some(name)) => format!("{who} in {name}"),
+        (ChannelKind::GroupDm, None) => format!("{who} in your group"),
+        (_, name) => format!("{who} mentioned you in #{}", name.unwrap_or("a channel")),
+    };
+    let text = if message.content.is_empty() {
+        match message.attachments.len() {
+            1 => "sent a file".to_owned(),
+            n => format!("sent {n} files"),
+        }
+    } else {
+        message.content.clone()
+    };
+    synctalk_notifications::service::for_message(
+        conn,
+        synctalk_notifications::service::MessageSent {
+            channel: access.row.id,
+            guild: access.row.guild_id,
+            message: message.id,
+            author,
+            title,
+            text,
+            recipients,
+        },
+    )
     .await
 }
 

@@ -10,18 +10,6 @@ use synctalk_testkit::{Status, TestApp, TestUser};
 
 const QUIET: Duration = Duration::from_millis(400);
 
-async fn send(app: &TestApp, who: &TestUser, channel: &str, content: &str) -> String {
-    let res = app
-        .post(
-            &format!("/api/v1/channels/{channel}/messages"),
-            Some(&who.access_token),
-            json!({"content": content}),
-        )
-        .await;
-    assert_eq!(res.status, Status::CREATED, "{}", res.text);
-    res.body["id"].as_str().unwrap().to_owned()
-}
-
 async fn receipts(app: &TestApp, who: &TestUser, channel: &str, message: &str) -> Value {
     let res = app
         .get(
@@ -62,7 +50,7 @@ async fn group_dm_messages_are_delivered_to_sockets_and_read_by_acks() {
     let (mut b_ws, b_ready) = app.gateway("/gateway/messaging", &b.access_token).await;
 
     // Bob is connected, Carol is not.
-    let first = send(&app, &a, &group, "hi both").await;
+    let first = app.send_message(&a, &group, "hi both").await;
     let created = b_ws.dispatch("MESSAGE_CREATE").await;
     assert_eq!(created["d"]["id"], first.as_str());
     let receipt = a_ws.next_of(&["MESSAGE_RECEIPT"]).await;
@@ -110,7 +98,7 @@ async fn group_dm_messages_are_delivered_to_sockets_and_read_by_acks() {
     let session = b_ready["session_id"].as_str().unwrap().to_owned();
     drop(b_ws);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let second = send(&app, &a, &group, "are you there?").await;
+    let second = app.send_message(&a, &group, "are you there?").await;
     a_ws.none_of(&["MESSAGE_RECEIPT"], QUIET).await;
     let mut resumed = app.ws("/gateway/messaging").await;
     assert_eq!(resumed.frame().await["op"], 10);
@@ -183,7 +171,7 @@ async fn guild_channels_keep_no_receipts() {
     let (mut member_ws, _) = app
         .gateway("/gateway/messaging", &member.access_token)
         .await;
-    let id = send(&app, &owner, &general, "hello guild").await;
+    let id = app.send_message(&owner, &general, "hello guild").await;
     member_ws.dispatch("MESSAGE_CREATE").await;
     owner_ws.dispatch("MESSAGE_CREATE").await;
     let res = app
@@ -204,18 +192,10 @@ async fn a_delivery_on_another_node_is_a_delivery() {
     let (one, two) = (&nodes[0], &nodes[1]);
     let a = one.register("alice").await;
     let b = one.register("bob").await;
-    let res = one
-        .post(
-            "/api/v1/users/@me/channels",
-            Some(&a.access_token),
-            json!({"recipient_id": b.id}),
-        )
-        .await;
-    assert!(res.status.is_success(), "{}", res.text);
-    let dm = res.body["id"].as_str().unwrap().to_owned();
+    let dm = one.open_dm(&a, &b).await;
     let (mut a_ws, _) = one.gateway("/gateway/messaging", &a.access_token).await;
     let (mut b_ws, _) = two.gateway("/gateway/messaging", &b.access_token).await;
-    let id = send(one, &a, &dm, "across nodes").await;
+    let id = one.send_message(&a, &dm, "across nodes").await;
     assert_eq!(
         b_ws.dispatch("MESSAGE_CREATE").await["d"]["id"],
         id.as_str()

@@ -605,6 +605,32 @@ impl TestApp {
         read(req.send_body(body).await.unwrap()).await
     }
 
+    /// Sends `content` to a channel as `who` (asserting 201): the new message's id.
+    pub async fn send_message(&self, who: &TestUser, channel: &str, content: &str) -> String {
+        let res = self
+            .post(
+                &format!("/api/v1/channels/{channel}/messages"),
+                Some(&who.access_token),
+                serde_json::json!({ "content": content }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+        res.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens (or finds) the DM of `from` with `to`: its id.
+    pub async fn open_dm(&self, from: &TestUser, to: &TestUser) -> String {
+        let res = self
+            .post(
+                "/api/v1/users/@me/channels",
+                Some(&from.access_token),
+                serde_json::json!({ "recipient_id": to.id }),
+            )
+            .await;
+        assert!(res.status.is_success(), "{}", res.text);
+        res.body["id"].as_str().unwrap().to_owned()
+    }
+
     /// A `multipart/form-data` POST of `parts`: (name, file name, bytes) each.
     pub async fn multipart(
         &self,

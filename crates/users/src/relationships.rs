@@ -342,7 +342,24 @@ pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserI
                 Change::Add(other, RelationshipType::Incoming, me),
             ],
         )
-        .await
+        .await?;
+        let name: String = users::table
+            .find(me)
+            .select(users::username)
+            .first(conn)
+            .await?;
+        synctalk_notifications::service::create(
+            conn,
+            vec![synctalk_notifications::service::NewNotification {
+                user: other,
+                kind: synctalk_notifications::dto::NotificationKind::FriendRequest,
+                title: format!("{name} sent you a friend request"),
+                body: String::new(),
+                data: serde_json::json!({ "user_id": me }),
+            }],
+        )
+        .await?;
+        Ok(())
     })
     .await?;
     Ok(other)

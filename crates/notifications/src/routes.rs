@@ -1,0 +1,204 @@
+//! Handlers of the notifications API.
+
+use actix_web::{HttpResponse, web};
+use synctalk_db::Pool;
+use synctalk_kernel::http::{Json, resource};
+use synctalk_kernel::{AppResult, AuthUser, ErrorResponse};
+use uuid::Uuid;
+
+use crate::dto::{Notification, NotificationQuery};
+use crate::service;
+use crate::settings::{self, PutSetting, Setting};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/notifications", "GET").route(web::get().to(list)))
+        .service(resource("/notifications/read-all", "POST").route(web::post().to(read_all)))
+        .service(
+            resource("/notifications/{notification_id}/read", "POST")
+                .route(web::post().to(read_one)),
+        )
+        .service(
+            resource("/notifications/{notification_id}", "DELETE").route(web::delete().to(delete)),
+        )
+        .service(
+            resource("/users/@me/notification-settings", "GET").route(web::get().to(list_settings)),
+        )
+        .service(
+            resource(
+                "/users/@me/notification-settings/{target_id}",
+                "PUT, DELETE",
+            )
+            .route(web::put().to(put_setting))
+            .route(web::delete().to(delete_setting)),
+        );
+}
+
+/// List notifications
+///
+/// Yours, newest first; `unread=true` for unread ones only, `before` (an id) for the
+/// next page.
+#[utoipa::path(
+    get, path = "/api/v1/notifications", tag = "notifications",
+    security(("bearer" = [])),
+    params(NotificationQuery),
+    responses(
+        (status = 200, description = "Notifications, newest first", body = Vec<Notification>),
+        (status = 400, description = "Bad query (a limit out of range, a malformed id)", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    query: web::Query<NotificationQuery>,
+) -> AppResult<web::Json<Vec<Notification>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        service::list(&mut conn, auth.user_id, &query).await?,
+    ))
+}
+
+/// Mark a notification read
+///
+/// Idempotent. Your sessions get NOTIFICATION_UPDATE with the unread count.
+#[utoipa::path(
+    post, path = "/api/v1/notifications/{notification_id}/read", tag = "notifications",
+    security(("bearer" = [])),
+    params(("notification_id" = Uuid, Path, description = "The notification")),
+    responses(
+        (status = 200, description = "The notification, read", body = Notification),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such notification of yours", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn read_one(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<Uuid>,
+) -> AppResult<web::Json<Notification>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        service::read_one(&mut conn, auth.user_id, path.into_inner()).await?,
+    ))
+}
+
+/// Mark every notification read
+///
+/// Your sessions get one NOTIFICATION_UPDATE with `all` (when any was unread).
+#[utoipa::path(
+    post, path = "/api/v1/notifications/read-all", tag = "notifications",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "All read"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn read_all(auth: AuthUser, pool: web::Data<Pool>) -> AppResult<HttpResponse> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    service::read_all(&mut conn, auth.user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete a notification
+///
+/// Soft: it is gone from lists and counts. Your sessions get NOTIFICATION_UPDATE.
+#[utoipa::path(
+    delete, path = "/api/v1/notifications/{notification_id}", tag = "notifications",
+    security(("bearer" = [])),
+    params(("notification_id" = Uuid, Path, description = "The notification")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such notification of yours (or deleted already)", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    service::delete(&mut conn, auth.user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// List notification settings
+///
+/// Your settings for channels and guilds (those without one follow the defaults:
+/// every message in DMs and group DMs, mentions only in guilds).
+#[utoipa::path(
+    get, path = "/api/v1/users/@me/notification-settings", tag = "notifications",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Settings, by target id", body = Vec<Setting>),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn list_settings(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+) -> AppResult<web::Json<Vec<Setting>>> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(settings::list(&mut conn, auth.user_id).await?))
+}
+
+/// Set a notification setting
+///
+/// For a guild you are in, or a channel you are in (a DM or group DM of yours, a
+/// channel of one of your guilds): `level` all, mentions or nothing, and
+/// `muted_until`. A channel's setting wins over its guild's.
+#[utoipa::path(
+    put, path = "/api/v1/users/@me/notification-settings/{target_id}", tag = "notifications",
+    security(("bearer" = [])),
+    params(("target_id" = Uuid, Path, description = "A channel or guild id")),
+    request_body = PutSetting,
+    responses(
+        (status = 200, description = "The setting", body = Setting),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such channel or guild of yours", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn put_setting(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<Uuid>,
+    body: Json<PutSetting>,
+) -> AppResult<web::Json<Setting>> {
+    let new = body.into_inner()?;
+    let mut conn = synctalk_db::conn(&pool).await?;
+    Ok(web::Json(
+        settings::put(&mut conn, auth.user_id, path.into_inner(), new).await?,
+    ))
+}
+
+/// Remove a notification setting
+///
+/// Back to the defaults for that channel or guild.
+#[utoipa::path(
+    delete, path = "/api/v1/users/@me/notification-settings/{target_id}", tag = "notifications",
+    security(("bearer" = [])),
+    params(("target_id" = Uuid, Path, description = "A channel or guild id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "You had no setting for it", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn delete_setting(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let mut conn = synctalk_db::conn(&pool).await?;
+    settings::remove(&mut conn, auth.user_id, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

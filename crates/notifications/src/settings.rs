@@ -1,0 +1,247 @@
+//! Per-channel and per-guild notification settings: every message, mentions only, or
+//! nothing; muted until a time. A channel's setting wins over its guild's; without
+//! either, DMs and group DMs notify every message and guilds only mentions.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use synctalk_db::AsyncPgConnection;
+use synctalk_db::schema::notification_settings;
+use synctalk_kernel::{AppError, AppResult, UserId};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// How much to be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Every message.
+    All,
+    /// Only messages that mention you.
+    Mentions,
+    /// Nothing.
+    Nothing,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Mentions => "mentions",
+            Self::Nothing => "nothing",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "all" => Self::All,
+            "mentions" => Self::Mentions,
+            _ => Self::Nothing,
+        }
+    }
+}
+
+/// What a setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// A channel (guild channel, DM or group DM).
+    Channel,
+    /// A guild (its channels without a setting of their own).
+    Guild,
+}
+
+/// A setting.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Setting {
+    /// The channel or guild.
+    pub target_id: Uuid,
+    /// Which of the two it is.
+    pub target_kind: TargetKind,
+    /// How much to be told.
+    pub level: Level,
+    /// No notifications until then (null: not muted).
+    pub muted_until: Option<DateTime<Utc>>,
+}
+
+/// `PUT /users/@me/notification-settings/{target_id}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSetting {
+    /// How much to be told.
+    pub level: Level,
+    /// Mute until then (null or absent: not muted; a time past is as good as none).
+    #[serde(default)]
+    pub muted_until: Option<DateTime<Utc>>,
+}
+
+type Row = (Uuid, String, String, Option<DateTime<Utc>>);
+type UserRow = (UserId, Uuid, String, String, Option<DateTime<Utc>>);
+
+fn setting((target_id, kind, level, muted_until): Row) -> Setting {
+    Setting {
+        target_id,
+        target_kind: if kind == "guild" {
+            TargetKind::Guild
+        } else {
+            TargetKind::Channel
+        },
+        level: Level::parse(&level),
+        muted_until,
+    }
+}
+
+/// The settings of `users` for any of `targets`, by (user, target).
+pub(crate) async fn of_users(
+    conn: &mut AsyncPgConnection,
+    users: &[UserId],
+    targets: &[Uuid],
+) -> QueryResult<HashMap<(UserId, Uuid), Setting>> {
+    let rows: Vec<UserRow> = notification_settings::table
+        .filter(notification_settings::user_id.eq_any(users))
+        .filter(notification_settings::target_id.eq_any(targets))
+        .select((
+            notification_settings::user_id,
+            notification_settings::target_id,
+            notification_settings::target_kind,
+            notification_settings::level,
+            notification_settings::muted_until,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, target, kind, level, muted)| {
+            ((user, target), setting((target, kind, level, muted)))
+        })
+        .collect())
+}
+
+/// Who asked to hear of every message of a guild channel (a setting `all` on the
+/// channel or on its guild; `for_message` weighs which of the two wins). At most 1,000.
+pub async fn wanting_all(
+    conn: &mut AsyncPgConnection,
+    channel: Uuid,
+    guild: Uuid,
+) -> QueryResult<Vec<UserId>> {
+    notification_settings::table
+        .filter(notification_settings::target_id.eq_any([channel, guild]))
+        .filter(notification_settings::level.eq("all"))
+        .select(notification_settings::user_id)
+        .distinct()
+        .limit(1000)
+        .load(conn)
+        .await
+}
+
+/// `user`'s settings, by target id.
+pub async fn list(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Setting>> {
+    let rows: Vec<Row> = notification_settings::table
+        .filter(notification_settings::user_id.eq(user))
+        .order(notification_settings::target_id.asc())
+        .select((
+            notification_settings::target_id,
+            notification_settings::target_kind,
+            notification_settings::level,
+            notification_settings::muted_until,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(setting).collect())
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    kind: Option<String>,
+}
+
+/// What `target` is to `user`: a live guild they are a member of, or a live channel
+/// they are in (a DM or group DM of theirs, or a channel of a guild of theirs); `None`
+/// otherwise.
+async fn target_of(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    target: Uuid,
+) -> QueryResult<Option<TargetKind>> {
+    let found: Found = synctalk_db::sql(
+        "SELECT CASE \
+           WHEN EXISTS (SELECT 1 FROM guilds g JOIN members m ON m.guild_id = g.id \
+                        WHERE g.id = $1 AND m.user_id = $2 AND g.deleted_at IS NULL) THEN 'guild' \
+           WHEN EXISTS (SELECT 1 FROM channels c \
+                        WHERE c.id = $1 AND c.deleted_at IS NULL AND ( \
+                          EXISTS (SELECT 1 FROM channel_recipients r WHERE r.channel_id = c.id AND r.user_id = $2) \
+                          OR EXISTS (SELECT 1 FROM members m WHERE m.guild_id = c.guild_id AND m.user_id = $2))) THEN 'channel' \
+         END AS kind",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(target)
+    .bind::<diesel::sql_types::Uuid, _>(user.0)
+    .get_result(conn)
+    .await?;
+    Ok(match found.kind.as_deref() {
+        Some("guild") => Some(TargetKind::Guild),
+        Some("channel") => Some(TargetKind::Channel),
+        _ => None,
+    })
+}
+
+/// Sets `user`'s setting for a channel or guild of theirs (404 for anything else).
+pub async fn put(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    target: Uuid,
+    new: PutSetting,
+) -> AppResult<Setting> {
+    let kind = target_of(conn, user, target)
+        .await?
+        .ok_or_else(|| AppError::not_found("channel or guild"))?;
+    let kind_text = match kind {
+        TargetKind::Guild => "guild",
+        TargetKind::Channel => "channel",
+    };
+    diesel::insert_into(notification_settings::table)
+        .values((
+            notification_settings::user_id.eq(user),
+            notification_settings::target_id.eq(target),
+            notification_settings::target_kind.eq(kind_text),
+            notification_settings::level.eq(new.level.as_str()),
+            notification_settings::muted_until.eq(new.muted_until),
+        ))
+        .on_conflict((
+            notification_settings::user_id,
+            notification_settings::target_id,
+        ))
+        .do_update()
+        .set((
+            notification_settings::level.eq(new.level.as_str()),
+            notification_settings::muted_until.eq(new.muted_until),
+            notification_settings::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(Setting {
+        target_id: target,
+        target_kind: kind,
+        level: new.level,
+        muted_until: new.muted_until,
+    })
+}
+
+/// Removes `user`'s setting for `target` (back to the defaults): 404 when there was
+/// none.
+pub async fn remove(conn: &mut AsyncPgConnection, user: UserId, target: Uuid) -> AppResult<()> {
+    let removed = diesel::delete(
+        notification_settings::table
+            .filter(notification_settings::user_id.eq(user))
+            .filter(notification_settings::target_id.eq(target)),
+    )
+    .execute(conn)
+    .await?;
+    if removed == 0 {
+        return Err(AppError::not_found("setting"));
+    }
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! Notifications: made for DM messages, mentions, friend requests, targeted invites
+//! and sign-ins from new clients; read over REST and live on /gateway/notifications;
+//! read by acks; weighed against settings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synctalk_testkit::{Method, Status, TestApp, TestUser};
+
+const QUIET: Duration = Duration::from_millis(400);
+const VIEW_CHANNEL: u64 = 1 << 10;
+
+async fn list(app: &TestApp, who: &TestUser, query: &str) -> Value {
+    let res = app
+        .get(
+            &format!("/api/v1/notifications{query}"),
+            Some(&who.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    res.body
+}
+
+async fn setting(app: &TestApp, who: &TestUser, target: &str, body: Value) -> Status {
+    app.put(
+        &format!("/api/v1/users/@me/notification-settings/{target}"),
+        Some(&who.access_token),
+        Some(body),
+    )
+    .await
+    .status
+}
+
+#[actix_web::test]
+async fn a_dm_notifies_live_and_an_ack_reads_it() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let channel = app.open_dm(&a, &b).await;
+    let (mut ws, ready) = app.gateway("/gateway/notifications", &b.access_token).await;
+    assert_eq!(ready["unread_notifications"], 0, "{ready}");
+
+    let first = app
+        .send_message(&a, &channel, "are you coming tonight?")
+        .await;
+    let created = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(created["d"]["kind"], "message");
+    assert_eq!(created["d"]["title"], "alice");
+    assert_eq!(created["d"]["body"], "are you coming tonight?");
+    assert_eq!(created["d"]["read"], false);
+    assert_eq!(created["d"]["data"]["channel_id"], channel.as_str());
+    assert_eq!(created["d"]["data"]["message_id"], first.as_str());
+    assert_eq!(created["d"]["data"]["author_id"], a.id.as_str());
+    let long = "x".repeat(300);
+    app.send_message(&a, &channel, &long).await;
+    let second = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(
+        second["d"]["body"].as_str().unwrap().chars().count(),
+        201,
+        "cut to 200 and an ellipsis"
+    );
+    // The sender is not told of their own message.
+    assert_eq!(list(&app, &a, "").await, json!([]));
+    let mine = list(&app, &b, "?unread=true").await;
+    assert_eq!(mine.as_array().unwrap().len(), 2);
+
+    // A new socket's READY counts them; an ack of the newest reads both.
+    let (_, ready) = app.gateway("/gateway/notifications", &b.access_token).await;
+    assert_eq!(ready["unread_notifications"], 2);
+    let newest = mine[0]["data"]["message_id"].as_str().unwrap().to_owned();
+    let res = app
+        .post(
+            &format!("/api/v1/channels/{channel}/messages/{newest}/ack"),
+            Some(&b.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK);
+    let update = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(update["d"]["read"], true);
+    assert_eq!(update["d"]["unread_count"], 0);
+    assert_eq!(update["d"]["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(list(&app, &b, "?unread=true").await, json!([]));
+    assert_eq!(
+        list(&app, &b, "?unread=false")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[actix_web::test]
+async fn notifications_are_read_deleted_and_paged_by_their_owner_only() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let channel = app.open_dm(&a, &b).await;
+    for n in 0..5 {
+        app.send_message(&a, &channel, &format!("message {n}"))
+            .await;
+    }
+    let (mut ws, _) = app.gateway("/gateway/notifications", &b.access_token).await;
+    let all = list(&app, &b, "").await;
+    let ids: Vec<String> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(all[0]["body"], "message 4", "newest first");
+    let page = list(&app, &b, &format!("?limit=2&before={}", ids[1])).await;
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    assert_eq!(page[0]["id"], ids[2].as_str());
+    for bad in ["?limit=0", "?limit=101", "?before=nope", "?unread=maybe"] {
+        let res = app
+            .get(
+                &format!("/api/v1/notifications{bad}"),
+                Some(&b.access_token),
+            )
+            .await;
+        assert_eq!(res.status, Status::BAD_REQUEST, "{bad}");
+    }
+
+    // Alice cannot touch Bob's.
+    let read = format!("/api/v1/notifications/{}/read", ids[0]);
+    let res = app.post(&read, Some(&a.access_token), json!({})).await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+    let res = app
+        .delete(
+            &format!("/api/v1/notifications/{}", ids[0]),
+            Some(&a.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND);
+
+    // Read one (twice: the same answer, one event), delete one, read the rest.
+    for _ in 0..2 {
+        let res = app.post(&read, Some(&b.access_token), json!({})).await;
+        assert_eq!(res.status, Status::OK, "{}", res.text);
+        assert_eq!(res.body["read"], true);
+    }
+    let update = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(update["d"]["ids"], json!([ids[0]]));
+    assert_eq!(update["d"]["unread_count"], 4);
+    ws.none_of(&["NOTIFICATION_UPDATE"], QUIET).await;
+    let res = app
+        .delete(
+            &format!("/api/v1/notifications/{}", ids[1]),
+            Some(&b.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let update = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(update["d"]["deleted"], true);
+    assert_eq!(update["d"]["unread_count"], 3);
+    let res = app
+        .delete(
+            &format!("/api/v1/notifications/{}", ids[1]),
+            Some(&b.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "deleted already");
+    assert_eq!(list(&app, &b, "").await.as_array().unwrap().len(), 4);
+    let res = app
+        .post(
+            "/api/v1/notifications/read-all",
+            Some(&b.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let update = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(update["d"]["all"], true);
+    assert_eq!(update["d"]["unread_count"], 0);
+    // Nothing left unread: nothing to announce.
+    let res = app
+        .post(
+            "/api/v1/notifications/read-all",
+            Some(&b.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    ws.none_of(&["NOTIFICATION_UPDATE"], QUIET).await;
+    assert_eq!(
+        app.get("/api/v1/notifications", None).await.status,
+        Status::UNAUTHORIZED
+    );
+}
+
+#[actix_web::test]
+async fn guild_messages_notify_mentions_and_settings_decide() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (m1, m2) = (app.register("mia").await, app.register("max").await);
+    let (guild, general) = app.guild_with(&owner, &[&m1, &m2]).await;
+
+    // A mention notifies the one mentioned, not the others.
+    app.send_message(&owner, &general, &format!("hey <@{}>", m1.id))
+        .await;
+    let mine = list(&app, &m1, "").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["title"], "owner mentioned you in #general");
+    assert_eq!(mine[0]["data"]["guild_id"], guild.as_str());
+    assert_eq!(list(&app, &m2, "").await, json!([]), "not mentioned");
+    app.send_message(&owner, &general, "no mention").await;
+    assert_eq!(list(&app, &m1, "").await.as_array().unwrap().len(), 1);
+
+    // Every message, for whoever asks; a channel's setting wins over its guild's.
+    assert_eq!(
+        setting(&app, &m2, &guild, json!({"level": "all"})).await,
+        Status::OK
+    );
+    app.send_message(&owner, &general, "for everyone who listens")
+        .await;
+    assert_eq!(list(&app, &m2, "").await.as_array().unwrap().len(), 1);
+    assert_eq!(
+        setting(&app, &m2, &general, json!({"level": "mentions"})).await,
+        Status::OK
+    );
+    app.send_message(&owner, &general, "quiet here").await;
+    assert_eq!(list(&app, &m2, "").await.as_array().unwrap().len(), 1);
+
+    // Muted, or nothing: not even mentions.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert_eq!(
+        setting(
+            &app,
+            &m1,
+            &general,
+            json!({"level": "all", "muted_until": later})
+        )
+        .await,
+        Status::OK
+    );
+    app.send_message(&owner, &general, &format!("<@{}> muted?", m1.id))
+        .await;
+    assert_eq!(list(&app, &m1, "").await.as_array().unwrap().len(), 1);
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    assert_eq!(
+        setting(
+            &app,
+            &m1,
+            &general,
+            json!({"level": "nothing", "muted_until": past})
+        )
+        .await,
+        Status::OK
+    );
+    app.send_message(&owner, &general, &format!("<@{}> nothing?", m1.id))
+        .await;
+    assert_eq!(list(&app, &m1, "").await.as_array().unwrap().len(), 1);
+
+    // A mention in a channel they cannot see tells them nothing.
+    let res = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/channels"),
+            Some(&owner.access_token),
+            json!({"name": "secret"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    let secret = res.body["id"].as_str().unwrap().to_owned();
+    let res = app
+        .put(
+            &format!("/api/v1/channels/{secret}/permissions/{guild}"),
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": VIEW_CHANNEL.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    app.send_message(&owner, &secret, &format!("psst <@{}>", m2.id))
+        .await;
+    assert_eq!(list(&app, &m2, "").await.as_array().unwrap().len(), 1);
+
+    // Settings: listed, removed once, for one's own guilds and channels only.
+    let res = app
+        .get(
+            "/api/v1/users/@me/notification-settings",
+            Some(&m2.access_token),
+        )
+        .await;
+    assert_eq!(res.body.as_array().unwrap().len(), 2, "{}", res.text);
+    let kinds: Vec<&str> = res
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["target_kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"guild") && kinds.contains(&"channel"),
+        "{kinds:?}"
+    );
+    let path = format!("/api/v1/users/@me/notification-settings/{general}");
+    assert_eq!(
+        app.delete(&path, Some(&m2.access_token)).await.status,
+        Status::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&path, Some(&m2.access_token)).await.status,
+        Status::NOT_FOUND
+    );
+    let outsider = app.register("outsider").await;
+    assert_eq!(
+        setting(&app, &outsider, &guild, json!({"level": "all"})).await,
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        setting(
+            &app,
+            &m2,
+            &uuid::Uuid::now_v7().to_string(),
+            json!({"level": "all"})
+        )
+        .await,
+        Status::NOT_FOUND
+    );
+    for bad in [
+        json!({"level": "loud"}),
+        json!({}),
+        json!({"level": "all", "extra": 1}),
+    ] {
+        let status = setting(&app, &m2, &guild, bad.clone()).await;
+        assert_eq!(status, Status::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}
+
+#[actix_web::test]
+async fn dm_settings_can_silence_a_conversation() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let channel = app.open_dm(&a, &b).await;
+    assert_eq!(
+        setting(&app, &b, &channel, json!({"level": "nothing"})).await,
+        Status::OK
+    );
+    app.send_message(&a, &channel, "hello?").await;
+    assert_eq!(list(&app, &b, "").await, json!([]));
+    assert_eq!(
+        setting(&app, &b, &channel, json!({"level": "mentions"})).await,
+        Status::OK
+    );
+    app.send_message(&a, &channel, &format!("<@{}> hello!", b.id))
+        .await;
+    assert_eq!(list(&app, &b, "").await.as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn friend_requests_invites_and_new_sign_ins_notify() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let (mut ws, _) = app.gateway("/gateway/notifications", &b.access_token).await;
+
+    let res = app
+        .post(
+            "/api/v1/users/@me/relationships",
+            Some(&a.access_token),
+            json!({"username": "bob"}),
+        )
+        .await;
+    assert!(res.status.is_success(), "{}", res.text);
+    let request = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(request["d"]["kind"], "friend_request");
+    assert_eq!(request["d"]["title"], "alice sent you a friend request");
+    assert_eq!(request["d"]["data"]["user_id"], a.id.as_str());
+
+    let (guild, _) = app.guild_with(&a, &[]).await;
+    let res = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/invites"),
+            Some(&a.access_token),
+            json!({"target_user_id": b.id}),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    let invite = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(invite["d"]["kind"], "guild_invite");
+    assert_eq!(invite["d"]["data"]["code"], res.body["code"]);
+    assert_eq!(invite["d"]["data"]["guild_id"], guild.as_str());
+
+    // Registering is no "new sign-in"; the first sign-in from another client is.
+    let login = |agent: &'static str| {
+        let app = &app;
+        async move {
+            app.request_with_headers(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"login": "bob", "password": "correct horse battery staple"})),
+                &[("user-agent", agent)],
+            )
+            .await
+        }
+    };
+    let res = login("SyncTalk-Phone/2.0").await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let notice = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(notice["d"]["kind"], "system");
+    assert_eq!(notice["d"]["title"], "New sign-in");
+    assert!(
+        notice["d"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("SyncTalk-Phone/2.0"),
+        "{notice}"
+    );
+    assert_eq!(login("SyncTalk-Phone/2.0").await.status, Status::OK);
+    ws.none_of(&["NOTIFICATION_CREATE"], QUIET).await;
+    let kinds: Vec<String> = list(&app, &b, "")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["system", "guild_invite", "friend_request"]);
+}
