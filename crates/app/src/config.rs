@@ -154,6 +154,18 @@ pub struct Settings {
     /// variables). Unset: `attachments/` under the data dir.
     #[arg(long, env = "ATTACHMENTS_STORE")]
     pub attachments_store: Option<String>,
+    /// The VAPID key that signs Web Push requests: base64url of a P-256 private key in
+    /// PKCS#8 DER. Unset: in development one is made once and kept under the data dir;
+    /// in production Web Push is off. Every node of a deployment must share it.
+    #[arg(long, env = "VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<Secret>,
+    /// Who push services may contact about our pushes (`mailto:` or `https:`).
+    #[arg(
+        long,
+        env = "VAPID_SUBJECT",
+        default_value = "mailto:push@synctalk.invalid"
+    )]
+    pub vapid_subject: String,
     /// Largest upload, in bytes.
     #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub upload_max_bytes: u64,

@@ -118,6 +118,20 @@ impl Application {
             Duration::from_secs(3600),
         ));
         let attachments = web::Data::new(attachments);
+        let vapid = resolve_vapid(settings)?.map(Arc::new);
+        let policy = if settings.environment == config::Environment::Development {
+            synctalk_notifications::push::EndpointPolicy::AllowLoopback
+        } else {
+            synctalk_notifications::push::EndpointPolicy::Public
+        };
+        if let Some(vapid) = &vapid {
+            let pusher =
+                synctalk_notifications::push::Pusher::new(pool.clone(), vapid.clone(), policy)?;
+            actix_web::rt::spawn(pusher.run(Duration::from_millis(500)));
+        } else {
+            tracing::warn!("no VAPID_PRIVATE_KEY: Web Push is off");
+        }
+        let push_config = web::Data::new(synctalk_notifications::PushConfig { vapid, policy });
         actix_web::rt::spawn(synctalk_messaging::receipts::record_deliveries(
             pool.clone(),
             hub.watch_deliveries(synctalk_messaging::receipts::TRACKED, 4096),
@@ -214,6 +228,7 @@ impl Application {
                 .app_data(presences.clone())
                 .app_data(typing.clone())
                 .app_data(attachments.clone())
+                .app_data(push_config.clone())
                 .app_data(kernel_http::json_config(json_limit))
                 .app_data(kernel_http::query_config())
                 .app_data(kernel_http::path_config())
@@ -383,6 +398,42 @@ pub fn resolve_jwt_secret(settings: &Settings) -> anyhow::Result<Secret> {
     let secret = random_secret()?;
     write_private(&path, &secret)?;
     Ok(Secret::new(secret))
+}
+
+/// The VAPID key: configured; or in development one made once and kept under the data
+/// dir; or none (Web Push off).
+pub fn resolve_vapid(
+    settings: &Settings,
+) -> anyhow::Result<Option<synctalk_notifications::push::Vapid>> {
+    use base64::Engine as _;
+    use synctalk_notifications::push::Vapid;
+    let decode = |text: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim().trim_end_matches('='))
+            .context("VAPID_PRIVATE_KEY is not base64url")
+    };
+    if let Some(key) = &settings.vapid_private_key {
+        let der = decode(key.expose())?;
+        return Vapid::from_pkcs8(&der, &settings.vapid_subject)
+            .context("VAPID_PRIVATE_KEY")
+            .map(Some);
+    }
+    if settings.environment != config::Environment::Development {
+        return Ok(None);
+    }
+    let path = settings.data_dir.join("vapid-key");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && let Ok(der) = decode(&existing)
+        && let Ok(vapid) = Vapid::from_pkcs8(&der, &settings.vapid_subject)
+    {
+        return Ok(Some(vapid));
+    }
+    let der = Vapid::generate_pkcs8()?;
+    write_private(
+        &path,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der),
+    )?;
+    Vapid::from_pkcs8(&der, &settings.vapid_subject).map(Some)
 }
 
 fn random_secret() -> anyhow::Result<String> {

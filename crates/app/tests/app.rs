@@ -431,6 +431,7 @@ async fn authenticated_routes(
                 .replace("{item_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{message_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{notification_id}", &uuid::Uuid::now_v7().to_string())
+                .replace("{subscription_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{emoji}", "%F0%9F%91%8D")
                 .replace("{code}", "aBc123_-");
             assert!(!concrete.contains('{'), "fill in the ids of {path}");

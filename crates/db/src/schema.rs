@@ -225,6 +225,7 @@ diesel::table! {
         read_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        push_state -> Text,
     }
 }
 
@@ -254,6 +255,17 @@ diesel::table! {
         user_id -> Uuid,
         status -> Text,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        endpoint -> Text,
+        p256dh -> Bytea,
+        auth -> Bytea,
+        created_at -> Timestamptz,
     }
 }
 
@@ -371,6 +383,7 @@ diesel::joinable!(messages -> users (author_id));
 diesel::joinable!(notification_settings -> users (user_id));
 diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(presences -> users (user_id));
+diesel::joinable!(push_subscriptions -> users (user_id));
 diesel::joinable!(reactions -> users (user_id));
 diesel::joinable!(read_states -> channels (channel_id));
 diesel::joinable!(read_states -> users (user_id));
@@ -401,6 +414,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     outbox_relay,
     presences,
+    push_subscriptions,
     reactions,
     read_states,
     receipts,

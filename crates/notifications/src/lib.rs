@@ -7,6 +7,7 @@
 pub mod dto;
 pub mod events;
 pub mod gateway;
+pub mod push;
 mod routes;
 pub mod service;
 pub mod settings;
@@ -19,16 +20,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
 }
 
+/// What the push routes need: the VAPID key (`None`: Web Push is off) and where pushes
+/// may go.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Signs pushes.
+    pub vapid: Option<std::sync::Arc<push::Vapid>>,
+    /// Which endpoints are accepted.
+    pub policy: push::EndpointPolicy,
+}
+
 /// The notifications crate's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
     paths(
         routes::list, routes::read_one, routes::read_all, routes::delete,
-        routes::list_settings, routes::put_setting, routes::delete_setting
+        routes::list_settings, routes::put_setting, routes::delete_setting,
+        routes::vapid_key, routes::subscribe, routes::list_subscriptions, routes::unsubscribe
     ),
     components(schemas(
         dto::Notification, dto::NotificationKind, dto::NotificationUpdate,
-        settings::Setting, settings::PutSetting, settings::Level, settings::TargetKind
+        settings::Setting, settings::PutSetting, settings::Level, settings::TargetKind,
+        push::PushSubscription, push::NewSubscription, push::SubscriptionKeys, push::VapidKey
     )),
     tags((name = "notifications", description = "Notifications and their settings"))
 )]

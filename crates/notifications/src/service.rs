@@ -75,6 +75,8 @@ async fn insert(
         .returning(NotificationRow::as_returning())
         .get_results(conn)
         .await?;
+    let ids: Vec<Uuid> = made.iter().map(|r| r.id).collect();
+    crate::push::queue(conn, &ids).await?;
     let mut events = Vec::with_capacity(made.len());
     let mut out = Vec::with_capacity(made.len());
     for row in made {

@@ -441,7 +441,18 @@ pub fn test_settings() -> Settings {
     settings.gateway_connects_per_minute = 100_000;
     settings.docs = Some(true);
     settings.jwt_secret = Some(Secret::new(TEST_JWT_SECRET));
+    settings.vapid_private_key = Some(Secret::new(test_vapid_key()));
     settings
+}
+
+/// The VAPID key of this test process's servers (made once: nodes of a test share it).
+pub fn test_vapid_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use base64::Engine as _;
+        let der = synctalk_notifications::push::Vapid::generate_pkcs8().unwrap();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(der)
+    })
 }
 
 /// The JWT secret of test servers (so a test can forge tokens).

@@ -1,0 +1,2 @@
+ALTER TABLE notifications DROP COLUMN push_state;
+DROP TABLE push_subscriptions;
