@@ -134,7 +134,7 @@ impl Application {
         let push_config = web::Data::new(synctalk_notifications::PushConfig { vapid, policy });
         actix_web::rt::spawn(synctalk_messaging::receipts::record_deliveries(
             pool.clone(),
-            hub.watch_deliveries(synctalk_messaging::receipts::TRACKED, 4096),
+            hub.watch_deliveries(synctalk_messaging::receipts::tracked_record, 4096),
         ));
         let mut limits = middleware::RateLimits::new(
             settings.rate_limit_auth_per_minute,

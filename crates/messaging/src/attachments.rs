@@ -218,9 +218,21 @@ fn multipart_error(error: actix_multipart::MultipartError) -> AppError {
 /// characters; `file` when nothing is left.
 pub fn clean_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    // No controls, and none of the invisible characters that reorder or hide what
+    // follows (`photo\u{202E}gnp.bat` would show as "phototab.png").
     let cleaned: String = base
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(
+                    c,
+                    '\u{061C}'
+                        | '\u{200B}'..='\u{200F}'
+                        | '\u{202A}'..='\u{202E}'
+                        | '\u{2060}'..='\u{2069}'
+                        | '\u{FEFF}'
+                )
+        })
         .take(MAX_FILENAME)
         .collect();
     let cleaned = cleaned.trim();
@@ -229,6 +241,20 @@ pub fn clean_filename(raw: &str) -> String {
     } else {
         cleaned.to_owned()
     }
+}
+
+/// File name endings that run as programs when opened on some system: refused whatever
+/// the bytes (scripts are text, so sniffing alone lets them through).
+const RUNNABLE: &[&str] = &[
+    "exe", "com", "scr", "bat", "cmd", "msi", "msp", "ps1", "psm1", "vbs", "vbe", "js", "jse",
+    "wsf", "wsh", "hta", "cpl", "jar", "lnk", "reg", "app", "sh", "command", "apk", "dll",
+];
+
+/// Whether a file name ends in a runnable extension.
+pub fn runnable(filename: &str) -> bool {
+    filename
+        .rsplit_once('.')
+        .is_some_and(|(_, ext)| RUNNABLE.contains(&ext.to_ascii_lowercase().as_str()))
 }
 
 /// The content type of a file whose first bytes are `head`, or `None` for a file
@@ -380,6 +406,12 @@ async fn read_form(store: &Store, id: Uuid, form: &mut Multipart) -> AppResult<U
                         .and_then(|d| d.get_filename())
                         .unwrap_or_default(),
                 );
+                if runnable(&filename) {
+                    return Err(AppError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        "executables and scripts cannot be uploaded",
+                    ));
+                }
                 let (content_type, size) = store_file(store, id, &mut field).await?;
                 file = Some((filename, content_type, size));
             }
@@ -416,6 +448,40 @@ async fn read_form(store: &Store, id: Uuid, form: &mut Multipart) -> AppResult<U
     })
 }
 
+/// The most uploads one user may hold not yet sent.
+pub const MAX_UNSENT: i64 = 100;
+/// The most bytes one user may hold in uploads not yet sent (1 GiB).
+pub const MAX_UNSENT_BYTES: i64 = 1 << 30;
+
+/// 409 when `user` already holds as many unsent uploads (or bytes) as allowed.
+async fn within_quota(pool: &synctalk_db::Pool, user: UserId) -> AppResult<()> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    let mut conn = synctalk_db::conn(pool).await?;
+    let Held { count, bytes } = synctalk_db::sql(
+        "SELECT count(*)::bigint AS count, coalesce(sum(size), 0)::bigint AS bytes \
+         FROM attachments WHERE uploader_id = $1 AND message_id IS NULL",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user.0)
+    .get_result(&mut conn)
+    .await?;
+    drop(conn);
+    if count >= MAX_UNSENT || bytes >= MAX_UNSENT_BYTES {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "you hold {count} uploads ({bytes} bytes) not sent yet: send or wait for them to expire (at most {MAX_UNSENT} and 1 GiB)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Stores an upload of `uploader`'s: 201 with the attachment. Its bytes are stored
 /// before its row is written, and removed again if anything after fails; no database
 /// connection is held while the client sends.
@@ -425,6 +491,7 @@ pub async fn upload(
     uploader: UserId,
     form: &mut Multipart,
 ) -> AppResult<Attachment> {
+    within_quota(pool, uploader).await?;
     let id = Uuid::now_v7();
     let stored = read_form(store, id, form).await;
     let row = match stored {
@@ -594,7 +661,7 @@ fn byte_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u6
 /// not expired, and the file's message (if sent) is not deleted. One byte range is
 /// honoured (206); the ETag never changes, as the bytes never do.
 pub async fn serve(
-    conn: &mut AsyncPgConnection,
+    pool: &synctalk_db::Pool,
     store: &Store,
     request: &HttpRequest,
     id: Uuid,
@@ -606,10 +673,12 @@ pub async fn serve(
     if expires < Utc::now().timestamp() {
         return Err(AppError::not_found("attachment"));
     }
+    // The connection goes back before the bytes are read from the store.
+    let mut conn = synctalk_db::conn(pool).await?;
     let row: AttachmentRow = attachments::table
         .find(id)
         .select(AttachmentRow::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .filter(|row| row.verify(expires, signature))
@@ -618,13 +687,14 @@ pub async fn serve(
         let deleted: Option<Option<DateTime<Utc>>> = messages::table
             .find((channel, message))
             .select(messages::deleted_at)
-            .first(conn)
+            .first(&mut conn)
             .await
             .optional()?;
         if !matches!(deleted, Some(None)) {
             return Err(AppError::not_found("attachment"));
         }
     }
+    drop(conn);
     let etag = format!("\"{}\"", row.id);
     let mut response = HttpResponse::Ok();
     response
@@ -674,11 +744,15 @@ pub async fn serve(
         range: range.map(|(first, last)| GetRange::Bounded(first..last + 1)),
         ..GetOptions::default()
     };
-    let got = store
-        .objects
-        .get_opts(&Store::path(row.id), options)
-        .await
-        .map_err(store_error)?;
+    let got = match store.objects.get_opts(&Store::path(row.id), options).await {
+        Ok(got) => got,
+        // Its bytes are not in this store (a node configured with another store).
+        Err(object_store::Error::NotFound { .. }) => {
+            tracing::warn!(attachment = %row.id, "an attachment's bytes are missing from the store");
+            return Err(AppError::not_found("attachment"));
+        }
+        Err(e) => return Err(store_error(e)),
+    };
     let body = got.into_stream().map_err(|e| {
         tracing::warn!(error = %e, "reading an attachment failed midway");
         std::io::Error::other(e)
@@ -728,9 +802,17 @@ pub async fn sweep(conn: &mut AsyncPgConnection, store: &Store) -> AppResult<usi
 pub async fn sweep_forever(pool: synctalk_db::Pool, store: Store, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
+        // Batch after batch until one comes back short.
         let swept = async {
             let mut conn = synctalk_db::conn(&pool).await?;
-            sweep(&mut conn, &store).await
+            let mut total = 0;
+            loop {
+                let n = sweep(&mut conn, &store).await?;
+                total += n;
+                if n < 500 {
+                    break AppResult::Ok(total);
+                }
+            }
         }
         .await;
         match swept {

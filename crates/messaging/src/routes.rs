@@ -663,8 +663,7 @@ pub(crate) async fn get_attachment(
     let Ok(id) = path.0.parse::<uuid::Uuid>() else {
         return Err(AppError::not_found("attachment"));
     };
-    let mut conn = synctalk_db::conn(&pool).await?;
-    attachments::serve(&mut conn, &store, &request, id, &query).await
+    attachments::serve(&pool, &store, &request, id, &query).await
 }
 
 /// List a message's receipts

@@ -376,7 +376,7 @@ async fn notify(
             .collect(),
         Some(ref guild) => {
             // The users mentioned, and those who asked for every message; of them,
-            // those who can read the channel.
+            // the members who can read the channel.
             let mut others = synctalk_notifications::settings::wanting_all(
                 conn,
                 access.row.id.0,
@@ -390,11 +390,16 @@ async fn notify(
             if others.is_empty() {
                 Vec::new()
             } else {
-                let topic = Topic::Channel(access.row.id);
-                synctalk_guilds::gateway::topics(conn, &others)
+                let structure = synctalk_guilds::visibility::structure(conn, &guild.guild).await?;
+                synctalk_guilds::access::member_roles_of(conn, guild.guild.id, Some(&others))
                     .await?
                     .into_iter()
-                    .filter(|(_, topics)| topics.contains(&topic))
+                    .filter(|(user, roles)| {
+                        structure
+                            .visible(*user, roles)
+                            .iter()
+                            .any(|c| c.id == access.row.id)
+                    })
                     .map(|(user, _)| (user, mentioned.contains(&user)))
                     .collect()
             }
@@ -408,11 +413,23 @@ async fn notify(
         .display_name
         .clone()
         .unwrap_or_else(|| message.author.username.clone());
-    let title = match (&access.kind, access.row.name.as_deref()) {
-        (ChannelKind::Dm, _) => who,
-        (ChannelKind::GroupDm, Some(name)) => format!("{who} in {name}"),
-        (ChannelKind::GroupDm, None) => format!("{who} in your group"),
-        (_, name) => format!("{who} mentioned you in #{}", name.unwrap_or("a channel")),
+    let (title, mention_title) = match (&access.kind, access.row.name.as_deref()) {
+        (ChannelKind::Dm, _) => (who.clone(), who),
+        (ChannelKind::GroupDm, Some(name)) => {
+            let title = format!("{who} in {name}");
+            (title.clone(), title)
+        }
+        (ChannelKind::GroupDm, None) => {
+            let title = format!("{who} in your group");
+            (title.clone(), title)
+        }
+        (_, name) => {
+            let name = name.unwrap_or("a channel");
+            (
+                format!("{who} in #{name}"),
+                format!("{who} mentioned you in #{name}"),
+            )
+        }
     };
     let text = if message.content.is_empty() {
         match message.attachments.len() {
@@ -430,6 +447,7 @@ async fn notify(
             message: message.id,
             author,
             title,
+            mention_title,
             text,
             recipients,
         },
@@ -475,6 +493,8 @@ pub async fn edit(
         .returning(MessageRow::as_returning())
         .get_result(conn)
         .await?;
+        // Its notifications show what it says now, not what it said.
+        synctalk_notifications::service::message_edited(conn, channel, id, &content).await?;
         let shared = hydrate_one(conn, &access, None, row.clone()).await?;
         event::append(
             conn,
@@ -530,6 +550,8 @@ pub async fn delete(
             rows.push(crate::pins::update(conn, channel, guild_id).await?);
         }
         event::append(conn, &rows).await?;
+        // Its notifications go with it: a deleted message's text is read nowhere.
+        synctalk_notifications::service::message_deleted(conn, channel, id).await?;
         Ok(())
     })
     .await

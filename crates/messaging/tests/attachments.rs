@@ -462,6 +462,13 @@ async fn uploads_are_checked_and_nothing_refused_is_kept() {
         got.header("content-type"),
         Some("text/plain; charset=utf-8")
     );
+    // Names cannot hide what they are; scripts are refused by name.
+    let named = upload(&app, &user, "photo\u{202E}gnp.txt", b"plain").await;
+    assert_eq!(named["filename"], "photognp.txt");
+    let res = app
+        .multipart(path, token, &[("file", Some("setup.BAT"), b"@echo off")])
+        .await;
+    assert_eq!(res.status, Status::UNSUPPORTED_MEDIA_TYPE, "{}", res.text);
     let blob = upload(&app, &user, "data.bin", &[0, 1, 2, 3, 255, 0]).await;
     assert_eq!(blob["content_type"], "application/octet-stream");
     let got = app.get(blob["url"].as_str().unwrap(), None).await;
@@ -470,7 +477,29 @@ async fn uploads_are_checked_and_nothing_refused_is_kept() {
             .unwrap()
             .starts_with("attachment")
     );
-    assert_eq!(files_in(&dir), 4);
+    assert_eq!(files_in(&dir), 5);
+}
+
+#[actix_web::test]
+async fn a_user_holds_a_bounded_number_of_unsent_uploads() {
+    let app = TestApp::spawn().await;
+    let user = app.register("hoarder").await;
+    for n in 0..synctalk_messaging::attachments::MAX_UNSENT {
+        upload(&app, &user, &format!("{n}.txt"), b"x").await;
+    }
+    let res = app
+        .multipart(
+            "/api/v1/attachments",
+            Some(&user.access_token),
+            &[("file", Some("one-more.txt"), b"x")],
+        )
+        .await;
+    assert_eq!(res.status, Status::CONFLICT, "{}", res.text);
+    assert_eq!(
+        files_in(&app.db.attachments_dir()),
+        100,
+        "the refused one is not kept"
+    );
 }
 
 #[actix_web::test]

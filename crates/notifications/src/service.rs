@@ -53,6 +53,15 @@ async fn insert(
     if items.is_empty() {
         return Ok(Vec::new());
     }
+    // Each user's topic is locked before their notifications are made, as before their
+    // unread count is read (`updated`): a count is never taken beside a notification
+    // made at the same moment. Sorted, so two makers never wait on each other.
+    let mut users: Vec<UserId> = items.iter().map(|(n, _)| n.user).collect();
+    users.sort_unstable();
+    users.dedup();
+    for user in &users {
+        event::lock_topic(conn, Topic::User(*user)).await?;
+    }
     let now = Utc::now();
     let rows: Vec<_> = items
         .iter()
@@ -114,6 +123,8 @@ pub struct MessageSent {
     pub author: UserId,
     /// The title to show (the author's name; in a guild, where).
     pub title: String,
+    /// The title for those it mentions (in a guild: "... mentioned you in #...").
+    pub mention_title: String,
     /// Its text (or what stands for it, e.g. "sent a file").
     pub text: String,
     /// Who might be told: everyone else in a DM or group DM, the mentioned users who
@@ -169,7 +180,11 @@ pub async fn for_message(conn: &mut AsyncPgConnection, sent: MessageSent) -> App
                 NewNotification {
                     user,
                     kind: NotificationKind::Message,
-                    title: sent.title.clone(),
+                    title: if mentioned {
+                        sent.mention_title.clone()
+                    } else {
+                        sent.title.clone()
+                    },
                     body: sent.text.clone(),
                     data: data.clone(),
                 },
@@ -178,6 +193,52 @@ pub async fn for_message(conn: &mut AsyncPgConnection, sent: MessageSent) -> App
         }
     }
     insert(conn, &items).await?;
+    Ok(())
+}
+
+/// A message was deleted (in its transaction): its notifications are deleted too, and
+/// each user they belonged to gets NOTIFICATION_UPDATE.
+pub async fn message_deleted(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    message: MessageId,
+) -> AppResult<()> {
+    let gone: Vec<(Uuid, UserId)> = diesel::update(
+        notifications::table
+            .filter(notifications::channel_id.eq(channel.0))
+            .filter(notifications::message_id.eq(message.0))
+            .filter(notifications::deleted_at.is_null()),
+    )
+    .set(notifications::deleted_at.eq(Utc::now()))
+    .returning((notifications::id, notifications::user_id))
+    .get_results(conn)
+    .await?;
+    let mut by_user: std::collections::BTreeMap<UserId, Vec<Uuid>> = Default::default();
+    for (id, user) in gone {
+        by_user.entry(user).or_default().push(id);
+    }
+    for (user, ids) in by_user {
+        updated(conn, user, ids, false, true).await?;
+    }
+    Ok(())
+}
+
+/// A message was edited: its notifications show its new text.
+pub async fn message_edited(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    message: MessageId,
+    text: &str,
+) -> QueryResult<()> {
+    diesel::update(
+        notifications::table
+            .filter(notifications::channel_id.eq(channel.0))
+            .filter(notifications::message_id.eq(message.0))
+            .filter(notifications::deleted_at.is_null()),
+    )
+    .set(notifications::body.eq(excerpt(text)))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -199,6 +260,7 @@ async fn updated(
     all: bool,
     deleted: bool,
 ) -> AppResult<()> {
+    event::lock_topic(conn, Topic::User(user)).await?;
     let unread_count = unread_count(conn, user).await?;
     event::append(
         conn,

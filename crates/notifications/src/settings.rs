@@ -121,20 +121,29 @@ pub(crate) async fn of_users(
 }
 
 /// Who asked to hear of every message of a guild channel (a setting `all` on the
-/// channel or on its guild; `for_message` weighs which of the two wins). At most 1,000.
+/// channel or on its guild; `for_message` weighs which of the two wins), among the
+/// guild's members. At most 1,000, by user id.
 pub async fn wanting_all(
     conn: &mut AsyncPgConnection,
     channel: Uuid,
     guild: Uuid,
 ) -> QueryResult<Vec<UserId>> {
-    notification_settings::table
-        .filter(notification_settings::target_id.eq_any([channel, guild]))
-        .filter(notification_settings::level.eq("all"))
-        .select(notification_settings::user_id)
-        .distinct()
-        .limit(1000)
-        .load(conn)
-        .await
+    #[derive(QueryableByName)]
+    struct Wanting {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        user_id: UserId,
+    }
+    let rows: Vec<Wanting> = synctalk_db::sql(
+        "SELECT DISTINCT s.user_id FROM notification_settings s \
+         JOIN members m ON m.guild_id = $2 AND m.user_id = s.user_id \
+         WHERE s.target_id IN ($1, $2) AND s.level = 'all' \
+         ORDER BY s.user_id LIMIT 1000",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(channel)
+    .bind::<diesel::sql_types::Uuid, _>(guild)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
 /// `user`'s settings, by target id.

@@ -417,3 +417,36 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
         .collect();
     assert_eq!(kinds, ["system", "guild_invite", "friend_request"]);
 }
+
+#[actix_web::test]
+async fn an_edited_or_deleted_message_leaves_no_old_text_in_notifications() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let channel = app.open_dm(&a, &b).await;
+    let (mut ws, _) = app.gateway("/gateway/notifications", &b.access_token).await;
+    let id = app
+        .send_message(&a, &channel, "my password is hunter2")
+        .await;
+    let created = ws.dispatch("NOTIFICATION_CREATE").await;
+    let res = app
+        .patch(
+            &format!("/api/v1/channels/{channel}/messages/{id}"),
+            Some(&a.access_token),
+            json!({"content": "oops, nothing to see"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(list(&app, &b, "").await[0]["body"], "oops, nothing to see");
+    let res = app
+        .delete(
+            &format!("/api/v1/channels/{channel}/messages/{id}"),
+            Some(&a.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT);
+    let update = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(update["d"]["deleted"], true);
+    assert_eq!(update["d"]["ids"], json!([created["d"]["id"]]));
+    assert_eq!(update["d"]["unread_count"], 0);
+    assert_eq!(list(&app, &b, "").await, json!([]));
+}

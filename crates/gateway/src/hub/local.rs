@@ -75,23 +75,22 @@ pub struct Delivery {
     pub users: Vec<synctalk_kernel::UserId>,
 }
 
-/// A domain's wish to hear of deliveries of some events.
+/// A domain's wish to hear of deliveries of some events: those `wants` picks (it runs
+/// under the hub's lock, once per record: keep it a cheap look at the name and the
+/// payload's text).
 #[derive(Debug, Clone)]
 pub struct Watch {
-    names: &'static [&'static str],
+    wants: fn(&Record) -> bool,
     tx: tokio::sync::mpsc::Sender<Delivery>,
 }
 
 impl Watch {
-    pub(crate) fn new(
-        names: &'static [&'static str],
-        tx: tokio::sync::mpsc::Sender<Delivery>,
-    ) -> Self {
-        Self { names, tx }
+    pub(crate) fn new(wants: fn(&Record) -> bool, tx: tokio::sync::mpsc::Sender<Delivery>) -> Self {
+        Self { wants, tx }
     }
 
     fn wants(&self, record: &Record) -> bool {
-        self.names.iter().any(|n| **n == *record.name)
+        (self.wants)(record)
     }
 
     /// Never waits: a watcher too far behind loses reports (counted), never the
@@ -337,12 +336,11 @@ impl Local {
                         Step::Nothing => {}
                         Step::Dispatch(seq) => {
                             applied.delivered += 1;
-                            if watch.is_some() {
-                                reached.push(socket.stream.user);
-                            }
                             if !socket.queue.push(Outbound::Dispatch(record.clone(), seq)) {
                                 changes.push((*slot, *id, Step::Revoked));
                                 applied.slow.push(*id);
+                            } else if watch.is_some() {
+                                reached.push(socket.stream.user);
                             }
                         }
                         step => changes.push((*slot, *id, step)),

@@ -192,17 +192,17 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Reports, from now on, every queueing of an event named in `names` to a socket of
-    /// this node (live, or replayed on identify and resume), through a channel of
+    /// Reports, from now on, every queueing to a socket of this node (live, or replayed
+    /// on identify and resume) of an event `wants` picks, through a channel of
     /// `capacity` reports; when the receiver falls that far behind, reports are dropped
     /// (counted in `gateway_delivery_reports_dropped_total`), never deliveries.
     pub fn watch_deliveries(
         &self,
-        names: &'static [&'static str],
+        wants: fn(&crate::event::Record) -> bool,
         capacity: usize,
     ) -> tokio::sync::mpsc::Receiver<local::Delivery> {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity);
-        self.local().watches.push(local::Watch::new(names, tx));
+        self.local().watches.push(local::Watch::new(wants, tx));
         rx
     }
 
