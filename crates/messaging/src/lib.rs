@@ -44,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         dto::SendMessageCommand, events::MessageDelete, events::ReactionChange,
         events::ChannelPinsUpdate, typing::TypingStart, gateway::TypingCommand,
         gateway::AckCommand, read_states::ReadState, attachments::Attachment,
-        attachments::UploadForm, receipts::Receipt, receipts::MessageReceipt
+        attachments::UploadForm, receipts::Receipt, receipts::MessageReceipt,
+        search::Has
     )),
     tags((name = "messaging", description = "Messages in guild channels, DMs and group DMs")),
     modifiers(&ContentOrFiles)

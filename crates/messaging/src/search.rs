@@ -37,9 +37,54 @@ pub struct SearchQuery {
     pub author_id: Option<Uuid>,
     /// Only messages older than this id (the next page).
     pub before: Option<Uuid>,
+    /// Only messages with a file attached: any (`attachment`), or of a kind.
+    #[param(value_type = Option<Has>)]
+    pub has: Option<String>,
     /// How many, 1-100 (default 25).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+}
+
+/// What a message must have attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Has {
+    /// Any file.
+    Attachment,
+    /// A picture.
+    Image,
+    /// A video.
+    Video,
+    /// Sound (voice messages too).
+    Audio,
+    /// A file that is none of those.
+    File,
+}
+
+impl Has {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "attachment" => Some(Self::Attachment),
+            "image" => Some(Self::Image),
+            "video" => Some(Self::Video),
+            "audio" => Some(Self::Audio),
+            "file" => Some(Self::File),
+            _ => None,
+        }
+    }
+
+    /// The condition on `attachments a` (a fixed text per kind).
+    fn condition(self) -> &'static str {
+        match self {
+            Self::Attachment => "true",
+            Self::Image => "a.content_type LIKE 'image/%'",
+            Self::Video => "a.content_type LIKE 'video/%'",
+            Self::Audio => "a.content_type LIKE 'audio/%'",
+            Self::File => {
+                "NOT (a.content_type LIKE 'image/%' OR a.content_type LIKE 'video/%' OR a.content_type LIKE 'audio/%')"
+            }
+        }
+    }
 }
 
 /// A checked search.
@@ -48,6 +93,7 @@ pub struct Search {
     text: String,
     author: Option<UserId>,
     before: Option<MessageId>,
+    has: Option<Has>,
     limit: i64,
 }
 
@@ -73,10 +119,20 @@ impl SearchQuery {
                 "limit must be between 1 and 100",
             ));
         }
+        let has = match self.has.as_deref() {
+            None => None,
+            Some(text) => Some(Has::parse(text).ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::InvalidQuery,
+                    "has must be attachment, image, video, audio or file",
+                )
+            })?),
+        };
         Ok(Search {
             text,
             author: self.author_id.map(UserId),
             before: self.before.map(MessageId),
+            has,
             limit: i64::from(limit),
         })
     }
@@ -104,6 +160,13 @@ async fn find(
     }
     if let Some(before) = search.before {
         query = query.filter(messages::id.lt(before));
+    }
+    if let Some(has) = search.has {
+        query = query.filter(sql::<Bool>(&format!(
+            "EXISTS (SELECT 1 FROM attachments a \
+             WHERE a.channel_id = messages.channel_id AND a.message_id = messages.id AND {})",
+            has.condition()
+        )));
     }
     query
         .order(messages::id.desc())

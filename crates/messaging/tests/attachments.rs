@@ -562,3 +562,54 @@ async fn uploads_never_sent_are_swept_after_a_day() {
         Status::OK
     );
 }
+
+#[actix_web::test]
+async fn search_can_keep_messages_with_files_of_a_kind() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let picture = upload(&app, &owner, "crab.png", &png()).await;
+    let notes = upload(&app, &owner, "crab.txt", b"notes about crabs").await;
+    let messages = format!("/api/v1/channels/{general}/messages");
+    for body in [
+        json!({"content": "crab photo", "attachment_ids": [picture["id"]]}),
+        json!({"content": "crab notes", "attachment_ids": [notes["id"]]}),
+        json!({"content": "crab plain"}),
+    ] {
+        let res = app.post(&messages, Some(&owner.access_token), body).await;
+        assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    }
+    let found = |has: &'static str| {
+        let app = &app;
+        let token = owner.access_token.clone();
+        let general = general.clone();
+        async move {
+            let res = app
+                .get(
+                    &format!("/api/v1/channels/{general}/messages/search?q=crab{has}"),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(res.status, Status::OK, "{}", res.text);
+            res.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["content"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("").await, ["crab plain", "crab notes", "crab photo"]);
+    assert_eq!(found("&has=attachment").await, ["crab notes", "crab photo"]);
+    assert_eq!(found("&has=image").await, ["crab photo"]);
+    assert_eq!(found("&has=file").await, ["crab notes"]);
+    assert!(found("&has=video").await.is_empty());
+    let res = app
+        .get(
+            &format!("/api/v1/channels/{general}/messages/search?q=crab&has=link"),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::BAD_REQUEST);
+    assert_eq!(res.code(), "invalid_query");
+}

@@ -30,6 +30,17 @@ use uuid::Uuid;
 
 use crate::dto::{Notification, NotificationRow};
 
+/// What an endpoint must look like (as the OpenAPI document says): https, a domain
+/// name whose last label starts with a letter (no address literals), an optional port
+/// below 10000, a path without blanks.
+const ENDPOINT_SHAPE: &str = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[^\\s]*)?$";
+
+fn shaped(endpoint: &str) -> bool {
+    static SHAPE: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(ENDPOINT_SHAPE).ok());
+    SHAPE.as_ref().is_some_and(|re| re.is_match(endpoint))
+}
+
 /// Who may be a push endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointPolicy {
@@ -232,6 +243,12 @@ impl EndpointPolicy {
             Some(_) if url.scheme() == "http" && !is_loopback_host(&url) => {
                 Err("plain http is allowed for loopback only".into())
             }
+            // Loopback in development; everything else has the documented shape.
+            Some(_) if self == Self::AllowLoopback && is_loopback_host(&url) => Ok(url),
+            Some(_) if !shaped(endpoint) => Err(
+                "must be https://host.domain[:port]/path with a domain name (letters, digits, hyphens)"
+                    .into(),
+            ),
             Some(_) => Ok(url),
             None => Err("must name a host".into()),
         }
