@@ -130,6 +130,9 @@ pub struct NotificationQuery {
     pub unread: Option<bool>,
     /// Only ones older than this id (the next page).
     pub before: Option<Uuid>,
+    /// Only ones newer than this id: the oldest of them (still listed newest first);
+    /// with `before` too, those between the two.
+    pub after: Option<Uuid>,
     /// How many, 1-100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,

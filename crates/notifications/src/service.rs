@@ -331,12 +331,24 @@ pub async fn list(
     if let Some(before) = query.before {
         q = q.filter(notifications::id.lt(before));
     }
-    let rows: Vec<NotificationRow> = q
-        .order(notifications::id.desc())
-        .limit(i64::from(limit))
-        .select(NotificationRow::as_select())
-        .load(conn)
-        .await?;
+    let rows: Vec<NotificationRow> = if let Some(after) = query.after {
+        // The oldest page above `after`, then newest first like every page.
+        let mut rows: Vec<NotificationRow> = q
+            .filter(notifications::id.gt(after))
+            .order(notifications::id.asc())
+            .limit(i64::from(limit))
+            .select(NotificationRow::as_select())
+            .load(conn)
+            .await?;
+        rows.reverse();
+        rows
+    } else {
+        q.order(notifications::id.desc())
+            .limit(i64::from(limit))
+            .select(NotificationRow::as_select())
+            .load(conn)
+            .await?
+    };
     Ok(rows.into_iter().map(Notification::from).collect())
 }
 

@@ -112,7 +112,18 @@ async fn notifications_are_read_deleted_and_paged_by_their_owner_only() {
     let page = list(&app, &b, &format!("?limit=2&before={}", ids[1])).await;
     assert_eq!(page.as_array().unwrap().len(), 2);
     assert_eq!(page[0]["id"], ids[2].as_str());
-    for bad in ["?limit=0", "?limit=101", "?before=nope", "?unread=maybe"] {
+    // Catching up from the oldest known: the next ones above it, newest first.
+    let newer = list(&app, &b, &format!("?limit=2&after={}", ids[4])).await;
+    assert_eq!(newer, json!([all[2], all[3]]));
+    let between = list(&app, &b, &format!("?after={}&before={}", ids[4], ids[1])).await;
+    assert_eq!(between, json!([all[2], all[3]]));
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?before=nope",
+        "?after=nope",
+        "?unread=maybe",
+    ] {
         let res = app
             .get(
                 &format!("/api/v1/notifications{bad}"),
