@@ -66,7 +66,8 @@ fn tracked(access: &ChannelAccess) -> bool {
 }
 
 /// Writes a new message's receipts (in its send's transaction): one per other member
-/// of a DM or group DM; none in guild channels.
+/// of a DM or group DM; none in guild channels, and none for a member who blocked the
+/// author (their receipts would tell the author when they are online).
 pub(crate) async fn create(
     conn: &mut AsyncPgConnection,
     access: &ChannelAccess,
@@ -78,8 +79,10 @@ pub(crate) async fn create(
     }
     synctalk_db::sql(
         "INSERT INTO receipts (channel_id, message_id, user_id) \
-         SELECT channel_id, $2, user_id FROM channel_recipients \
-         WHERE channel_id = $1 AND user_id <> $3",
+         SELECT r.channel_id, $2, r.user_id FROM channel_recipients r \
+         WHERE r.channel_id = $1 AND r.user_id <> $3 \
+           AND NOT EXISTS (SELECT 1 FROM relationships b \
+                           WHERE b.user_id = r.user_id AND b.other_id = $3 AND b.kind = 'blocked')",
     )
     .bind::<diesel::sql_types::Uuid, _>(access.row.id.0)
     .bind::<diesel::sql_types::Uuid, _>(message.0)

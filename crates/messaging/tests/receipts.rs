@@ -206,3 +206,43 @@ async fn a_delivery_on_another_node_is_a_delivery() {
     let list = receipts(two, &a, &dm, &id).await;
     assert!(of(&list, &b)["delivered_at"].is_string());
 }
+
+#[actix_web::test]
+async fn a_member_who_blocked_the_author_keeps_no_receipts_of_theirs() {
+    let app = TestApp::spawn().await;
+    let (a, b, c) = (
+        app.register("alice").await,
+        app.register("bob").await,
+        app.register("carol").await,
+    );
+    let res = app
+        .post(
+            "/api/v1/users/@me/channels",
+            Some(&a.access_token),
+            json!({"recipient_ids": [b.id, c.id]}),
+        )
+        .await;
+    let group = res.body["id"].as_str().unwrap().to_owned();
+    let res = app
+        .put(
+            &format!("/api/v1/users/@me/relationships/{}", a.id),
+            Some(&c.access_token),
+            Some(json!({"type": "blocked"})),
+        )
+        .await;
+    assert!(res.status.is_success(), "{}", res.text);
+    let (_c_ws, _) = app.gateway("/gateway/messaging", &c.access_token).await;
+    let id = app.send_message(&a, &group, "hello group").await;
+    let list = receipts(&app, &a, &group, &id).await;
+    let users: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        [b.id.as_str()],
+        "Carol's online state is not Alice's to see"
+    );
+}
