@@ -223,6 +223,35 @@ pub async fn message_deleted(
     Ok(())
 }
 
+/// The friend request between `a` and `b` (either way) was answered, cancelled or
+/// blocked: its notifications are deleted (NOTIFICATION_UPDATE `deleted`).
+pub async fn withdraw_friend_requests(
+    conn: &mut AsyncPgConnection,
+    a: UserId,
+    b: UserId,
+) -> AppResult<()> {
+    for (user, from) in [(a, b), (b, a)] {
+        let ids: Vec<Uuid> = diesel::update(
+            notifications::table
+                .filter(notifications::user_id.eq(user))
+                .filter(notifications::kind.eq(NotificationKind::FriendRequest.as_str()))
+                .filter(notifications::deleted_at.is_null())
+                .filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("data->>'user_id' = ")
+                        .bind::<diesel::sql_types::Text, _>(from.0.to_string()),
+                ),
+        )
+        .set(notifications::deleted_at.eq(Utc::now()))
+        .returning(notifications::id)
+        .get_results(conn)
+        .await?;
+        if !ids.is_empty() {
+            updated(conn, user, ids, false, true).await?;
+        }
+    }
+    Ok(())
+}
+
 /// A message was edited: its notifications show its new text.
 pub async fn message_edited(
     conn: &mut AsyncPgConnection,

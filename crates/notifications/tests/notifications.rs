@@ -377,6 +377,28 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
     assert_eq!(request["d"]["title"], "alice sent you a friend request");
     assert_eq!(request["d"]["data"]["user_id"], a.id.as_str());
 
+    // Cancelled, the request's notification goes; sent again, a new one comes.
+    let res = app
+        .delete(
+            &format!("/api/v1/users/@me/relationships/{}", b.id),
+            Some(&a.access_token),
+        )
+        .await;
+    assert!(res.status.is_success(), "{}", res.text);
+    let gone = ws.dispatch("NOTIFICATION_UPDATE").await;
+    assert_eq!(gone["d"]["deleted"], true);
+    assert_eq!(gone["d"]["ids"], json!([request["d"]["id"]]));
+    let res = app
+        .post(
+            "/api/v1/users/@me/relationships",
+            Some(&a.access_token),
+            json!({"username": "bob"}),
+        )
+        .await;
+    assert!(res.status.is_success(), "{}", res.text);
+    let again = ws.dispatch("NOTIFICATION_CREATE").await;
+    assert_eq!(again["d"]["kind"], "friend_request");
+
     let (guild, _) = app.guild_with(&a, &[]).await;
     let res = app
         .post(
@@ -426,7 +448,11 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
         .iter()
         .map(|n| n["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(kinds, ["system", "guild_invite", "friend_request"]);
+    assert_eq!(
+        kinds,
+        ["system", "guild_invite", "friend_request"],
+        "one live request"
+    );
 }
 
 #[actix_web::test]

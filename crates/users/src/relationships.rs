@@ -255,6 +255,21 @@ enum Change {
 /// new friend's sessions start listening to your profile (and you to theirs) from
 /// this point of the outbox; a friendship that ends stops that at once.
 async fn announce(conn: &mut AsyncPgConnection, changes: Vec<Change>) -> AppResult<()> {
+    // A request answered, cancelled or overtaken by a block is settled: its
+    // notification goes (a request sent again makes a new one).
+    let mut settled: Vec<(UserId, UserId)> = changes
+        .iter()
+        .filter_map(|change| match *change {
+            Change::Add(a, RelationshipType::Friend | RelationshipType::Blocked, b)
+            | Change::Remove(a, _, b) => Some(if a < b { (a, b) } else { (b, a) }),
+            Change::Add(..) => None,
+        })
+        .collect();
+    settled.sort_unstable();
+    settled.dedup();
+    for (a, b) in settled {
+        synctalk_notifications::service::withdraw_friend_requests(conn, a, b).await?;
+    }
     let mut rows = Vec::new();
     for change in changes {
         match change {
