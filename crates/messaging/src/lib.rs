@@ -37,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         routes::remove_reaction, routes::list_reactions, routes::list_pins, routes::pin,
         routes::unpin, routes::typing, routes::ack, routes::read_states,
         routes::search_channel, routes::search_guild, routes::upload_attachment,
-        routes::get_attachment, routes::list_receipts
+        routes::get_attachment, routes::list_receipts,
+        routes::put_notification_setting
     ),
     components(schemas(
         dto::Message, dto::ReplySummary, dto::Reaction, dto::SendMessage, dto::EditMessage,

@@ -69,6 +69,14 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route(web::get().to(list_receipts)),
     )
+    .service(
+        resource(
+            "/users/@me/notification-settings/{target_id}",
+            "PUT, DELETE",
+        )
+        .route(web::put().to(put_notification_setting))
+        .route(web::delete().to(synctalk_notifications::delete_setting)),
+    )
     .service(resource("/attachments", "POST").route(web::post().to(upload_attachment)))
     .service(
         resource("/attachments/{attachment_id}/{filename}", "GET")
@@ -693,5 +701,62 @@ pub(crate) async fn list_receipts(
     let mut conn = synctalk_db::conn(&pool).await?;
     Ok(web::Json(
         crate::receipts::list(&mut conn, auth.user_id, channel, message).await?,
+    ))
+}
+
+/// Set a notification setting
+///
+/// For a guild you are in, or a channel you can see (a DM or group DM of yours, a
+/// channel of one of your guilds you can view): `level` all, mentions or nothing, and
+/// `muted_until`. A channel's setting wins over its guild's.
+#[utoipa::path(
+    put, path = "/api/v1/users/@me/notification-settings/{target_id}", tag = "notifications",
+    security(("bearer" = [])),
+    params(("target_id" = uuid::Uuid, Path, description = "A channel or guild id")),
+    request_body = synctalk_notifications::settings::PutSetting,
+    responses(
+        (status = 200, description = "The setting", body = synctalk_notifications::settings::Setting),
+        (status = 400, description = "Malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No or bad token", body = ErrorResponse),
+        (status = 404, description = "No such guild of yours or channel you can see", body = ErrorResponse),
+        (status = 422, description = "Invalid fields", body = ErrorResponse),
+        (status = 429, description = "Rate limited", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn put_notification_setting(
+    auth: AuthUser,
+    pool: web::Data<Pool>,
+    path: web::Path<uuid::Uuid>,
+    body: Json<synctalk_notifications::settings::PutSetting>,
+) -> AppResult<web::Json<synctalk_notifications::settings::Setting>> {
+    use synctalk_notifications::settings::{self, TargetKind};
+    let new = body.into_inner()?;
+    let target = path.into_inner();
+    let mut conn = synctalk_db::conn(&pool).await?;
+    let not_found = |e: &AppError| e.code() == synctalk_kernel::ErrorCode::NotFound;
+    let kind = match synctalk_guilds::access::load(
+        &mut conn,
+        GuildId(target),
+        auth.user_id,
+        synctalk_guilds::access::Lock::No,
+    )
+    .await
+    {
+        Ok(_) => TargetKind::Guild,
+        Err(e) if not_found(&e) => {
+            match synctalk_channels::access::load(&mut conn, ChannelId(target), auth.user_id, false)
+                .await
+            {
+                Ok(_) => TargetKind::Channel,
+                Err(e) if not_found(&e) => {
+                    return Err(AppError::not_found("guild or channel"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(web::Json(
+        settings::put(&mut conn, auth.user_id, target, kind, new).await?,
     ))
 }

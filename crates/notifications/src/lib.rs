@@ -9,6 +9,8 @@ pub mod events;
 pub mod gateway;
 pub mod push;
 mod routes;
+
+pub use routes::delete_setting;
 pub mod service;
 pub mod settings;
 
@@ -35,7 +37,7 @@ pub struct PushConfig {
 #[openapi(
     paths(
         routes::list, routes::read_one, routes::read_all, routes::delete,
-        routes::list_settings, routes::put_setting, routes::delete_setting,
+        routes::list_settings, routes::delete_setting,
         routes::vapid_key, routes::subscribe, routes::list_subscriptions, routes::unsubscribe
     ),
     components(schemas(

@@ -11,7 +11,7 @@ use crate::PushConfig;
 use crate::dto::{Notification, NotificationQuery};
 use crate::push::{self, NewSubscription, PushSubscription, VapidKey};
 use crate::service;
-use crate::settings::{self, PutSetting, Setting};
+use crate::settings::{self, Setting};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/notifications", "GET").route(web::get().to(list)))
@@ -36,14 +36,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             resource("/users/@me/push-subscriptions/{subscription_id}", "DELETE")
                 .route(web::delete().to(unsubscribe)),
         )
-        .service(
-            resource(
-                "/users/@me/notification-settings/{target_id}",
-                "PUT, DELETE",
-            )
-            .route(web::put().to(put_setting))
-            .route(web::delete().to(delete_setting)),
-        );
+        // `/users/@me/notification-settings/{target_id}` (PUT, DELETE) is mounted by the
+        // messaging crate: only it knows who can see which channel.
+        ;
 }
 
 /// List notifications
@@ -160,38 +155,6 @@ pub(crate) async fn list_settings(
     Ok(web::Json(settings::list(&mut conn, auth.user_id).await?))
 }
 
-/// Set a notification setting
-///
-/// For a guild you are in, or a channel you are in (a DM or group DM of yours, a
-/// channel of one of your guilds): `level` all, mentions or nothing, and
-/// `muted_until`. A channel's setting wins over its guild's.
-#[utoipa::path(
-    put, path = "/api/v1/users/@me/notification-settings/{target_id}", tag = "notifications",
-    security(("bearer" = [])),
-    params(("target_id" = Uuid, Path, description = "A channel or guild id")),
-    request_body = PutSetting,
-    responses(
-        (status = 200, description = "The setting", body = Setting),
-        (status = 400, description = "Malformed JSON", body = ErrorResponse),
-        (status = 401, description = "No or bad token", body = ErrorResponse),
-        (status = 404, description = "No such channel or guild of yours", body = ErrorResponse),
-        (status = 422, description = "Invalid fields", body = ErrorResponse),
-        (status = 429, description = "Rate limited", body = ErrorResponse),
-    )
-)]
-pub(crate) async fn put_setting(
-    auth: AuthUser,
-    pool: web::Data<Pool>,
-    path: web::Path<Uuid>,
-    body: Json<PutSetting>,
-) -> AppResult<web::Json<Setting>> {
-    let new = body.into_inner()?;
-    let mut conn = synctalk_db::conn(&pool).await?;
-    Ok(web::Json(
-        settings::put(&mut conn, auth.user_id, path.into_inner(), new).await?,
-    ))
-}
-
 /// Remove a notification setting
 ///
 /// Back to the defaults for that channel or guild.
@@ -206,7 +169,7 @@ pub(crate) async fn put_setting(
         (status = 429, description = "Rate limited", body = ErrorResponse),
     )
 )]
-pub(crate) async fn delete_setting(
+pub async fn delete_setting(
     auth: AuthUser,
     pool: web::Data<Pool>,
     path: web::Path<Uuid>,

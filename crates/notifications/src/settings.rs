@@ -162,51 +162,15 @@ pub async fn list(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec
     Ok(rows.into_iter().map(setting).collect())
 }
 
-#[derive(QueryableByName)]
-struct Found {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    kind: Option<String>,
-}
-
-/// What `target` is to `user`: a live guild they are a member of, or a live channel
-/// they are in (a DM or group DM of theirs, or a channel of a guild of theirs); `None`
-/// otherwise.
-async fn target_of(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    target: Uuid,
-) -> QueryResult<Option<TargetKind>> {
-    let found: Found = synctalk_db::sql(
-        "SELECT CASE \
-           WHEN EXISTS (SELECT 1 FROM guilds g JOIN members m ON m.guild_id = g.id \
-                        WHERE g.id = $1 AND m.user_id = $2 AND g.deleted_at IS NULL) THEN 'guild' \
-           WHEN EXISTS (SELECT 1 FROM channels c \
-                        WHERE c.id = $1 AND c.deleted_at IS NULL AND ( \
-                          EXISTS (SELECT 1 FROM channel_recipients r WHERE r.channel_id = c.id AND r.user_id = $2) \
-                          OR EXISTS (SELECT 1 FROM members m WHERE m.guild_id = c.guild_id AND m.user_id = $2))) THEN 'channel' \
-         END AS kind",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(target)
-    .bind::<diesel::sql_types::Uuid, _>(user.0)
-    .get_result(conn)
-    .await?;
-    Ok(match found.kind.as_deref() {
-        Some("guild") => Some(TargetKind::Guild),
-        Some("channel") => Some(TargetKind::Channel),
-        _ => None,
-    })
-}
-
-/// Sets `user`'s setting for a channel or guild of theirs (404 for anything else).
+/// Sets `user`'s setting for `target`, a guild they are in or a channel they can see
+/// (the caller checked which: this crate knows no other domain).
 pub async fn put(
     conn: &mut AsyncPgConnection,
     user: UserId,
     target: Uuid,
+    kind: TargetKind,
     new: PutSetting,
 ) -> AppResult<Setting> {
-    let kind = target_of(conn, user, target)
-        .await?
-        .ok_or_else(|| AppError::not_found("channel or guild"))?;
     let kind_text = match kind {
         TargetKind::Guild => "guild",
         TargetKind::Channel => "channel",

@@ -283,6 +283,11 @@ async fn guild_messages_notify_mentions_and_settings_decide() {
     assert_eq!(res.status, Status::OK, "{}", res.text);
     app.send_message(&owner, &secret, &format!("psst <@{}>", m2.id))
         .await;
+    assert_eq!(
+        setting(&app, &m2, &secret, json!({"level": "all"})).await,
+        Status::NOT_FOUND,
+        "a channel they cannot see is not theirs to set"
+    );
     assert_eq!(list(&app, &m2, "").await.as_array().unwrap().len(), 1);
 
     // Settings: listed, removed once, for one's own guilds and channels only.
