@@ -537,10 +537,19 @@ pub async fn create_invite(
             json!({"code": row.code, "max_uses": row.max_uses, "max_age_secs": new.max_age_secs}),
         )
         .await?;
-        // The user it is meant for hears of it, unless they blocked its maker.
+        // The user it is meant for hears of it, unless they blocked its maker or
+        // still have an unread invite to this guild (one at a time: no spamming).
         if let Some(target) = new.target_user_id
             && target != actor
             && !synctalk_users::relationships::has_blocked(conn, target, actor).await?
+            && !synctalk_notifications::service::has_unread(
+                conn,
+                target,
+                synctalk_notifications::dto::NotificationKind::GuildInvite,
+                "guild_id",
+                &guild.0.to_string(),
+            )
+            .await?
         {
             let inviter = synctalk_users::repo::find(conn, actor)
                 .await?

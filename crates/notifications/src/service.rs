@@ -252,6 +252,32 @@ pub async fn withdraw_friend_requests(
     Ok(())
 }
 
+/// Whether `user` has an unread, live notification of `kind` whose `data` has `key`
+/// equal to `value` (to make one of a kind at a time, e.g. one unread invite per guild).
+pub async fn has_unread(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    kind: NotificationKind,
+    key: &'static str,
+    value: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        notifications::table
+            .filter(notifications::user_id.eq(user))
+            .filter(notifications::kind.eq(kind.as_str()))
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::deleted_at.is_null())
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("data->>")
+                    .bind::<diesel::sql_types::Text, _>(key)
+                    .sql(" = ")
+                    .bind::<diesel::sql_types::Text, _>(value.to_owned()),
+            ),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// A message was edited: its notifications show its new text.
 pub async fn message_edited(
     conn: &mut AsyncPgConnection,

@@ -417,6 +417,18 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
     assert_eq!(invite["d"]["kind"], "guild_invite");
     assert_eq!(invite["d"]["data"]["code"], res.body["code"]);
     assert_eq!(invite["d"]["data"]["guild_id"], guild.as_str());
+    // More invites to the same guild while that one is unread tell nothing new.
+    for _ in 0..3 {
+        let res = app
+            .post(
+                &format!("/api/v1/guilds/{guild}/invites"),
+                Some(&a.access_token),
+                json!({"target_user_id": b.id}),
+            )
+            .await;
+        assert_eq!(res.status, Status::CREATED);
+    }
+    ws.none_of(&["NOTIFICATION_CREATE"], QUIET).await;
 
     // Registering is no "new sign-in"; the first sign-in from another client is.
     let login = |agent: &'static str| {
