@@ -37,15 +37,7 @@ async fn group_dm_messages_are_delivered_to_sockets_and_read_by_acks() {
         app.register("bob").await,
         app.register("carol").await,
     );
-    let res = app
-        .post(
-            "/api/v1/users/@me/channels",
-            Some(&a.access_token),
-            json!({"recipient_ids": [b.id, c.id]}),
-        )
-        .await;
-    assert!(res.status.is_success(), "{}", res.text);
-    let group = res.body["id"].as_str().unwrap().to_owned();
+    let group = app.open_group_dm(&a, &[&b, &c]).await;
     let (mut a_ws, _) = app.gateway("/gateway/messaging", &a.access_token).await;
     let (mut b_ws, b_ready) = app.gateway("/gateway/messaging", &b.access_token).await;
 
@@ -215,14 +207,7 @@ async fn a_member_who_blocked_the_author_keeps_no_receipts_of_theirs() {
         app.register("bob").await,
         app.register("carol").await,
     );
-    let res = app
-        .post(
-            "/api/v1/users/@me/channels",
-            Some(&a.access_token),
-            json!({"recipient_ids": [b.id, c.id]}),
-        )
-        .await;
-    let group = res.body["id"].as_str().unwrap().to_owned();
+    let group = app.open_group_dm(&a, &[&b, &c]).await;
     let res = app
         .put(
             &format!("/api/v1/users/@me/relationships/{}", a.id),

@@ -86,14 +86,7 @@ async fn ready_plus_events_is_a_fresh_ready() {
     for n in 0..4 {
         sent.push(app.send_message(&a, &dm, &format!("dm {n}")).await);
     }
-    let res = app
-        .post(
-            "/api/v1/users/@me/channels",
-            Some(&c.access_token),
-            json!({"recipient_ids": [a.id, b.id]}),
-        )
-        .await;
-    let group = res.body["id"].as_str().unwrap().to_owned();
+    let group = app.open_group_dm(&c, &[&a, &b]).await;
     app.send_message(&c, &group, "group hello").await;
     let (_, general) = app.guild_with(&a, &[&b]).await;
     app.send_message(&a, &general, &format!("<@{}> look", b.id))

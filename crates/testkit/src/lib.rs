@@ -642,6 +642,20 @@ impl TestApp {
         res.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Opens a group DM of `from` with `others`: its id.
+    pub async fn open_group_dm(&self, from: &TestUser, others: &[&TestUser]) -> String {
+        let ids: Vec<&str> = others.iter().map(|u| u.id.as_str()).collect();
+        let res = self
+            .post(
+                "/api/v1/users/@me/channels",
+                Some(&from.access_token),
+                serde_json::json!({ "recipient_ids": ids }),
+            )
+            .await;
+        assert!(res.status.is_success(), "{}", res.text);
+        res.body["id"].as_str().unwrap().to_owned()
+    }
+
     /// A `multipart/form-data` POST of `parts`: (name, file name, bytes) each.
     pub async fn multipart(
         &self,
