@@ -64,3 +64,9 @@ bench-storm:
 # kick's event at every member socket (results in bench/results/).
 bench-guild:
     bash bench/guild.sh
+
+# Messages fanned out to channel members: SyncTalk against the bare broadcast server
+# (crates/bare) with the same load tool and parameters, one node and two over NATS
+# (SMALL_*, FANOUT_*, BIG_*, PHASES, NODES2); writes bench/results/.
+bench-messages:
+    bash bench/messages.sh

@@ -206,6 +206,7 @@ pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::
         .bind::<Array<Text>, _>(&payloads)
         .execute(conn)
         .await?;
+    crate::relay::appended();
     Ok(())
 }
 

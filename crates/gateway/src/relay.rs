@@ -13,16 +13,37 @@
 //! Pruning runs on its own schedule, in bounded batches, and never below what a live
 //! node has not delivered or a resumable session may still replay.
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Double};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tokio::sync::Notify;
 
 use crate::bus::Bus;
 use crate::event::Record;
 
 const LOCK: i64 = 7_307_000_004;
+/// How often the leader looks for new rows while an append in this process may still
+/// be committing (instead of the idle poll).
+const HOT_POLL: Duration = Duration::from_millis(5);
+/// How long after an append in this process the leader keeps looking that often.
+const HOT_FOR: Duration = Duration::from_millis(50);
+
+/// Appends made in this process, and the relay's cue to look at once.
+static APPENDS: AtomicU64 = AtomicU64::new(0);
+static APPENDED: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Tells the relay of this process that a transaction appended rows: once it commits,
+/// they are numbered and published within [`HOT_POLL`] rather than the idle poll, so a
+/// message reaches its channel's sockets in milliseconds. A relay leading on another
+/// node does not hear it and finds the rows within its poll.
+pub(crate) fn appended() {
+    APPENDS.fetch_add(1, Ordering::Release);
+    APPENDED.notify_waiters();
+}
 /// Rows numbered per statement.
 const BATCH: i64 = 1000;
 /// Rows deleted per pruning statement.
@@ -80,6 +101,8 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         id: stored_floor(&mut conn).await?,
         ..Floor::default()
     };
+    let mut seen = AtomicU64::load(&APPENDS, Ordering::Acquire);
+    let mut hot_until = Instant::now();
     loop {
         let last = last_id(&mut conn).await?;
         let marked = mark(&mut conn, floor.id).await?;
@@ -106,8 +129,33 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
             }
         }
         if !full {
-            tokio::time::sleep(config.poll).await;
+            wait(config.poll, &mut seen, &mut hot_until).await;
         }
+    }
+}
+
+/// Waits before the next look for rows: [`HOT_POLL`] while an append of this process
+/// is recent (its transaction may commit any moment), else until the idle `poll` ends
+/// or an append comes (then a millisecond, for its commit).
+async fn wait(poll: Duration, seen: &mut u64, hot_until: &mut Instant) {
+    let appends = AtomicU64::load(&APPENDS, Ordering::Acquire);
+    if appends != *seen {
+        *seen = appends;
+        *hot_until = Instant::now() + HOT_FOR;
+    }
+    if Instant::now() < *hot_until {
+        tokio::time::sleep(HOT_POLL.min(poll)).await;
+        return;
+    }
+    let notified = APPENDED.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if AtomicU64::load(&APPENDS, Ordering::Acquire) != *seen {
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(poll) => {}
+        () = notified => tokio::time::sleep(Duration::from_millis(1).min(poll)).await,
     }
 }
 

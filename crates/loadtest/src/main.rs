@@ -4,6 +4,8 @@
 //! - `writes`: closed-loop event-writing requests (`PATCH /users/@me`), see [`writes`].
 //! - `resume-big`: resuming sessions over an outbox of a million rows, see [`resume`].
 //! - `guild`: a guild of 10,000 members: member pages, joins, kicks, see [`guild`].
+//! - `messages`: messages fanned out to channel members, on SyncTalk or the bare
+//!   broadcast server, see [`messages`].
 //!
 //! `synctalk-load idle` registers users, then opens gateway sockets at a fixed rate
 //! (each one HELLO, IDENTIFY, READY), whatever the server's pace, records how long each
@@ -14,6 +16,7 @@
 
 mod friends;
 mod guild;
+mod messages;
 mod resume;
 mod storm;
 mod writes;
@@ -48,6 +51,8 @@ enum Mode {
     Storm(storm::StormArgs),
     /// A big guild: member pages, joins and kicks, and each kick's event at every socket.
     Guild(guild::GuildArgs),
+    /// Messages fanned out to a channel's members, on SyncTalk or the bare server.
+    Messages(messages::MessagesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Mode::ResumeBig(args) => actix_web::rt::System::new().block_on(resume::run(args)),
         Mode::Storm(args) => actix_web::rt::System::new().block_on(storm::run(args)),
         Mode::Guild(args) => actix_web::rt::System::new().block_on(guild::run(args)),
+        Mode::Messages(args) => actix_web::rt::System::new().block_on(messages::run(args)),
     }
 }
 

@@ -91,18 +91,24 @@ fn next_source() -> std::net::IpAddr {
     std::net::Ipv4Addr::new(127, 0, 1, u8::try_from(n).unwrap_or(0) + 1).into()
 }
 
-/// Connects (from one of many loopback addresses) and reads HELLO.
-pub(crate) async fn open(url: &str, timeout: Duration) -> anyhow::Result<Socket> {
+/// Connects from one of many loopback addresses.
+pub(crate) async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Socket> {
     let client = awc::Client::builder()
         .connector(awc::Connector::new().local_address(next_source()))
         .timeout(timeout)
         .finish();
-    let (_, mut socket) = client
+    let (_, socket) = client
         .ws(url)
         .max_frame_size(1 << 20)
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("connect: {e:?}"))?;
+    Ok(socket)
+}
+
+/// Connects (from one of many loopback addresses) and reads HELLO.
+pub(crate) async fn open(url: &str, timeout: Duration) -> anyhow::Result<Socket> {
+    let mut socket = connect(url, timeout).await?;
     let hello = next_json(&mut socket).await?;
     anyhow::ensure!(hello["op"] == 10, "expected HELLO, got {hello}");
     Ok(socket)
