@@ -70,3 +70,11 @@ bench-guild:
 # (SMALL_*, FANOUT_*, BIG_*, PHASES, NODES2); writes bench/results/.
 bench-messages:
     bash bench/messages.sh
+
+# Message sends into 32 channels against pgbench's INSERT of the same rows (target 1.5x).
+bench-sends:
+    REQUEST=send bash bench/writes.sh
+
+# History pages of 50 messages against pgbench's SELECT of the same rows (target 0.8x).
+bench-history:
+    REQUEST=history bash bench/writes.sh

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The `bench-writes` recipe: event-write throughput of the server against pgbench doing
-# the same writes on the same database, in the same run, with PostgreSQL durable (the
+# The `bench-writes` recipe: request throughput of the server against pgbench doing the
+# same database work on the same database, in the same run, with PostgreSQL durable (the
 # server's own cluster keeps PostgreSQL's defaults: fsync and synchronous_commit on).
+# REQUEST picks the request (the `bench-sends` and `bench-history` recipes set it):
+#   profile  (default) PATCH /users/@me, against pgbench's UPDATE + outbox append;
+#   send     POST /channels/{id}/messages, each client into a channel of its own, against
+#            pgbench's single-row INSERT of the same message row (target 1.5x);
+#   history  GET /channels/{id}/messages?limit=50 of a channel of SEED messages, against
+#            pgbench's SELECT of the same 50 rows (target 0.8x).
 #
 # One server with its own cluster under target/bench-data-writes. The server and PostgreSQL
 # run on CPU $SERVER_CPU, the load tool and pgbench on CPU $LOAD_CPU (taskset). Then,
@@ -27,6 +33,14 @@ CLIENTS=${CLIENTS:-32}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 PAIRS=${PAIRS:-2}
+REQUEST=${REQUEST:-profile}
+SEED=${SEED:-100}
+case "$REQUEST" in
+  profile) results_name=writes; target=0.7 ;;
+  send) results_name=sends; target=1.5 ;;
+  history) results_name=history; target=0.8 ;;
+  *) echo "REQUEST is profile, send or history"; exit 1 ;;
+esac
 PGBENCH_MODE=${PGBENCH_MODE:-prepared}
 POOL=${POOL:-24}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -75,14 +89,15 @@ settings=$(sql "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FRO
 echo "postgres: $settings"
 
 # The accounts both sides write as.
-taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --users "$USERS" \
+taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --users "$USERS" --request "$REQUEST" --seed "$SEED" \
   --prefix "w$(echo "$stamp" | tr '[:upper:]' '[:lower:]')" --accounts "$data/accounts.json" --register-only
 
 # pgbench's script: client c writes as account c mod USERS, with the payloads the server
 # would write for it (its CurrentUser, and the public User on its profile topic).
-python3 - "$data/accounts.json" "$data/writes.sql" <<'PY'
+python3 - "$data/accounts.json" "$data/writes.sql" "$REQUEST" <<'PY'
 import json, sys
 accounts = json.load(open(sys.argv[1]))
+request = sys.argv[3]
 # pgbench takes any ":name" in a command for a variable (in prepared mode even inside a
 # string literal), so colons in literals are written as \x3a.
 def lit(s): return "E'" + s.replace("\\", "\\\\").replace("'", "''").replace(":", "\\x3a") + "'"
@@ -97,6 +112,31 @@ for a in accounts:
 uid = arr(ids)
 topics = f"ARRAY['user:' || {uid}, 'profile:' || {uid}]"
 payloads = f"ARRAY[{arr(mes)}, {arr(pubs)}]"
+channel = arr([a.get("channel_id") or "" for a in accounts]) + "::uuid"
+# A time-ordered id, as the server's (UUIDv7: milliseconds first, then random bits).
+v7 = ("(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') "
+      "|| substr(md5(random()::text), 1, 20))::uuid")
+columns = ("channel_id, id, author_id, content, nonce, reply_to, mentions, mention_roles, "
+           "mention_everyone, pinned_at, created_at, edited_at, deleted_at")
+if request == "send":
+    # The server's INSERT of the message row, alone (autocommit: one transaction each).
+    lines = [
+        f"\\set n :client_id % {len(ids)}",
+        f"INSERT INTO messages (channel_id, id, author_id, content, nonce, reply_to, mentions, "
+        f"mention_roles, mention_everyone) VALUES ({channel}, {v7}, {uid}::uuid, 'pgbench row', "
+        f"NULL, NULL, '{{}}', '{{}}', false) ON CONFLICT DO NOTHING RETURNING {columns};",
+    ]
+    open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+    sys.exit(0)
+if request == "history":
+    # The server's page query: the newest 50 live messages of the channel.
+    lines = [
+        f"\\set n :client_id % {len(ids)}",
+        f"SELECT {columns} FROM messages WHERE channel_id = {channel} AND deleted_at IS NULL "
+        f"ORDER BY id DESC LIMIT 50;",
+    ]
+    open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+    sys.exit(0)
 lines = [
     f"\\set n :client_id % {len(ids)}",
     "BEGIN;",
@@ -160,7 +200,7 @@ run_server() {
   sql "CHECKPOINT"
   db_snap "$data/$name.db-before"
   cpu_snap "$data/$name.cpu-before"
-  { time taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --accounts "$data/accounts.json" \
+  { time taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --accounts "$data/accounts.json" --request "$REQUEST" \
     --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --out "$data/$name.json" >/dev/null 2>"$data/$name.err"; } 2>"$data/$name.time"
   cpu_snap "$data/$name.cpu-after"
   sleep 1
@@ -198,12 +238,12 @@ server_problems=$(grep -cE 'WARN|ERROR|panicked' "$data/server.log" || true)
 # autovacuum a VACUUM of the bench cancels.)
 pg_problems=$(grep -E 'ERROR|FATAL|PANIC' "$data/postgres.log" | grep -cvE 'terminating connection due to administrator command|canceling autovacuum task' || true)
 
-out="bench/results/writes-$stamp.json"
+out="bench/results/$results_name-$stamp.json"
 python3 - "$data" "$out" "$stamp" "$CLIENTS" "$USERS" "$DURATION" "$WARMUP" "$PGBENCH_MODE" "$POOL" \
-  "$affinity" "$settings" "$server_problems" "$pg_problems" "$server_rev" "${runs[@]}" <<'PY'
+  "$affinity" "$settings" "$server_problems" "$pg_problems" "$server_rev" "$REQUEST" "$target" "${runs[@]}" <<'PY'
 import glob, json, os, re, sys
 (data, out, stamp, clients, users, duration, warmup, mode, pool, affinity, settings,
- server_problems, pg_problems, commit), runs = sys.argv[1:15], sys.argv[15:]
+ server_problems, pg_problems, commit, request, target), runs = sys.argv[1:17], sys.argv[17:]
 
 tick = os.sysconf("SC_CLK_TCK")
 def cpu(name):
@@ -287,7 +327,7 @@ server, pg = mean("server", "per_second"), mean("pgbench", "per_second")
 ratio = server / pg if server and pg else None
 doc = {"stamp": stamp, "server_commit": commit, "clients": int(clients), "users": int(users), "duration_seconds": int(duration),
        "warmup_seconds": int(warmup), "pgbench_mode": mode, "server_pool": int(pool),
-       "pinning": affinity, "postgres": settings, "target_ratio": 0.7,
+       "pinning": affinity, "postgres": settings, "request": request, "target_ratio": float(target),
        "server_requests_per_second": server, "pgbench_tps": pg, "ratio": ratio,
        "server_log_warnings_errors": int(server_problems), "postgres_log_errors": int(pg_problems),
        "runs": results}
@@ -298,7 +338,7 @@ sys.path.insert(0, "bench")
 from summary import add_row  # noqa: E402
 
 summary = "bench/results/summary.md"
-head = """
+heads = {"profile": """
 ## Event writes
 
 Written by `just bench-writes` (bench/writes.sh): `PATCH /users/@me` (a users UPDATE and one
@@ -308,7 +348,28 @@ the same writes in one transaction on the same database in the same run; Postgre
 CPU 1. Means over the runs; target ratio ≥ 0.7.
 
 | run (UTC) | commit | clients | s per run | runs | server req/s | server p50 ms | server p99 ms | errors | pgbench tps | pgbench p50 ms | pgbench p99 ms | ratio |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
+|---|---|---|---|---|---|---|---|---|---|---|---|---|""", "send": """
+## Message sends
+
+Written by `just bench-sends` (bench/writes.sh, REQUEST=send): `POST /channels/{id}/messages`
+from closed-loop clients, each into a guild channel of its own, against pgbench running the
+server's INSERT of the message row alone (one transaction each) with as many clients, on
+the same database in the same run; PostgreSQL durable. Server and PostgreSQL on CPU 0, load
+tool and pgbench on CPU 1. Means over the runs; target ratio ≥ 1.5.
+
+| run (UTC) | commit | clients | s per run | runs | server sends/s | server p50 ms | server p99 ms | errors | pgbench tps | pgbench p50 ms | pgbench p99 ms | ratio |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|""", "history": """
+## History pages
+
+Written by `just bench-history` (bench/writes.sh, REQUEST=history): `GET
+/channels/{id}/messages?limit=50` from closed-loop clients, each of a channel of 100
+messages of its own, against pgbench running the server's SELECT of those 50 rows with as
+many clients, on the same database in the same run. Server and PostgreSQL on CPU 0, load
+tool and pgbench on CPU 1. Means over the runs; target ratio ≥ 0.8.
+
+| run (UTC) | commit | clients | s per run | runs | server pages/s | server p50 ms | server p99 ms | errors | pgbench tps | pgbench p50 ms | pgbench p99 ms | ratio |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|"""}
+head = heads[request]
 errors = sum(r["errors"] for r in results if r["kind"] == "server")
 n = len([r for r in results if r["kind"] == "server"])
 f = lambda v: "-" if v is None else f"{v:.1f}"

@@ -96,7 +96,12 @@ pub async fn load(
                     }
                 })?;
             // Read again under the guild's lock: the channel may have gone meanwhile.
-            let row = row(conn, id, false).await?.ok_or_else(not_found)?;
+            // (Without the lock, the first read is as good as a second.)
+            let row = if lock {
+                row(conn, id, false).await?.ok_or_else(not_found)?
+            } else {
+                peek
+            };
             let overwrites = visibility::overwrites_of(conn, &[id]).await?;
             let overwrites: Vec<_> = overwrites.iter().map(|o| o.overwrite()).collect();
             let permissions = access.in_channel(&overwrites);

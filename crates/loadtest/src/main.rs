@@ -121,6 +121,9 @@ pub(crate) struct Account {
     pub(crate) username: String,
     pub(crate) access_token: String,
     pub(crate) user: Value,
+    /// A channel of the account's own (the `writes` mode's sends and pages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) channel_id: Option<String>,
 }
 
 pub(crate) async fn register_user(
@@ -143,6 +146,7 @@ pub(crate) async fn register_user(
             username: username.to_owned(),
             access_token: token.to_owned(),
             user: value["user"].clone(),
+            channel_id: None,
         }),
         _ => anyhow::bail!("register {username} failed: {value}"),
     }
