@@ -355,8 +355,8 @@ pub async fn send(
 }
 
 /// Tells those a new message concerns (in its send's transaction): every other member
-/// of a DM or group DM, and the users it mentions who can read its guild channel;
-/// their settings decide (see `synctalk_notifications::service::for_message`).
+/// of a DM or group DM, and the users it mentions (by name, by role or with
+/// `@everyone`) who can read its guild channel; their settings decide (see `synctalk_notifications::service::for_message`).
 async fn notify(
     conn: &mut AsyncPgConnection,
     access: &ChannelAccess,
@@ -375,8 +375,11 @@ async fn notify(
             .map(|u| (u, message.mention_everyone || mentioned.contains(&u)))
             .collect(),
         Some(ref guild) => {
-            // The users mentioned, and those who asked for every message; of them,
-            // the members who can read the channel.
+            // The users mentioned (by name, by a role of theirs, or by @everyone), and
+            // those who asked for every message; of them, the members who can read
+            // the channel.
+            let by_role = !message.mention_roles.is_empty();
+            let everyone = message.mention_everyone;
             let mut others = synctalk_notifications::settings::wanting_all(
                 conn,
                 access.row.id.0,
@@ -387,20 +390,29 @@ async fn notify(
             others.sort_unstable();
             others.dedup();
             others.retain(|u| *u != author);
-            if others.is_empty() {
+            if others.is_empty() && !by_role && !everyone {
                 Vec::new()
             } else {
                 let structure = synctalk_guilds::visibility::structure(conn, &guild.guild).await?;
-                synctalk_guilds::access::member_roles_of(conn, guild.guild.id, Some(&others))
+                // A role or @everyone may name any member: read them all.
+                let among = (!by_role && !everyone).then_some(others.as_slice());
+                synctalk_guilds::access::member_roles_of(conn, guild.guild.id, among)
                     .await?
                     .into_iter()
-                    .filter(|(user, roles)| {
+                    .filter_map(|(user, roles)| {
+                        let named = everyone
+                            || mentioned.contains(&user)
+                            || roles.iter().any(|r| message.mention_roles.contains(r));
+                        (user != author && (named || others.binary_search(&user).is_ok()))
+                            .then_some((user, roles, named))
+                    })
+                    .filter(|(user, roles, _)| {
                         structure
                             .visible(*user, roles)
                             .iter()
                             .any(|c| c.id == access.row.id)
                     })
-                    .map(|(user, _)| (user, mentioned.contains(&user)))
+                    .map(|(user, _, named)| (user, named))
                     .collect()
             }
         }

@@ -504,3 +504,74 @@ async fn an_edited_or_deleted_message_leaves_no_old_text_in_notifications() {
     assert_eq!(update["d"]["unread_count"], 0);
     assert_eq!(list(&app, &b, "").await, json!([]));
 }
+
+#[actix_web::test]
+async fn everyone_and_role_mentions_notify_the_members_who_can_see_them() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (m1, m2, m3) = (
+        app.register("mia").await,
+        app.register("max").await,
+        app.register("moe").await,
+    );
+    let (guild, general) = app.guild_with(&owner, &[&m1, &m2, &m3]).await;
+    let role = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/roles"),
+            Some(&owner.access_token),
+            json!({"name": "team"}),
+        )
+        .await;
+    assert_eq!(role.status, Status::CREATED, "{}", role.text);
+    let role = role.body["id"].as_str().unwrap().to_owned();
+    let res = app
+        .put(
+            &format!("/api/v1/guilds/{guild}/members/{}/roles/{role}", m1.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let count = async |who: &TestUser| list(&app, who, "").await.as_array().unwrap().len();
+
+    // A role mention: its members, as mentioned.
+    app.send_message(&owner, &general, &format!("stand up <@&{role}>"))
+        .await;
+    let mine = list(&app, &m1, "").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["title"], "owner mentioned you in #general");
+    assert_eq!((count(&m2).await, count(&m3).await), (0, 0));
+
+    // @everyone from someone allowed to: every member but the author; settings decide.
+    assert_eq!(
+        setting(&app, &m3, &guild, json!({"level": "nothing"})).await,
+        Status::OK
+    );
+    app.send_message(&owner, &general, "@everyone meeting at noon")
+        .await;
+    assert_eq!(
+        (count(&m1).await, count(&m2).await, count(&m3).await),
+        (2, 1, 0)
+    );
+    assert_eq!(count(&owner).await, 0, "not the author");
+    let mine = list(&app, &m2, "").await;
+    assert_eq!(mine[0]["title"], "owner mentioned you in #general");
+    assert_eq!(mine[0]["body"], "@everyone meeting at noon");
+
+    // Without MENTION_EVERYONE, @everyone is text: nobody is told.
+    app.send_message(&m2, &general, "@everyone hello?").await;
+    assert_eq!((count(&m1).await, count(&owner).await), (2, 0));
+
+    // Not in a channel they cannot see.
+    let res = app
+        .put(
+            &format!("/api/v1/channels/{general}/permissions/{}", m2.id),
+            Some(&owner.access_token),
+            Some(json!({"type": "member", "deny": VIEW_CHANNEL.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    app.send_message(&owner, &general, &format!("@everyone and <@&{role}> again"))
+        .await;
+    assert_eq!((count(&m1).await, count(&m2).await), (3, 1));
+}
