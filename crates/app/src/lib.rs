@@ -112,6 +112,19 @@ impl Application {
             settings.upload_max_bytes,
         )
         .context("ATTACHMENTS_STORE: cannot open the attachment store")?;
+        if settings.nats_url.is_some() && !settings.attachments_store().starts_with("s3://") {
+            // Several nodes: a download may reach a node that never saw the upload.
+            // (In development they usually share one machine, and so the directory.)
+            const SHARED: &str = "attachments are kept in a local directory while NATS_URL \
+                joins several nodes: every node must share that directory, or use \
+                ATTACHMENTS_STORE=s3://bucket";
+            let store = settings.attachments_store();
+            if settings.environment == config::Environment::Production {
+                tracing::warn!(%store, "{SHARED}");
+            } else {
+                tracing::info!(%store, "{SHARED}");
+            }
+        }
         actix_web::rt::spawn(synctalk_messaging::attachments::sweep_forever(
             pool.clone(),
             attachments.clone(),

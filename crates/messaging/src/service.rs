@@ -378,7 +378,11 @@ async fn notify(
             // The users mentioned (by name, by a role of theirs, or by @everyone), and
             // those who asked for every message; of them, the members who can read
             // the channel.
-            let by_role = !message.mention_roles.is_empty();
+            // Roles page their members only from an author who may page everyone (as
+            // Discord does for roles not marked mentionable): otherwise any member
+            // could page a role of thousands.
+            let by_role = !message.mention_roles.is_empty()
+                && access.permissions.contains(Permissions::MENTION_EVERYONE);
             let everyone = message.mention_everyone;
             let mut others = synctalk_notifications::settings::wanting_all(
                 conn,
@@ -402,7 +406,7 @@ async fn notify(
                     .filter_map(|(user, roles)| {
                         let named = everyone
                             || mentioned.contains(&user)
-                            || roles.iter().any(|r| message.mention_roles.contains(r));
+                            || (by_role && roles.iter().any(|r| message.mention_roles.contains(r)));
                         (user != author && (named || others.binary_search(&user).is_ok()))
                             .then_some((user, roles, named))
                     })

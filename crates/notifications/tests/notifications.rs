@@ -558,8 +558,10 @@ async fn everyone_and_role_mentions_notify_the_members_who_can_see_them() {
     assert_eq!(mine[0]["title"], "owner mentioned you in #general");
     assert_eq!(mine[0]["body"], "@everyone meeting at noon");
 
-    // Without MENTION_EVERYONE, @everyone is text: nobody is told.
-    app.send_message(&m2, &general, "@everyone hello?").await;
+    // Without MENTION_EVERYONE, @everyone is text and a role mention tells nobody
+    // (roles are not mentionable by everyone, so no member can page a whole role).
+    app.send_message(&m2, &general, &format!("@everyone hello? <@&{role}>"))
+        .await;
     assert_eq!((count(&m1).await, count(&owner).await), (2, 0));
 
     // Not in a channel they cannot see.
