@@ -157,7 +157,7 @@ def delivered(r, name):
 s_small, b_small = phase(st, "small"), phase(bare, "small")
 s_fan, b_fan, s2_fan = best(phase(st, "fanout")), best(phase(bare, "fanout")), best(phase(st2, "fanout"))
 s_big, b_big = phase(st, "big"), phase(bare, "big")
-fan = lambda b: "-" if b is None else f"{b['rate']}/s: {b['deliveries_per_server_cpu_second']:.0f} (p99 {b['per_delivery_ms']['p99']:.1f} ms)"
+fan = lambda b: "-" if b is None else f"{b['rate']}/s: {f(b['deliveries_per_server_cpu_second'], 0)} (p99 {b['per_delivery_ms']['p99']:.1f} ms)"
 head = """
 ## Messages: SyncTalk against a bare broadcast server
 

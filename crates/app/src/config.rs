@@ -222,6 +222,10 @@ pub struct Settings {
     /// How often the outbox relay looks for new events when idle, in milliseconds.
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 20)]
     pub outbox_poll_ms: u64,
+    /// Whether an event appended on this node makes its relay look at once (then every
+    /// 5 ms for 50 ms) instead of at its next poll.
+    #[arg(long, env = "OUTBOX_WAKE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_wake: bool,
     /// Log filter, in `tracing` EnvFilter syntax (RUST_LOG wins when set).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -91,6 +91,7 @@ impl Application {
             // Sessions of a node that died resume from bases up to two checkpoints old.
             retention: Duration::from_secs(2 * settings.gateway_checkpoint_secs + 60),
             prune_every: Duration::from_secs(30),
+            wake: settings.outbox_wake,
         };
         let relay = actix_web::rt::spawn(synctalk_gateway::relay::run(
             url.expose().to_owned(),

@@ -292,7 +292,11 @@ async fn a_resume_replays_what_a_guild_wide_subscription_brought_while_away() {
     // relay is slow, so the last rows are still unpublished when the RESUME arrives
     // (RESUMED must wait for them, though they are of topics the session only comes to
     // listen to on the way).
-    let nodes = TestApp::cluster(2, |s| s.outbox_poll_ms = 400).await;
+    let nodes = TestApp::cluster(2, |s| {
+        s.outbox_poll_ms = 400;
+        s.outbox_wake = false;
+    })
+    .await;
     let (app, other) = (&nodes[0], &nodes[1]);
     let owner = app.register("owner").await;
     let a = app.register("aaa").await;

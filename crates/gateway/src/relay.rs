@@ -59,6 +59,10 @@ pub struct RelayConfig {
     pub retention: Duration,
     /// How often to prune.
     pub prune_every: Duration,
+    /// Whether an append in this process makes the leader look soon (at once, then
+    /// every [`HOT_POLL`] for [`HOT_FOR`]) rather than at its next poll. In one process
+    /// with several nodes (tests), every node's appends wake every leader.
+    pub wake: bool,
 }
 
 /// Runs forever: competes for leadership, relays while leader.
@@ -129,7 +133,11 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
             }
         }
         if !full {
-            wait(config.poll, &mut seen, &mut hot_until).await;
+            if config.wake {
+                wait(config.poll, &mut seen, &mut hot_until).await;
+            } else {
+                tokio::time::sleep(config.poll).await;
+            }
         }
     }
 }

@@ -163,23 +163,29 @@ impl Book {
     }
 }
 
-/// CPU time of processes, in seconds, from `/proc/<pid>/task/*/schedstat` (ns).
-fn cpu_seconds(pids: &[u32]) -> f64 {
-    let mut ns: u64 = 0;
+/// CPU time of processes, in seconds: the user and system time of each from
+/// `/proc/<pid>/stat` (all its threads, those that ended included) and, with `reaped`,
+/// of the children it has waited for (PostgreSQL's ended backends and workers).
+fn cpu_seconds(pids: &[u32], reaped: bool) -> f64 {
+    // /proc counts in USER_HZ, which Linux fixes at 100.
+    const TICKS: f64 = 100.0;
+    let mut ticks: u64 = 0;
     for pid in pids {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        for task in tasks.flatten() {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+        // After the name: state, ppid, ... utime (12th), stime, cutime, cstime.
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let take = if reaped { 4 } else { 2 };
+        ticks += fields.iter().take(take).sum::<u64>();
     }
-    ns as f64 / 1e9
+    ticks as f64 / TICKS
 }
 
 /// The pids given and their children (PostgreSQL's backends, say).
@@ -211,8 +217,8 @@ fn with_children(pids: &[u32]) -> Vec<u32> {
 /// CPU seconds of the server processes and of the side processes, read at once.
 fn cpu_now(args: &MessagesArgs) -> (f64, f64) {
     (
-        cpu_seconds(&args.server_pid),
-        cpu_seconds(&with_children(&args.side_pid)),
+        cpu_seconds(&args.server_pid, false),
+        cpu_seconds(&with_children(&args.side_pid), true),
     )
 }
 
@@ -510,8 +516,9 @@ impl Run {
             "seconds": elapsed,
             "server_cpu_seconds": cpu,
             "side_cpu_seconds": side,
-            "deliveries_per_server_cpu_second": deliveries as f64 / cpu.max(1e-9),
-            "deliveries_per_cpu_second_with_side": deliveries as f64 / (cpu + side).max(1e-9),
+            // No figure rather than a wrong one when no server CPU was read.
+            "deliveries_per_server_cpu_second": (cpu > 0.0).then(|| deliveries as f64 / cpu),
+            "deliveries_per_cpu_second_with_side": (cpu > 0.0).then(|| deliveries as f64 / (cpu + side)),
         }))
     }
 }

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use synctalk_channels::access::{self, ChannelAccess};
 use synctalk_db::AsyncPgConnection;
-use synctalk_db::schema::{channel_recipients, members, messages, roles, users};
+use synctalk_db::schema::{channel_recipients, guilds, members, messages, roles, users};
 use synctalk_gateway::{Outgoing, Topic, event};
 use synctalk_guilds::dto::ChannelKind;
 use synctalk_guilds::permissions::Permissions;
@@ -354,6 +354,9 @@ pub async fn send(
     .await
 }
 
+/// The most members a role mention or `@everyone` pages (a guild's size).
+const MAX_PAGED: usize = 1000;
+
 /// Tells those a new message concerns (in its send's transaction): every other member
 /// of a DM or group DM, and the users it mentions (by name, by role or with
 /// `@everyone`) who can read its guild channel; their settings decide (see `synctalk_notifications::service::for_message`).
@@ -381,9 +384,23 @@ async fn notify(
             // Roles page their members only from an author who may page everyone (as
             // Discord does for roles not marked mentionable): otherwise any member
             // could page a role of thousands.
-            let by_role = !message.mention_roles.is_empty()
+            let mut by_role = !message.mention_roles.is_empty()
                 && access.permissions.contains(Permissions::MENTION_EVERYONE);
-            let everyone = message.mention_everyone;
+            let mut everyone = message.mention_everyone;
+            if by_role || everyone {
+                // Paged in the send's transaction, one notification (and one lock)
+                // each: only in guilds up to MAX_PAGED members. In bigger ones a role
+                // or @everyone pages nobody beyond those named (their read states
+                // still count the mention).
+                let size: i32 = guilds::table
+                    .find(guild.guild.id)
+                    .select(guilds::member_count)
+                    .first(conn)
+                    .await?;
+                if usize::try_from(size).unwrap_or(usize::MAX) > MAX_PAGED {
+                    (by_role, everyone) = (false, false);
+                }
+            }
             let mut others = synctalk_notifications::settings::wanting_all(
                 conn,
                 access.row.id.0,

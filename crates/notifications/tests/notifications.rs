@@ -576,4 +576,30 @@ async fn everyone_and_role_mentions_notify_the_members_who_can_see_them() {
     app.send_message(&owner, &general, &format!("@everyone and <@&{role}> again"))
         .await;
     assert_eq!((count(&m1).await, count(&m2).await), (3, 1));
+
+    // A guild past 1,000 members: a role or @everyone pages nobody (a name still does).
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.db.connect().await;
+        diesel::sql_query(format!(
+            "UPDATE guilds SET member_count = 1001 WHERE id = '{guild}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    app.send_message(
+        &owner,
+        &general,
+        &format!("@everyone <@&{role}> and <@{}>", m3.id),
+    )
+    .await;
+    assert_eq!(
+        (count(&m1).await, count(&m3).await),
+        (3, 0),
+        "m3 set nothing"
+    );
+    app.send_message(&owner, &general, &format!("<@&{role}> <@{}>", m1.id))
+        .await;
+    assert_eq!(count(&m1).await, 4, "named");
 }

@@ -284,6 +284,9 @@ impl Node {
                 poll: setup.relay_poll,
                 retention: Duration::from_secs(60),
                 prune_every: Duration::from_secs(30),
+                // Tests that set a slow poll mean it: no wake-up by appends (which,
+                // in one process, would come from every node).
+                wake: false,
             },
         ));
         let gateway = web::Data::new(Gateway::new(
