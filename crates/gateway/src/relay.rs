@@ -32,6 +32,11 @@ const HOT_POLL: Duration = Duration::from_millis(5);
 /// How long after an append in this process the leader keeps looking that often.
 const HOT_FOR: Duration = Duration::from_millis(50);
 
+/// Rows numbered at once from which the leader waits its poll even after an append
+/// (about 400 appends a second with the default 20 ms poll): batching wins over a
+/// few milliseconds.
+const BUSY_ROWS: usize = 8;
+
 /// Appends made in this process, and the relay's cue to look at once.
 static APPENDS: AtomicU64 = AtomicU64::new(0);
 static APPENDED: LazyLock<Notify> = LazyLock::new(Notify::new);
@@ -115,6 +120,9 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         // under load one numbering (and one commit) covers many appends instead of
         // the relay committing after every one or two.
         let full = marked.records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        // Many rows at once: appends come fast enough that waiting the poll batches
+        // them (one numbering and one commit for all) at little cost in latency.
+        let busy = marked.records.len() >= BUSY_ROWS;
         floor.advance(
             full.then(|| marked.records.iter().map(|r| r.id).max())
                 .flatten(),
@@ -133,7 +141,7 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
             }
         }
         if !full {
-            if config.wake {
+            if config.wake && !busy {
                 wait(config.poll, &mut seen, &mut hot_until).await;
             } else {
                 tokio::time::sleep(config.poll).await;
