@@ -17,7 +17,16 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     telemetry::init_logging(&cli.settings);
-    let result = actix_web::rt::System::new().block_on(run(cli, command));
+    let (result, cluster) = actix_web::rt::System::new().block_on(run(cli, command));
+    // Only now, with every task of the server gone with its runtime: stopped earlier,
+    // the cluster closed connections that the relay, the push sender and the session
+    // listener still held, and each logged a warning about it.
+    if let Some(cluster) = cluster.filter(|c| c.started_here()) {
+        match cluster.stop() {
+            Ok(()) => tracing::info!("local PostgreSQL cluster stopped"),
+            Err(error) => tracing::warn!(%error, "could not stop the local PostgreSQL cluster"),
+        }
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -28,10 +37,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
+/// Runs the command; returns its outcome and the local cluster it started, if any.
+async fn run(
+    cli: Cli,
+    command: Command,
+) -> (
+    anyhow::Result<()>,
+    Option<synctalk_db::cluster::LocalCluster>,
+) {
     let settings = cli.settings;
-    settings.validate()?;
-    let database = synctalk_app::resolve_database(&settings).await?;
+    if let Err(error) = settings.validate() {
+        return (Err(error), None);
+    }
+    let database = match synctalk_app::resolve_database(&settings).await {
+        Ok(database) => database,
+        Err(error) => return (Err(error), None),
+    };
     let result = async {
         match command {
             Command::Migrate => {
@@ -66,15 +87,7 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
         }
     }
     .await;
-    if let Some(cluster) = &database.cluster
-        && cluster.started_here()
-    {
-        match cluster.stop() {
-            Ok(()) => tracing::info!("local PostgreSQL cluster stopped"),
-            Err(error) => tracing::warn!(%error, "could not stop the local PostgreSQL cluster"),
-        }
-    }
-    result
+    (result, database.cluster)
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.
