@@ -18,7 +18,7 @@
 # CPU-second >= 0.5x the bare server's; big: the last member within 150 ms; two nodes
 # >= 0.8x one node's deliveries per CPU-second.
 #   SMALL_MEMBERS (100) SMALL_RATE (100) SMALL_SECONDS (20) FANOUT_MEMBERS (1000)
-#   FANOUT_RATES (25,50,100,150,200,300,400,600) STEP_SECONDS (10) BIG_MEMBERS (10000)
+#   FANOUT_RATES (25,50,75,100,150,200,300,400,600) STEP_SECONDS (10) BIG_MEMBERS (10000)
 #   BIG_MESSAGES (30) PHASES (small,fanout,big) NODES2 (1)
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: first wait, up to QUIET_WAIT s, until the machine is idle)
@@ -47,7 +47,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_up() { for _ in $(seq 1 600); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1"; return 1; }
 
 params=(--small-members "${SMALL_MEMBERS:-100}" --small-rate "${SMALL_RATE:-100}" --small-seconds "${SMALL_SECONDS:-20}"
-        --fanout-members "${FANOUT_MEMBERS:-1000}" --fanout-rates "${FANOUT_RATES:-25,50,100,150,200,300,400,600}"
+        --fanout-members "${FANOUT_MEMBERS:-1000}" --fanout-rates "${FANOUT_RATES:-25,50,75,100,150,200,300,400,600}"
         --step-seconds "${STEP_SECONDS:-10}" --big-members "${BIG_MEMBERS:-10000}" --big-messages "${BIG_MESSAGES:-30}")
 prefix="m$(echo "$stamp" | tr '[:upper:]' '[:lower:]')"
 

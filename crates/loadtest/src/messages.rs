@@ -75,7 +75,7 @@ pub(crate) struct MessagesArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "25,50,100,150,200,300,400,600"
+        default_value = "25,50,75,100,150,200,300,400,600"
     )]
     fanout_rates: Vec<u64>,
     #[arg(long, default_value_t = 10)]
