@@ -369,14 +369,18 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
     let (a, b) = (app.register("alice").await, app.register("bob").await);
     let (mut ws, _) = app.gateway("/gateway/notifications", &b.access_token).await;
 
-    let res = app
-        .post(
-            "/api/v1/users/@me/relationships",
-            Some(&a.access_token),
-            json!({"username": "bob"}),
-        )
-        .await;
-    assert!(res.status.is_success(), "{}", res.text);
+    // Alice asks Bob to be friends (again, after cancelling).
+    let ask = async || {
+        let res = app
+            .post(
+                "/api/v1/users/@me/relationships",
+                Some(&a.access_token),
+                json!({"username": "bob"}),
+            )
+            .await;
+        assert!(res.status.is_success(), "{}", res.text);
+    };
+    ask().await;
     let request = ws.dispatch("NOTIFICATION_CREATE").await;
     assert_eq!(request["d"]["kind"], "friend_request");
     assert_eq!(request["d"]["title"], "alice sent you a friend request");
@@ -393,14 +397,7 @@ async fn friend_requests_invites_and_new_sign_ins_notify() {
     let gone = ws.dispatch("NOTIFICATION_UPDATE").await;
     assert_eq!(gone["d"]["deleted"], true);
     assert_eq!(gone["d"]["ids"], json!([request["d"]["id"]]));
-    let res = app
-        .post(
-            "/api/v1/users/@me/relationships",
-            Some(&a.access_token),
-            json!({"username": "bob"}),
-        )
-        .await;
-    assert!(res.status.is_success(), "{}", res.text);
+    ask().await;
     let again = ws.dispatch("NOTIFICATION_CREATE").await;
     assert_eq!(again["d"]["kind"], "friend_request");
 
