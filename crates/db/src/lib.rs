@@ -3,15 +3,17 @@
 //! `cargo run` and the tests start when no `DATABASE_URL` is given.
 
 pub mod cluster;
+mod pipelined;
 mod pool;
 mod prepared;
 #[rustfmt::skip]
 pub mod schema;
 
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+pub use pipelined::{Closing, transaction as pipelined};
 pub use pool::{
     Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database, database_exists,
-    drop_database, revert_migrations, run_migrations,
+    drop_database, lazy, revert_migrations, run_migrations,
 };
 pub use prepared::{Prepared, prepared, sql};
 

@@ -75,6 +75,22 @@ pub async fn connect_with(
     timeout: Duration,
     limits: SessionLimits,
 ) -> Result<Pool, DbError> {
+    let pool = lazy(url, max_size, timeout, limits)?;
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    drop(conn);
+    Ok(pool)
+}
+
+/// A pool that connects only when a connection is first asked for, on the task that
+/// asks: each connection's I/O task runs on the runtime (the thread) that made it.
+/// [`connect_with`] without the start-up check.
+pub fn lazy(
+    url: &str,
+    max_size: usize,
+    timeout: Duration,
+    limits: SessionLimits,
+) -> Result<Pool, DbError> {
     use diesel_async::SimpleAsyncConnection;
     let setup = limits.sql();
     let mut config = diesel_async::pooled_connection::ManagerConfig::<AsyncPgConnection>::default();
@@ -93,18 +109,14 @@ pub async fn connect_with(
         })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    let pool = Pool::builder(manager)
+    Pool::builder(manager)
         .max_size(max_size)
         .runtime(::deadpool::Runtime::Tokio1)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))
         .build()
-        .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    let mut conn = pool.get().await?;
-    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
-    drop(conn);
-    Ok(pool)
+        .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 /// Runs the pending migrations on the database at `url`; returns how many ran.

@@ -190,24 +190,49 @@ impl Outgoing {
 /// the other, so each topic's rows are in commit order, while writers of different
 /// topics never wait on each other.
 pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::QueryResult<()> {
+    if let Some(statement) = append_statement(rows) {
+        statement.execute(conn).await?;
+        crate::relay::appended();
+    }
+    Ok(())
+}
+
+/// The statement [`append`] runs, with its rows bound (`None` for no rows).
+fn append_statement(rows: &[Outgoing]) -> Option<synctalk_db::Closing> {
     if rows.is_empty() {
-        return Ok(());
+        return None;
     }
     let topics: Vec<String> = rows.iter().map(|r| r.topic.to_string()).collect();
-    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
-    let domains: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
-    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
-    let payloads: Vec<&str> = rows.iter().map(|r| r.payload.get()).collect();
-    synctalk_db::sql("SELECT outbox_append($1, $2, $3, $4, $5)")
-        .bind::<Array<Text>, _>(&topics)
-        .bind::<Array<Text>, _>(&kinds)
-        .bind::<Array<Text>, _>(&domains)
-        .bind::<Array<Text>, _>(&names)
-        .bind::<Array<Text>, _>(&payloads)
-        .execute(conn)
-        .await?;
+    let kinds: Vec<&'static str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let domains: Vec<&'static str> = rows.iter().map(|r| r.domain.as_str()).collect();
+    let names: Vec<&'static str> = rows.iter().map(|r| r.name).collect();
+    let payloads: Vec<String> = rows.iter().map(|r| r.payload.get().to_owned()).collect();
+    Some(
+        synctalk_db::sql("SELECT outbox_append($1, $2, $3, $4, $5)")
+            .bind::<Array<Text>, _>(topics)
+            .bind::<Array<Text>, _>(kinds)
+            .bind::<Array<Text>, _>(domains)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<Text>, _>(payloads),
+    )
+}
+
+/// A transaction that writes events, in two round trips: `BEGIN` goes out with the
+/// body's first statement, and the append of the rows the body returns goes out with
+/// `COMMIT` ([`synctalk_db::pipelined`]). The body gets the connection by shared
+/// reference (the form that pipelines) and returns its result and its events.
+pub async fn transaction<R, E, B>(conn: &mut AsyncPgConnection, body: B) -> Result<R, E>
+where
+    B: AsyncFnOnce(&AsyncPgConnection) -> Result<(R, Vec<Outgoing>), E>,
+    E: From<diesel::result::Error>,
+{
+    let out = synctalk_db::pipelined(conn, async |conn: &AsyncPgConnection| {
+        let (out, rows) = body(conn).await?;
+        Ok::<_, E>((out, append_statement(&rows)))
+    })
+    .await?;
     crate::relay::appended();
-    Ok(())
+    Ok(out)
 }
 
 /// Takes now the lock [`append`] takes for `topic` (held to commit, and taken again by

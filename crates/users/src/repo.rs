@@ -106,7 +106,7 @@ pub async fn email_taken(conn: &mut AsyncPgConnection, email: &str) -> QueryResu
 
 /// Applies a profile change to a live user; `None` when there is no such user.
 pub async fn update(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     changes: UserChanges,
 ) -> QueryResult<Option<UserRow>> {
@@ -120,7 +120,7 @@ pub async fn update(
         .set(&changes)
         .returning(UserRow::as_returning()),
     )
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()
 }

@@ -91,23 +91,22 @@ pub(crate) async fn update_me(
 ) -> AppResult<web::Json<CurrentUser>> {
     let changes = parse_changes(body.into_inner()?)?;
     let mut conn = synctalk_db::conn(&pool).await?;
-    let user = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            let user = repo::update(conn, auth.user_id, changes)
-                .await?
-                .ok_or_else(|| AppError::not_found("user"))?;
-            // You get your own profile (with email); whoever listens to your profile
-            // (your friends) gets the public one.
-            let me = CurrentUser::from(user.clone());
-            let public = User::from(user);
-            let rows = [
-                Outgoing::event(Topic::User(auth.user_id), &me)?,
-                Outgoing::event(Topic::Profile(auth.user_id), &public)?,
-            ];
-            synctalk_gateway::event::append(conn, &rows).await?;
-            Ok(me)
-        })
-        .await?;
+    // Two round trips: BEGIN with the UPDATE, the events' append with COMMIT.
+    let user = synctalk_gateway::event::transaction(&mut conn, async |conn| {
+        let user = repo::update(conn, auth.user_id, changes)
+            .await?
+            .ok_or_else(|| AppError::not_found("user"))?;
+        // You get your own profile (with email); whoever listens to your profile
+        // (your friends) gets the public one.
+        let me = CurrentUser::from(user.clone());
+        let public = User::from(user);
+        let rows = vec![
+            Outgoing::event(Topic::User(auth.user_id), &me)?,
+            Outgoing::event(Topic::Profile(auth.user_id), &public)?,
+        ];
+        Ok::<_, AppError>((me, rows))
+    })
+    .await?;
     Ok(web::Json(user))
 }
 
