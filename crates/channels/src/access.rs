@@ -86,15 +86,22 @@ pub async fn load(
         Some(guild) => {
             let guild_lock = if lock { Lock::Structure } else { Lock::No };
             // Not a member is as unknown as no channel; a database fault stays one.
-            let access = guild_access::load(conn, guild, user, guild_lock)
-                .await
-                .map_err(|e| {
-                    if e.code() == synctalk_kernel::ErrorCode::NotFound {
-                        not_found()
-                    } else {
-                        e
-                    }
-                })?;
+            // The member's standing and the channel's overwrites, sent together (after
+            // the guild's lock, when taken).
+            let (shared, channel): (&AsyncPgConnection, _) = (conn, [id]);
+            let (access, overwrites) = futures_util::join!(
+                guild_access::load(shared, guild, user, guild_lock),
+                visibility::overwrites_of(shared, &channel),
+            );
+            // Not a member is as unknown as no channel; a database fault stays one.
+            let access = access.map_err(|e| {
+                if e.code() == synctalk_kernel::ErrorCode::NotFound {
+                    not_found()
+                } else {
+                    e
+                }
+            })?;
+            let overwrites = overwrites?;
             // Read again under the guild's lock: the channel may have gone meanwhile.
             // (Without the lock, the first read is as good as a second.)
             let row = if lock {
@@ -102,7 +109,6 @@ pub async fn load(
             } else {
                 peek
             };
-            let overwrites = visibility::overwrites_of(conn, &[id]).await?;
             let overwrites: Vec<_> = overwrites.iter().map(|o| o.overwrite()).collect();
             let permissions = access.in_channel(&overwrites);
             if !permissions.contains(Permissions::VIEW_CHANNEL) {

@@ -281,7 +281,7 @@ pub(crate) async fn list_guild_channels(
     path: web::Path<GuildId>,
 ) -> AppResult<web::Json<Vec<Channel>>> {
     let mut conn = synctalk_db::conn(&pool).await?;
-    let access = guild_access::load(&mut conn, path.into_inner(), auth.user_id, Lock::No).await?;
+    let access = guild_access::load(&conn, path.into_inner(), auth.user_id, Lock::No).await?;
     let structure = visibility::structure(&mut conn, &access.guild).await?;
     let channels = structure
         .visible(auth.user_id, &access.member_roles)

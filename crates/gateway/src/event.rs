@@ -239,10 +239,10 @@ where
 /// `append` at no cost): what the transaction does from here on is ordered with the
 /// other writers of the topic, as its events are (a channel's message ids in the order
 /// its messages commit).
-pub async fn lock_topic(conn: &mut AsyncPgConnection, topic: Topic) -> diesel::QueryResult<()> {
+pub async fn lock_topic(mut conn: &AsyncPgConnection, topic: Topic) -> diesel::QueryResult<()> {
     synctalk_db::sql("SELECT pg_advisory_xact_lock(hashtextextended($1, 7307))")
         .bind::<Text, _>(topic.to_string())
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }

@@ -44,7 +44,7 @@ pub enum Lock {
 
 /// The live guild row, locked or not.
 pub async fn guild(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: GuildId,
     lock: Lock,
 ) -> QueryResult<Option<GuildRow>> {
@@ -53,18 +53,18 @@ pub async fn guild(
         .filter(guilds::deleted_at.is_null())
         .select(GuildRow::as_select());
     match lock {
-        Lock::No => query.first(conn).await.optional(),
-        Lock::Structure => query.for_no_key_update().first(conn).await.optional(),
+        Lock::No => query.first(&mut conn).await.optional(),
+        Lock::Structure => query.for_no_key_update().first(&mut conn).await.optional(),
     }
 }
 
 /// The guild's roles, by position.
-pub async fn role_rows(conn: &mut AsyncPgConnection, id: GuildId) -> QueryResult<Vec<RoleRow>> {
+pub async fn role_rows(mut conn: &AsyncPgConnection, id: GuildId) -> QueryResult<Vec<RoleRow>> {
     roles::table
         .filter(roles::guild_id.eq(id))
         .order((roles::position.asc(), roles::id.asc()))
         .select(RoleRow::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await
 }
 
@@ -80,7 +80,7 @@ pub fn ranks(guild: &GuildRow, rows: &[RoleRow]) -> Roles {
 /// The roles of some members of a guild (or of all, with `None`); members without a
 /// role are there with none.
 pub async fn member_roles_of(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     guild: GuildId,
     users: Option<&[UserId]>,
 ) -> QueryResult<HashMap<UserId, Vec<RoleId>>> {
@@ -96,7 +96,7 @@ pub async fn member_roles_of(
     if let Some(users) = users {
         query = query.filter(members::user_id.eq_any(users));
     }
-    let rows: Vec<(UserId, Option<RoleId>)> = query.load(conn).await?;
+    let rows: Vec<(UserId, Option<RoleId>)> = query.load(&mut conn).await?;
     let mut out: HashMap<UserId, Vec<RoleId>> = HashMap::new();
     for (user, role) in rows {
         let entry = out.entry(user).or_default();
@@ -109,19 +109,22 @@ pub async fn member_roles_of(
 
 /// `user`'s access to `guild`: 404 unless the guild is live and they are a member.
 pub async fn load(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     guild_id: GuildId,
     user: UserId,
     lock: Lock,
 ) -> AppResult<Access> {
-    let guild = guild(conn, guild_id, lock)
-        .await?
-        .ok_or_else(|| AppError::not_found("guild"))?;
-    let mut mine = member_roles_of(conn, guild_id, Some(&[user])).await?;
+    // Sent together and run in this order (the lock first): one round trip.
+    let member = [user];
+    let (guild, mut mine, role_rows) = futures_util::try_join!(
+        guild(conn, guild_id, lock),
+        member_roles_of(conn, guild_id, Some(&member)),
+        role_rows(conn, guild_id),
+    )?;
+    let guild = guild.ok_or_else(|| AppError::not_found("guild"))?;
     let member_roles = mine
         .remove(&user)
         .ok_or_else(|| AppError::not_found("guild"))?;
-    let role_rows = role_rows(conn, guild_id).await?;
     let roles = ranks(&guild, &role_rows);
     Ok(Access {
         guild,

@@ -207,8 +207,8 @@ pub(crate) async fn get_guild(
     pool: web::Data<Pool>,
     path: web::Path<GuildId>,
 ) -> AppResult<web::Json<Guild>> {
-    let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, path.into_inner(), auth.user_id, Lock::No).await?;
+    let conn = synctalk_db::conn(&pool).await?;
+    let access = access::load(&conn, path.into_inner(), auth.user_id, Lock::No).await?;
     Ok(web::Json(Guild::from(access.guild)))
 }
 
@@ -310,7 +310,7 @@ pub(crate) async fn list_members(
     let page = page.parse()?;
     let guild = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
+    access::load(&conn, guild, auth.user_id, Lock::No).await?;
     Ok(web::Json(read::members_page(&mut conn, guild, page).await?))
 }
 
@@ -335,7 +335,7 @@ pub(crate) async fn get_member(
 ) -> AppResult<web::Json<Member>> {
     let (guild, user) = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
+    access::load(&conn, guild, auth.user_id, Lock::No).await?;
     let member = read::member(&mut conn, guild, user)
         .await?
         .ok_or_else(|| AppError::not_found("member"))?;
@@ -503,8 +503,8 @@ pub(crate) async fn list_roles(
     pool: web::Data<Pool>,
     path: web::Path<GuildId>,
 ) -> AppResult<web::Json<Vec<Role>>> {
-    let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, path.into_inner(), auth.user_id, Lock::No).await?;
+    let conn = synctalk_db::conn(&pool).await?;
+    let access = access::load(&conn, path.into_inner(), auth.user_id, Lock::No).await?;
     Ok(web::Json(
         access.role_rows.into_iter().map(Role::from).collect(),
     ))
@@ -657,7 +657,7 @@ pub(crate) async fn list_bans(
     let page = page.parse()?;
     let guild = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
+    let access = access::load(&conn, guild, auth.user_id, Lock::No).await?;
     access.require(Permissions::BAN_MEMBERS, "see bans")?;
     Ok(web::Json(read::bans_page(&mut conn, guild, page).await?))
 }
@@ -755,7 +755,7 @@ pub(crate) async fn list_invites(
 ) -> AppResult<web::Json<Vec<Invite>>> {
     let guild = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
+    let access = access::load(&conn, guild, auth.user_id, Lock::No).await?;
     access.require(Permissions::MANAGE_GUILD, "see invites")?;
     let rows = read::invites_of(&mut conn, guild).await?;
     let summary = Guild::from(access.guild);
@@ -941,7 +941,7 @@ pub(crate) async fn audit_log(
     let page = page.parse()?;
     let guild = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, guild, auth.user_id, Lock::No).await?;
+    let access = access::load(&conn, guild, auth.user_id, Lock::No).await?;
     access.require(Permissions::VIEW_AUDIT_LOG, "read the audit log")?;
     Ok(web::Json(read::audit_page(&mut conn, guild, page).await?))
 }

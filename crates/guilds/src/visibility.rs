@@ -55,7 +55,7 @@ pub async fn channels_of(
 
 /// The overwrites of some channels.
 pub async fn overwrites_of(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channels: &[ChannelId],
 ) -> QueryResult<Vec<OverwriteRow>> {
     channel_overwrites::table
@@ -65,7 +65,7 @@ pub async fn overwrites_of(
             channel_overwrites::target_id,
         ))
         .select(OverwriteRow::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await
 }
 

@@ -587,7 +587,7 @@ pub async fn attach(
 /// The attachments of some messages of a channel, in upload order, with URLs signed
 /// now.
 pub async fn of_messages(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: ChannelId,
     ids: &[MessageId],
 ) -> QueryResult<std::collections::HashMap<MessageId, Vec<Attachment>>> {
@@ -596,7 +596,7 @@ pub async fn of_messages(
         .filter(attachments::message_id.eq_any(ids))
         .order(attachments::id.asc())
         .select(AttachmentRow::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await?;
     let now = Utc::now();
     let mut out: std::collections::HashMap<MessageId, Vec<Attachment>> =

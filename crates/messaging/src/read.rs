@@ -142,15 +142,73 @@ struct ReactionCount {
 
 /// Users by id, deleted ones too (an old message keeps its author).
 async fn users_by_id(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     ids: &[UserId],
 ) -> QueryResult<HashMap<UserId, User>> {
     let rows: Vec<UserRow> = users::table
         .filter(users::id.eq_any(ids))
         .select(UserRow::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, User::from(r))).collect())
+}
+
+/// The summaries of the messages some messages reply to (deleted ones as "deleted").
+async fn reply_summaries(
+    mut conn: &AsyncPgConnection,
+    channel: ChannelId,
+    replied: &[MessageId],
+) -> QueryResult<HashMap<MessageId, ReplySummary>> {
+    if replied.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found: Vec<(MessageId, UserId, String, bool)> = messages::table
+        .filter(messages::channel_id.eq(channel))
+        .filter(messages::id.eq_any(replied))
+        .select((
+            messages::id,
+            messages::author_id,
+            messages::content,
+            messages::deleted_at.is_not_null(),
+        ))
+        .load(&mut conn)
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|(id, author_id, content, deleted)| {
+            let content = if deleted { String::new() } else { content };
+            (
+                id,
+                ReplySummary {
+                    id,
+                    author_id,
+                    content,
+                    deleted,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Each emoji's count on some messages, with whether `viewer` reacted with it.
+async fn reaction_counts(
+    mut conn: &AsyncPgConnection,
+    channel: ChannelId,
+    ids: &[MessageId],
+    viewer: Option<UserId>,
+) -> QueryResult<Vec<ReactionCount>> {
+    synctalk_db::sql(
+        "SELECT message_id, emoji, count(*) AS count, coalesce(bool_or(user_id = $3), false) AS me \
+         FROM reactions WHERE channel_id = $1 AND message_id = ANY($2) \
+         GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(channel.0)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
+        ids.iter().map(|m| m.0).collect::<Vec<_>>(),
+    )
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(viewer.map(|v| v.0))
+    .load(&mut conn)
+    .await
 }
 
 /// Turns rows of one channel into messages as `viewer` sees them (`me` on
@@ -173,53 +231,15 @@ pub async fn hydrate(
     );
     people.sort_unstable();
     people.dedup();
-    let users = users_by_id(conn, &people).await?;
-
     let replied: Vec<MessageId> = rows.iter().filter_map(|r| r.reply_to).collect();
-    let summaries: HashMap<MessageId, ReplySummary> = if replied.is_empty() {
-        HashMap::new()
-    } else {
-        let found: Vec<(MessageId, UserId, String, bool)> = messages::table
-            .filter(messages::channel_id.eq(channel))
-            .filter(messages::id.eq_any(&replied))
-            .select((
-                messages::id,
-                messages::author_id,
-                messages::content,
-                messages::deleted_at.is_not_null(),
-            ))
-            .load(conn)
-            .await?;
-        found
-            .into_iter()
-            .map(|(id, author_id, content, deleted)| {
-                let content = if deleted { String::new() } else { content };
-                (
-                    id,
-                    ReplySummary {
-                        id,
-                        author_id,
-                        content,
-                        deleted,
-                    },
-                )
-            })
-            .collect()
-    };
-
-    let counted: Vec<ReactionCount> = diesel::sql_query(
-        "SELECT message_id, emoji, count(*) AS count, coalesce(bool_or(user_id = $3), false) AS me \
-         FROM reactions WHERE channel_id = $1 AND message_id = ANY($2) \
-         GROUP BY message_id, emoji ORDER BY message_id, min(created_at), emoji",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(channel.0)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(
-        ids.iter().map(|m| m.0).collect::<Vec<_>>(),
-    )
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(viewer.map(|v| v.0))
-    .load(conn)
-    .await?;
-    let mut files = crate::attachments::of_messages(conn, channel, &ids).await?;
+    // Four reads that depend only on the page: sent together, one round trip.
+    let shared: &AsyncPgConnection = conn;
+    let (users, summaries, counted, mut files) = futures_util::try_join!(
+        users_by_id(shared, &people),
+        reply_summaries(shared, channel, &replied),
+        reaction_counts(shared, channel, &ids, viewer),
+        crate::attachments::of_messages(shared, channel, &ids),
+    )?;
     let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
     for r in counted {
         by_message

@@ -735,7 +735,7 @@ pub(crate) async fn put_notification_setting(
     let mut conn = synctalk_db::conn(&pool).await?;
     let not_found = |e: &AppError| e.code() == synctalk_kernel::ErrorCode::NotFound;
     let kind = match synctalk_guilds::access::load(
-        &mut conn,
+        &conn,
         GuildId(target),
         auth.user_id,
         synctalk_guilds::access::Lock::No,

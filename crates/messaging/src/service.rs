@@ -268,14 +268,20 @@ async fn retried(
 /// increase in the order messages commit, whatever the nodes' clocks say, so a
 /// client reading `after` the newest id it has never misses one that commits later.
 async fn next_id(conn: &mut AsyncPgConnection, channel: ChannelId) -> AppResult<MessageId> {
-    event::lock_topic(conn, Topic::Channel(channel)).await?;
-    let newest: Option<MessageId> = messages::table
-        .filter(messages::channel_id.eq(channel))
-        .order(messages::id.desc())
-        .select(messages::id)
-        .first(conn)
-        .await
-        .optional()?;
+    // The newest id is read after the lock is taken (sent together, run in order).
+    let shared: &AsyncPgConnection = conn;
+    let newest = async {
+        let mut conn = shared;
+        messages::table
+            .filter(messages::channel_id.eq(channel))
+            .order(messages::id.desc())
+            .select(messages::id)
+            .first::<MessageId>(&mut conn)
+            .await
+            .optional()
+    };
+    let ((), newest) =
+        futures_util::try_join!(event::lock_topic(shared, Topic::Channel(channel)), newest)?;
     let id = MessageId::new();
     Ok(match newest {
         Some(newest) if newest.0 >= id.0 => MessageId(Uuid::from_u128(newest.0.as_u128() + 1)),
