@@ -55,37 +55,19 @@ where
         let begin = sql("BEGIN").execute(&mut &*shared);
         let (begun, ran) = futures_util::future::join(begin, body(shared)).await;
         match (begun, ran) {
-            (Ok(_), Ok((out, closing))) => {
-                let commit = sql("COMMIT").execute(&mut &*shared);
-                match closing {
-                    Some(closing) => {
-                        let closing = closing.execute(&mut &*shared);
-                        // `join`, never `try_join`: COMMIT is answered (a rollback if the
-                        // closing statement failed) before the connection is reused.
-                        match futures_util::future::join(closing, commit).await {
-                            (Ok(_), Ok(_)) => Ok(Ok(out)),
-                            (Err(error), Ok(_)) => Ok(Err(E::from(error))),
-                            (_, Err(error)) => Err(E::from(error)),
-                        }
-                    }
-                    None => match commit.await {
-                        Ok(_) => Ok(Ok(out)),
-                        Err(error) => Err(E::from(error)),
-                    },
+            (Ok(_), Ok((out, closing))) => finish(shared, closing).await.map(|r| r.map(|()| out)),
+            (Ok(_), Err(failure)) => match sql("ROLLBACK").execute(&mut &*shared).await {
+                Ok(_) => Ok(Err(failure)),
+                Err(_) => Err(failure),
+            },
+            (Err(error), ran) => {
+                // The body's statements went out after a BEGIN that failed: had any
+                // of them succeeded, it ran on its own. The connection is dropped.
+                if ran.is_ok() {
+                    tracing::error!(%error, "BEGIN failed under statements that succeeded");
                 }
-            }
-            (begun, ran) => {
-                // Roll back whatever ran; if BEGIN itself failed the body's statements
-                // failed with it (they went out after it on the same connection).
-                let failure = match (begun, ran) {
-                    (_, Err(error)) => error,
-                    (Err(error), _) => E::from(error),
-                    (Ok(_), Ok(_)) => unreachable!("handled above"),
-                };
-                match sql("ROLLBACK").execute(&mut &*shared).await {
-                    Ok(_) => Ok(Err(failure)),
-                    Err(_) => Err(failure),
-                }
+                let _ = sql("ROLLBACK").execute(&mut &*shared).await;
+                Err(E::from(error))
             }
         }
     };
@@ -97,6 +79,44 @@ where
         }
         // Its state is unknown: it stays marked, and the pool drops it.
         Err(error) => Err(error),
+    }
+}
+
+/// Sends the closing statement (or `SELECT 1`, which fails in a transaction that a
+/// statement the body caught has aborted) together with `COMMIT`. `Ok(result)` when the
+/// transaction ended (committed, or rolled back with `result` the error), `Err` when
+/// its outcome is unknown.
+async fn finish<E>(shared: &AsyncPgConnection, closing: Option<Closing>) -> Result<Result<(), E>, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use std::future::Future;
+    use std::task::Poll;
+    let closing = closing.unwrap_or_else(|| sql("SELECT 1"));
+    let mut closing = std::pin::pin!(closing.execute(&mut &*shared));
+    // Its first poll sends it, or fails before anything is sent (a bind that cannot be
+    // serialized): then COMMIT must not follow, or the body would commit without it.
+    let first = std::future::poll_fn(|cx| Poll::Ready(closing.as_mut().poll(cx))).await;
+    if let Poll::Ready(Err(error)) = first {
+        return match sql("ROLLBACK").execute(&mut &*shared).await {
+            Ok(_) => Ok(Err(E::from(error))),
+            Err(_) => Err(E::from(error)),
+        };
+    }
+    let closed = async move {
+        match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => closing.await,
+        }
+    };
+    // `join`, never `try_join`: COMMIT is answered before the connection is reused.
+    let commit = sql("COMMIT").execute(&mut &*shared);
+    match futures_util::future::join(closed, commit).await {
+        (Ok(_), Ok(_)) => Ok(Ok(())),
+        // PostgreSQL refused the closing statement, so COMMIT ended the aborted
+        // transaction with a rollback.
+        (Err(error @ diesel::result::Error::DatabaseError(..)), Ok(_)) => Ok(Err(E::from(error))),
+        (Err(error), _) | (_, Err(error)) => Err(E::from(error)),
     }
 }
 

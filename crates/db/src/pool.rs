@@ -111,6 +111,10 @@ pub fn lazy(
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(max_size)
+        // The connection given back last goes out first: a connection left marked
+        // broken (a transaction abandoned half-way) is found and closed, and its
+        // transaction ended, at the next request rather than after every other.
+        .queue_mode(::deadpool::managed::QueueMode::Lifo)
         .runtime(::deadpool::Runtime::Tokio1)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))

@@ -226,12 +226,14 @@ where
     B: AsyncFnOnce(&AsyncPgConnection) -> Result<(R, Vec<Outgoing>), E>,
     E: From<diesel::result::Error>,
 {
-    let out = synctalk_db::pipelined(conn, async |conn: &AsyncPgConnection| {
+    let (out, appended) = synctalk_db::pipelined(conn, async |conn: &AsyncPgConnection| {
         let (out, rows) = body(conn).await?;
-        Ok::<_, E>((out, append_statement(&rows)))
+        Ok::<_, E>(((out, !rows.is_empty()), append_statement(&rows)))
     })
     .await?;
-    crate::relay::appended();
+    if appended {
+        crate::relay::appended();
+    }
     Ok(out)
 }
 

@@ -138,6 +138,29 @@ async fn a_failing_closing_statement_rolls_back_the_whole_transaction() {
     assert_eq!(rows_in_t(&db).await, 2);
 }
 
+/// A body that catches a failed statement and carries on has an aborted transaction:
+/// its COMMIT would quietly roll back, so the caller hears of it instead of a success.
+#[tokio::test]
+async fn a_transaction_aborted_by_a_caught_error_is_reported_not_committed() {
+    let (db, mut conn) = setup().await;
+    let outcome = synctalk_db::pipelined(&mut conn, async |conn| {
+        insert(conn, 1).await?;
+        let caught = synctalk_db::sql("SELECT 1 / 0").execute(&mut &*conn).await;
+        assert!(caught.is_err());
+        Ok::<_, diesel::result::Error>(((), None))
+    })
+    .await;
+    let error = outcome.expect_err("an aborted transaction is not a success");
+    assert!(error.to_string().contains("aborted"), "{error}");
+    assert_eq!(rows_in_t(&db).await, 0);
+    insert(&conn, 2).await.unwrap();
+    assert_eq!(
+        rows_in_t(&db).await,
+        1,
+        "the connection is out of the transaction"
+    );
+}
+
 /// A body that fails (a not-found, a conflict) is rolled back, and its error returned.
 #[tokio::test]
 async fn a_failing_body_is_rolled_back_and_its_error_returned() {
