@@ -220,6 +220,31 @@ pub async fn hydrate(
     viewer: Option<UserId>,
     rows: Vec<MessageRow>,
 ) -> AppResult<Vec<Message>> {
+    hydrate_rows(conn, channel, guild, viewer, rows, Stored::Existing).await
+}
+
+/// What is known of the rows [`hydrate_rows`] turns into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Rows read from the table: reactions and attachments are looked up.
+    Existing,
+    /// A message inserted in this transaction: no reactions yet; attachments only if
+    /// it was sent with some.
+    New {
+        /// Whether it carries attachments.
+        attachments: bool,
+    },
+}
+
+/// [`hydrate`], skipping the reads that `stored` says would find nothing.
+pub async fn hydrate_rows(
+    conn: &mut AsyncPgConnection,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    viewer: Option<UserId>,
+    rows: Vec<MessageRow>,
+    stored: Stored,
+) -> AppResult<Vec<Message>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -237,8 +262,18 @@ pub async fn hydrate(
     let (users, summaries, counted, mut files) = futures_util::try_join!(
         users_by_id(shared, &people),
         reply_summaries(shared, channel, &replied),
-        reaction_counts(shared, channel, &ids, viewer),
-        crate::attachments::of_messages(shared, channel, &ids),
+        async {
+            match stored {
+                Stored::New { .. } => Ok(Vec::new()),
+                Stored::Existing => reaction_counts(shared, channel, &ids, viewer).await,
+            }
+        },
+        async {
+            match stored {
+                Stored::New { attachments: false } => Ok(HashMap::new()),
+                _ => crate::attachments::of_messages(shared, channel, &ids).await,
+            }
+        },
     )?;
     let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
     for r in counted {

@@ -227,8 +227,18 @@ async fn hydrate_one(
     viewer: Option<UserId>,
     row: MessageRow,
 ) -> AppResult<Message> {
+    hydrate_stored(conn, access, viewer, row, read::Stored::Existing).await
+}
+
+async fn hydrate_stored(
+    conn: &mut AsyncPgConnection,
+    access: &ChannelAccess,
+    viewer: Option<UserId>,
+    row: MessageRow,
+    stored: read::Stored,
+) -> AppResult<Message> {
     let guild = access.row.guild_id;
-    read::hydrate(conn, access.row.id, guild, viewer, vec![row])
+    read::hydrate_rows(conn, access.row.id, guild, viewer, vec![row], stored)
         .await?
         .pop()
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))
@@ -345,7 +355,10 @@ pub async fn send(
         };
         attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
         receipts::create(conn, &access, id, author).await?;
-        let message = hydrate_one(conn, &access, Some(author), row).await?;
+        let stored = read::Stored::New {
+            attachments: !new.attachment_ids.is_empty(),
+        };
+        let message = hydrate_stored(conn, &access, Some(author), row, stored).await?;
         event::append(
             conn,
             &[Outgoing::event(
