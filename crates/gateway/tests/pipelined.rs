@@ -68,6 +68,19 @@ async fn txid(mut conn: &AsyncPgConnection) -> diesel::QueryResult<i64> {
         .id)
 }
 
+/// The connection is out of any transaction and diesel's own transactions work on it:
+/// a row written in one is seen by another connection at once (`committed` rows before).
+async fn assert_clean(db: &TestDb, conn: &mut AsyncPgConnection, committed: i64) {
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| insert(conn, 9).await.map(drop))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_in_t(db).await,
+        committed + 1,
+        "the connection was left clean"
+    );
+}
+
 fn marker(user: UserId) -> Outgoing {
     Outgoing::event(
         Topic::User(user),
@@ -106,11 +119,7 @@ async fn the_first_statement_and_the_append_share_one_transaction_from_a_fresh_c
         .n;
     assert_eq!(appended, 1);
     assert_eq!(rows_in_t(&db).await, 1);
-    // The connection is out of the transaction, and diesel's own transactions work.
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| insert(conn, 2).await.map(drop))
-        .await
-        .unwrap();
-    assert_eq!(rows_in_t(&db).await, 2);
+    assert_clean(&db, &mut conn, 1).await;
 }
 
 /// A closing statement that fails turns the pipelined COMMIT into a rollback: nothing of
@@ -126,16 +135,7 @@ async fn a_failing_closing_statement_rolls_back_the_whole_transaction() {
     .unwrap_err();
     assert!(error.to_string().contains("division by zero"), "{error}");
     assert_eq!(rows_in_t(&db).await, 0);
-    insert(&conn, 3).await.unwrap();
-    assert_eq!(
-        rows_in_t(&db).await,
-        1,
-        "the next statement commits on its own"
-    );
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| insert(conn, 4).await.map(drop))
-        .await
-        .unwrap();
-    assert_eq!(rows_in_t(&db).await, 2);
+    assert_clean(&db, &mut conn, 0).await;
 }
 
 /// A body that catches a failed statement and carries on has an aborted transaction:
@@ -153,12 +153,7 @@ async fn a_transaction_aborted_by_a_caught_error_is_reported_not_committed() {
     let error = outcome.expect_err("an aborted transaction is not a success");
     assert!(error.to_string().contains("aborted"), "{error}");
     assert_eq!(rows_in_t(&db).await, 0);
-    insert(&conn, 2).await.unwrap();
-    assert_eq!(
-        rows_in_t(&db).await,
-        1,
-        "the connection is out of the transaction"
-    );
+    assert_clean(&db, &mut conn, 0).await;
 }
 
 /// A body that fails (a not-found, a conflict) is rolled back, and its error returned.
@@ -179,10 +174,7 @@ async fn a_failing_body_is_rolled_back_and_its_error_returned() {
         .unwrap()
         .n;
     assert_eq!(appended, 0);
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| insert(conn, 2).await.map(drop))
-        .await
-        .unwrap();
-    assert_eq!(rows_in_t(&db).await, 1);
+    assert_clean(&db, &mut conn, 0).await;
 }
 
 /// A transaction abandoned half-way (the request's future dropped when its client went
