@@ -73,7 +73,9 @@ impl Application {
         presences.set_audience(Arc::new(move |users| {
             let pool = audience_pool.clone();
             Box::pin(async move {
-                let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut conn = synctalk_db::conn(&pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(synctalk_guilds::read::guild_topics(&mut conn, &users).await?)
             })
         }));

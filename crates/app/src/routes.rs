@@ -45,7 +45,7 @@ pub async fn ready(
         ));
     }
     let check = async {
-        let mut conn = pool.get().await.ok()?;
+        let mut conn = synctalk_db::conn(&pool).await.ok()?;
         diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
     };
     match tokio::time::timeout(Duration::from_secs(2), check).await {

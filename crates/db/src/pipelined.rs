@@ -15,9 +15,8 @@
 //!
 //! Failure: while the transaction is open the connection's transaction manager is marked
 //! in error, so a connection whose future is dropped half-way (a client that went away)
-//! is discarded by the pool, never reused inside a transaction. (The pool finds it when
-//! it next hands it out, at the next request since pools are LIFO; until then, or until
-//! `idle_in_transaction_session_timeout`, PostgreSQL keeps its locks.) A body that fails is
+//! is never reused inside a transaction: a [`PooledConn`](crate::PooledConn) given back
+//! so is closed, and PostgreSQL rolls back and frees its locks at once. A body that fails is
 //! rolled back; a closing statement that fails makes the pipelined `COMMIT` a rollback
 //! (PostgreSQL ends an aborted transaction on `COMMIT`); a `COMMIT` that fails leaves
 //! the connection marked, so the pool drops it.

@@ -15,7 +15,57 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// A pool of PostgreSQL connections.
 pub type Pool = deadpool::Pool<AsyncPgConnection>;
 /// A connection taken from the [`Pool`]; derefs to `AsyncPgConnection`.
-pub type PooledConn = deadpool::Object<AsyncPgConnection>;
+///
+/// Given back inside a transaction (its request's future dropped half-way, because the
+/// client went away or a timeout fired), the connection is closed instead of pooled:
+/// PostgreSQL then rolls the transaction back and frees its locks at once. Pooled, it
+/// would keep them until the pool next handed it out (and found it broken) or until
+/// `idle_in_transaction_session_timeout`, and a channel's sends wait on its topic lock.
+pub struct PooledConn(Option<deadpool::Object<AsyncPgConnection>>);
+
+impl PooledConn {
+    fn object(&self) -> &deadpool::Object<AsyncPgConnection> {
+        match &self.0 {
+            Some(object) => object,
+            // Emptied only by `drop`.
+            None => unreachable!("a pooled connection used after it was given back"),
+        }
+    }
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        self.object()
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        match &mut self.0 {
+            Some(object) => object,
+            None => unreachable!("a pooled connection used after it was given back"),
+        }
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        let Some(mut object) = self.0.take() else {
+            return;
+        };
+        // In a transaction, or marked in error (a pipelined transaction is, until it
+        // ends): what the pool would find broken at its next checkout.
+        let status = <diesel_async::AnsiTransactionManager as diesel_async::TransactionManager<
+            AsyncPgConnection,
+        >>::transaction_manager_status_mut(&mut object);
+        if !matches!(status.transaction_depth(), Ok(None)) {
+            // Out of the pool (its slot is free for a new connection); dropping the
+            // client ends the session.
+            drop(deadpool::Object::take(object));
+        }
+    }
+}
 
 impl From<deadpool::PoolError> for DbError {
     fn from(error: deadpool::PoolError) -> Self {
@@ -26,7 +76,7 @@ impl From<deadpool::PoolError> for DbError {
 /// A connection from the pool; a pool that cannot give one within its timeout is
 /// [`DbError::Unavailable`] (a 503 for clients).
 pub async fn conn(pool: &Pool) -> Result<PooledConn, DbError> {
-    Ok(pool.get().await?)
+    Ok(PooledConn(Some(pool.get().await?)))
 }
 
 /// Limits every pooled connection runs under, so that one stuck statement, lock wait
@@ -111,9 +161,8 @@ pub fn lazy(
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Pool::builder(manager)
         .max_size(max_size)
-        // The connection given back last goes out first: a connection left marked
-        // broken (a transaction abandoned half-way) is found and closed, and its
-        // transaction ended, at the next request rather than after every other.
+        // The connection given back last goes out first: the fewest connections stay
+        // busy (and warm), and one left broken by a fault is found at the next request.
         .queue_mode(::deadpool::managed::QueueMode::Lifo)
         .runtime(::deadpool::Runtime::Tokio1)
         .wait_timeout(Some(timeout))

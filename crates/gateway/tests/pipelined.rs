@@ -208,3 +208,88 @@ async fn a_transaction_dropped_half_way_never_returns_its_connection_to_the_pool
     insert(&conn, 2).await.unwrap();
     assert_eq!(rows_in_t(&db).await, 1, "only the later, committed row");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Took {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    took: bool,
+}
+
+/// Whether another session can take advisory lock 42 within five seconds.
+async fn lock_freed_soon(watcher: &mut AsyncPgConnection) -> bool {
+    for _ in 0..50 {
+        let took = diesel::sql_query("SELECT pg_try_advisory_xact_lock(42) AS took")
+            .get_result::<Took>(watcher)
+            .await
+            .unwrap()
+            .took;
+        if took {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A transaction abandoned half-way (a client that went away) ends when its connection
+/// is given back, not when the pool next hands that connection out: the connection is
+/// closed, PostgreSQL rolls back and its locks are free for everyone else at once.
+/// Both kinds of transaction: pipelined, and diesel's own.
+#[tokio::test]
+async fn an_abandoned_transaction_frees_its_locks_when_its_connection_is_given_back() {
+    let (db, mut watcher) = setup().await;
+    let pool = synctalk_db::connect(db.url(), 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let take_lock = async |mut conn: &AsyncPgConnection| {
+        synctalk_db::sql("SELECT pg_advisory_xact_lock(42)")
+            .execute(&mut conn)
+            .await
+    };
+
+    let mut conn = synctalk_db::conn(&pool).await.unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        event::transaction(&mut conn, async |conn| {
+            take_lock(conn).await?;
+            std::future::pending::<()>().await;
+            Ok::<_, AppError>(((), Vec::new()))
+        }),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the transaction never finished");
+    drop(conn);
+    assert!(
+        lock_freed_soon(&mut watcher).await,
+        "the pipelined transaction's lock was freed when its connection was given back"
+    );
+    assert_eq!(
+        pool.status().size,
+        0,
+        "the connection was closed, not pooled"
+    );
+
+    let mut conn = synctalk_db::conn(&pool).await.unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        conn.transaction::<(), diesel::result::Error, _>(async |conn| {
+            take_lock(conn).await?;
+            std::future::pending::<()>().await;
+            Ok(())
+        }),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the transaction never finished");
+    drop(conn);
+    assert!(
+        lock_freed_soon(&mut watcher).await,
+        "diesel's transaction's lock was freed when its connection was given back"
+    );
+
+    // A connection given back clean stays pooled.
+    let conn = synctalk_db::conn(&pool).await.unwrap();
+    let pid = backend(&conn).await;
+    drop(conn);
+    let conn = synctalk_db::conn(&pool).await.unwrap();
+    assert_eq!(backend(&conn).await, pid, "a clean connection is reused");
+}

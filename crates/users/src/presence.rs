@@ -138,7 +138,9 @@ impl Presences {
                 }
             }
             let changed = async {
-                let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut conn = synctalk_db::conn(&self.pool)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 compute(&mut conn, &users, self.grace).await
             }
             .await;

@@ -149,7 +149,7 @@ impl Hub {
         config: HubConfig,
     ) -> anyhow::Result<Arc<Self>> {
         let node_id = Uuid::now_v7();
-        let mut conn = pool.get().await.map_err(db)?;
+        let mut conn = synctalk_db::conn(&pool).await.map_err(db)?;
         let head = event::head(&mut conn).await?;
         diesel_async::RunQueryDsl::execute(
             synctalk_db::sql("INSERT INTO gateway_nodes (id, position) VALUES ($1, $2)")
@@ -295,7 +295,7 @@ impl Hub {
             // Batches the relay marked before now may have gone out before this node
             // listened: those come from the outbox.
             let head = {
-                let mut conn = self.pool.get().await.map_err(db)?;
+                let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
                 event::head(&mut conn).await?
             };
             if let Ok(mut cold) = self.cold.lock() {
@@ -518,7 +518,7 @@ impl Hub {
             return self.apply_and_listen(&batch, last).await;
         }
         // A gap (a lost or partial message, a new leader): read it, in order.
-        let mut conn = self.pool.get().await.map_err(db)?;
+        let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
         let mut after = position;
         while after < last {
             let chunk = event::read_range(&mut conn, after, last, 1000).await?;
@@ -564,7 +564,7 @@ impl Hub {
     /// message, a leader that died between marking and publishing).
     async fn catch_up(&self) {
         let head = async {
-            let mut conn = self.pool.get().await.map_err(db)?;
+            let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
             anyhow::Ok(event::head(&mut conn).await?)
         }
         .await;
@@ -583,7 +583,7 @@ impl Hub {
         let due = self.local().checkpoint();
         let held: Vec<Uuid> = due.iter().map(|d| d.0).collect();
         let swept = async {
-            let mut conn = self.pool.get().await.map_err(db)?;
+            let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
             anyhow::Ok(store::sweep_orphans(&mut conn, self.node_id, &held).await?)
         }
         .await;
@@ -599,7 +599,7 @@ impl Hub {
             return;
         }
         let written = async {
-            let mut conn = self.pool.get().await.map_err(db)?;
+            let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
             anyhow::Ok(store::write_bases(&mut conn, self.node_id, &due).await?)
         }
         .await;
@@ -650,7 +650,7 @@ impl Hub {
                     return Ok(Err(Refused::Invalid(Refusal::Expired)));
                 }
                 Registered::Behind(behind, mut back) => {
-                    let mut conn = self.pool.get().await.map_err(db)?;
+                    let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
                     let records = stream::read(
                         &mut conn,
                         &back.socket.stream,
@@ -808,7 +808,7 @@ impl Hub {
         let mut target = barrier.head;
         let waiting = &barrier.unpublished;
         if !waiting.is_empty() {
-            let mut conn = self.pool.get().await.map_err(db)?;
+            let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             loop {
                 let (done, last) = event::published(&mut conn, waiting).await?;
@@ -886,7 +886,7 @@ impl Hub {
                 }
             }
         }
-        if let Ok(mut conn) = self.pool.get().await {
+        if let Ok(mut conn) = synctalk_db::conn(&self.pool).await {
             use diesel_async::RunQueryDsl;
             let _ = synctalk_db::sql(
                 "UPDATE gateway_sessions SET connected = false, last_seen_at = now() WHERE node_id = $1",

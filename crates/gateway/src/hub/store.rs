@@ -62,7 +62,7 @@ impl<J: Job> Batcher<J> {
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let (requests, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                 let result = async {
-                    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                    let mut conn = synctalk_db::conn(&pool).await.map_err(|e| e.to_string())?;
                     job.run(&mut conn, &requests)
                         .await
                         .map_err(|e| e.to_string())
