@@ -226,6 +226,8 @@ diesel::table! {
         created_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         push_state -> Text,
+        push_attempts -> Int2,
+        push_at -> Timestamptz,
     }
 }
 

@@ -740,6 +740,23 @@ pub async fn serve(
                 .finish());
         }
     };
+    let length = range.map_or(size, |(first, last)| last - first + 1);
+    if let Some((first, last)) = range {
+        response
+            .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+            .insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {first}-{last}/{size}"),
+            ));
+    }
+    if request.method() == actix_web::http::Method::HEAD {
+        // The headers GET would answer; the store is not read.
+        return Ok(response
+            .no_chunking(length)
+            .streaming(futures_util::stream::empty::<
+                Result<actix_web::web::Bytes, std::io::Error>,
+            >()));
+    }
     let options = GetOptions {
         range: range.map(|(first, last)| GetRange::Bounded(first..last + 1)),
         ..GetOptions::default()
@@ -757,16 +774,7 @@ pub async fn serve(
         tracing::warn!(error = %e, "reading an attachment failed midway");
         std::io::Error::other(e)
     });
-    if let Some((first, last)) = range {
-        response
-            .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
-            .insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {first}-{last}/{size}"),
-            ));
-        return Ok(response.no_chunking(last - first + 1).streaming(body));
-    }
-    Ok(response.no_chunking(size).streaming(body))
+    Ok(response.no_chunking(length).streaming(body))
 }
 
 /// Removes uploads never sent with a message, a day after they were made, bytes

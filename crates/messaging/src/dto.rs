@@ -30,7 +30,8 @@ pub struct Message {
     pub reply_to: Option<ReplySummary>,
     /// Users mentioned as `<@id>` who could be there (live, in the guild or the DM).
     pub mentions: Vec<User>,
-    /// Roles of the guild mentioned as `<@&id>`.
+    /// Roles of the guild mentioned as `<@&id>`, by someone with MENTION_EVERYONE (from
+    /// anyone else a role mention is text).
     pub mention_roles: Vec<RoleId>,
     /// `@everyone`, by someone with MENTION_EVERYONE (always in DMs and group DMs).
     pub mention_everyone: bool,

@@ -79,8 +79,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/attachments", "POST").route(web::post().to(upload_attachment)))
     .service(
-        resource("/attachments/{attachment_id}/{filename}", "GET")
-            .route(web::get().to(get_attachment)),
+        resource("/attachments/{attachment_id}/{filename}", "GET, HEAD")
+            .route(web::get().to(get_attachment))
+            .route(web::head().to(get_attachment)),
     )
     .service(
         resource("/channels/{channel_id}/pins/{message_id}", "PUT, DELETE")
@@ -643,7 +644,8 @@ pub(crate) async fn upload_attachment(
 /// Through the signed `url` an upload or a message payload gives (no Authorization
 /// header needed): 404 once it expired, for a wrong signature, or when its message
 /// was deleted. Pictures, sound, video and plain text show in place; other files
-/// download. One byte range (`Range: bytes=...`) is honoured with 206.
+/// download. One byte range (`Range: bytes=...`) is honoured with 206. `HEAD` answers
+/// the same headers without the bytes.
 #[utoipa::path(
     get, path = "/api/v1/attachments/{attachment_id}/{filename}", tag = "messaging",
     params(

@@ -142,7 +142,7 @@ pub(crate) async fn not_blocked(
 }
 
 /// What `content` mentions that exists here: live users who are in the guild (or the
-/// DM), the guild's roles (not `@everyone`), and `@everyone` when allowed.
+/// DM), the guild's roles (not `@everyone`) and `@everyone`, both when allowed.
 async fn mentions_in(
     conn: &mut AsyncPgConnection,
     access: &ChannelAccess,
@@ -170,7 +170,12 @@ async fn mentions_in(
                 .iter()
                 .map(|r| synctalk_kernel::RoleId(*r))
                 .collect();
-            let roles: Vec<synctalk_kernel::RoleId> = if role_ids.is_empty() {
+            // A role mention needs MENTION_EVERYONE (as in Discord, where a role not
+            // marked mentionable is text to anyone without it): otherwise any member
+            // could name a role of thousands in their mention counts.
+            let roles: Vec<synctalk_kernel::RoleId> = if role_ids.is_empty()
+                || !access.permissions.contains(Permissions::MENTION_EVERYONE)
+            {
                 Vec::new()
             } else {
                 roles::table
@@ -400,11 +405,9 @@ async fn notify(
             // The users mentioned (by name, by a role of theirs, or by @everyone), and
             // those who asked for every message; of them, the members who can read
             // the channel.
-            // Roles page their members only from an author who may page everyone (as
-            // Discord does for roles not marked mentionable): otherwise any member
-            // could page a role of thousands.
-            let mut by_role = !message.mention_roles.is_empty()
-                && access.permissions.contains(Permissions::MENTION_EVERYONE);
+            // Roles are kept only from an author who may page everyone (see
+            // `mentions_in`).
+            let mut by_role = !message.mention_roles.is_empty();
             let mut everyone = message.mention_everyone;
             if by_role || everyone {
                 // Paged in the send's transaction, one notification (and one lock)

@@ -155,6 +155,19 @@ async fn an_upload_is_sent_with_a_message_and_served_to_readers_by_signed_url() 
     assert_eq!(past.status, Status::RANGE_NOT_SATISFIABLE);
     let same = get_with(&app, &event_url, "if-none-match", &etag).await;
     assert_eq!(same.status, Status::NOT_MODIFIED);
+    // HEAD: GET's headers (length, type, validators), no body.
+    let head = app
+        .request(actix_web::http::Method::HEAD, &event_url, None, None)
+        .await;
+    assert_eq!(head.status, Status::OK, "{}", head.text);
+    assert_eq!(
+        head.header("content-length"),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert_eq!(head.header("content-type"), Some("image/png"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert_eq!(head.header("accept-ranges"), Some("bytes"));
+    assert!(head.bytes.is_empty(), "no body");
 
     // Without its signature, with another expiry or another file's, it is not there.
     let (path, query) = event_url.split_once('?').unwrap();

@@ -419,11 +419,16 @@ async fn mentions_keep_only_who_and_what_is_there() {
     );
     assert_eq!(
         by_member["mention_roles"],
-        json!([role]),
-        "not @everyone's id"
+        json!([]),
+        "no MENTION_EVERYONE: a role mention is text"
     );
     assert_eq!(by_member["mention_everyone"], false, "no MENTION_EVERYONE");
     let by_owner = send(&app, &owner, &general, json!({"content": content})).await;
+    assert_eq!(
+        by_owner["mention_roles"],
+        json!([role]),
+        "not @everyone's id"
+    );
     assert_eq!(by_owner["mention_everyone"], true);
     assert_eq!(
         by_owner["content"],
@@ -860,12 +865,8 @@ async fn typing_reaches_the_other_readers_once_per_renewal_window() {
     assert_eq!(reply["error"]["code"], "not_found");
 }
 
-#[actix_web::test]
-async fn read_states_count_unread_and_mentions_and_acks_reach_every_device() {
-    let app = TestApp::spawn().await;
-    let owner = app.register("owner").await;
-    let member = app.register("member").await;
-    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+/// Makes a role "crew" in `guild` and gives it to `member`: its id.
+async fn crew_role(app: &TestApp, owner: &TestUser, guild: &str, member: &TestUser) -> String {
     let role = app
         .post(
             &format!("/api/v1/guilds/{guild}/roles"),
@@ -885,6 +886,65 @@ async fn read_states_count_unread_and_mentions_and_acks_reach_every_device() {
         )
         .await;
     assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    role
+}
+
+/// A role mention counts (and pages) only from an author who may mention everyone:
+/// from anyone else it is text, in the message and in its readers' mention counts.
+#[actix_web::test]
+async fn a_role_mention_without_mention_everyone_counts_for_nobody() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let other = app.register("other").await;
+    let (guild, general) = app.guild_with(&owner, &[&member, &other]).await;
+    let role = crew_role(&app, &owner, &guild, &member).await;
+    let mention_count = async || {
+        let res = app
+            .get("/api/v1/users/@me/read-states", Some(&member.access_token))
+            .await;
+        assert_eq!(res.status, Status::OK, "{}", res.text);
+        let state = res
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["channel_id"] == general.as_str())
+            .cloned()
+            .unwrap();
+        (
+            state["unread_count"].clone(),
+            state["mention_count"].clone(),
+        )
+    };
+
+    let sent = send(
+        &app,
+        &other,
+        &general,
+        json!({"content": format!("crew <@&{role}>")}),
+    )
+    .await;
+    assert_eq!(sent["mention_roles"], json!([]));
+    assert_eq!(mention_count().await, (json!(1), json!(0)));
+    let sent = send(
+        &app,
+        &owner,
+        &general,
+        json!({"content": format!("crew <@&{role}>")}),
+    )
+    .await;
+    assert_eq!(sent["mention_roles"], json!([role]));
+    assert_eq!(mention_count().await, (json!(2), json!(1)));
+}
+
+#[actix_web::test]
+async fn read_states_count_unread_and_mentions_and_acks_reach_every_device() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let role = crew_role(&app, &owner, &guild, &member).await;
     let mut ids = Vec::new();
     for content in [
         "plain".to_owned(),

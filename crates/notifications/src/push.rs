@@ -493,10 +493,32 @@ impl std::fmt::Debug for Pusher {
 /// What a push service said.
 #[derive(Debug, PartialEq, Eq)]
 enum Sent {
+    /// Taken.
     Delivered,
+    /// The subscription is no more (404, 410): dropped.
     Gone,
+    /// Not now (no answer, 429, 5xx): tried again later.
     Failed,
+    /// Never (another 4xx, an endpoint the policy forbids, keys that do not work).
+    Refused,
 }
+
+/// How long a claimed notification is held by the node pushing it: past the longest
+/// its sends can take, so another node takes it only from a node that died.
+const LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// When a push that failed for the moment is tried again, after each attempt; after
+/// the last it is given up.
+const RETRY_AFTER: [Duration; 5] = [
+    Duration::from_secs(2),
+    Duration::from_secs(15),
+    Duration::from_secs(60),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+];
+
+/// Attempts at most: the first and one per [`RETRY_AFTER`].
+pub const MAX_ATTEMPTS: usize = RETRY_AFTER.len() + 1;
 
 impl Pusher {
     /// A pusher signing with `vapid`, sending where `policy` allows.
@@ -519,15 +541,34 @@ impl Pusher {
         })
     }
 
-    /// Claims up to 50 waiting notifications (each claimed once, whatever the number
-    /// of nodes) and sends them; how many were claimed.
+    /// Claims up to 50 waiting notifications that are due (each held by one node at a
+    /// time, whatever the number of nodes) and sends them; how many were claimed.
+    ///
+    /// A claim is a lease: `push_at` moves [`LEASE`] ahead, so the notification of a
+    /// node that dies while pushing is claimed again once it runs out. A notification
+    /// is done once every subscription took it (or is gone, or refused it for good),
+    /// its user read it or came online; a push service that failed for the moment
+    /// (network, 429, 5xx) has it tried again after [`RETRY_AFTER`], up to
+    /// [`MAX_ATTEMPTS`] times in all. So a push may arrive twice (a retry after a
+    /// subscription that had it, or a lease that ran out): its payload's `id` lets a
+    /// service worker show it once (as the notification's `tag`), and its `Topic`
+    /// header lets the push service replace an undelivered copy.
     pub async fn run_once(&self) -> AppResult<usize> {
+        // The database's time `delay` from now: one clock for every node.
+        let from_now = |delay: Duration| {
+            let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+            diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now() + ")
+                .bind::<diesel::sql_types::Interval, _>(
+                diesel::data_types::PgInterval::from_microseconds(micros),
+            )
+        };
         let mut conn = synctalk_db::conn(&self.pool).await?;
-        let claimed: Vec<NotificationRow> = conn
+        let claimed: Vec<(NotificationRow, i16)> = conn
             .transaction::<_, AppError, _>(async |conn| {
                 let ids: Vec<Uuid> = notifications::table
                     .filter(notifications::push_state.eq("pending"))
-                    .order(notifications::id.asc())
+                    .filter(notifications::push_at.le(diesel::dsl::now))
+                    .order(notifications::push_at.asc())
                     .limit(50)
                     .select(notifications::id)
                     .for_update()
@@ -536,59 +577,106 @@ impl Pusher {
                     .await?;
                 Ok(
                     diesel::update(notifications::table.filter(notifications::id.eq_any(&ids)))
-                        .set(notifications::push_state.eq("done"))
-                        .returning(NotificationRow::as_returning())
+                        .set((
+                            notifications::push_at.eq(from_now(LEASE)),
+                            notifications::push_attempts.eq(notifications::push_attempts + 1),
+                        ))
+                        .returning((
+                            NotificationRow::as_returning(),
+                            notifications::push_attempts,
+                        ))
                         .get_results(conn)
                         .await?,
                 )
             })
             .await?;
         let count = claimed.len();
-        for row in claimed {
-            if row.read_at.is_some() {
-                continue;
-            }
-            let online: bool = diesel::select(diesel::dsl::exists(
-                gateway_sessions::table
-                    .filter(gateway_sessions::user_id.eq(row.user_id))
-                    .filter(gateway_sessions::connected.eq(true)),
-            ))
-            .get_result(&mut conn)
-            .await?;
-            if online {
-                continue;
-            }
-            let user = row.user_id;
-            let payload = serde_json::to_vec(&Notification::from(row))
-                .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
-            let subscriptions: Vec<(Uuid, String, Vec<u8>, Vec<u8>)> = push_subscriptions::table
-                .filter(push_subscriptions::user_id.eq(user))
-                .select((
-                    push_subscriptions::id,
-                    push_subscriptions::endpoint,
-                    push_subscriptions::p256dh,
-                    push_subscriptions::auth,
+        for (row, attempts) in claimed {
+            let id = row.id;
+            let again = self.push(&mut conn, row).await?;
+            let (state, delay) = match again {
+                false => ("done", None),
+                true => match usize::try_from(attempts - 1)
+                    .ok()
+                    .and_then(|n| RETRY_AFTER.get(n))
+                {
+                    Some(delay) => ("pending", Some(*delay)),
+                    None => {
+                        tracing::warn!(notification = %id, attempts, "push given up");
+                        ("failed", None)
+                    }
+                },
+            };
+            diesel::update(notifications::table.find(id))
+                .set((
+                    notifications::push_state.eq(state),
+                    notifications::push_at.eq(from_now(delay.unwrap_or_default())),
                 ))
-                .load(&mut conn)
+                .execute(&mut conn)
                 .await?;
-            for (id, endpoint, p256dh, auth) in subscriptions {
-                if self.send(&endpoint, &p256dh, &auth, &payload).await == Sent::Gone {
+        }
+        Ok(count)
+    }
+
+    /// Pushes one claimed notification to its user's subscriptions, unless it was read
+    /// or they are connected; whether a subscription should be tried again.
+    async fn push(&self, conn: &mut AsyncPgConnection, row: NotificationRow) -> AppResult<bool> {
+        if row.read_at.is_some() {
+            return Ok(false);
+        }
+        let online: bool = diesel::select(diesel::dsl::exists(
+            gateway_sessions::table
+                .filter(gateway_sessions::user_id.eq(row.user_id))
+                .filter(gateway_sessions::connected.eq(true)),
+        ))
+        .get_result(conn)
+        .await?;
+        if online {
+            return Ok(false);
+        }
+        let user = row.user_id;
+        let topic = URL_SAFE_NO_PAD.encode(row.id.as_bytes());
+        let payload = serde_json::to_vec(&Notification::from(row))
+            .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
+        let subscriptions: Vec<(Uuid, String, Vec<u8>, Vec<u8>)> = push_subscriptions::table
+            .filter(push_subscriptions::user_id.eq(user))
+            .select((
+                push_subscriptions::id,
+                push_subscriptions::endpoint,
+                push_subscriptions::p256dh,
+                push_subscriptions::auth,
+            ))
+            .load(conn)
+            .await?;
+        let mut again = false;
+        for (id, endpoint, p256dh, auth) in subscriptions {
+            match self.send(&endpoint, &p256dh, &auth, &topic, &payload).await {
+                Sent::Delivered | Sent::Refused => {}
+                Sent::Failed => again = true,
+                Sent::Gone => {
                     diesel::delete(push_subscriptions::table.find(id))
-                        .execute(&mut conn)
+                        .execute(conn)
                         .await?;
                     tracing::info!(subscription = %id, "push subscription gone; dropped");
                 }
             }
         }
-        Ok(count)
+        Ok(again)
     }
 
-    async fn send(&self, endpoint: &str, p256dh: &[u8], auth: &[u8], payload: &[u8]) -> Sent {
+    async fn send(
+        &self,
+        endpoint: &str,
+        p256dh: &[u8],
+        auth: &[u8],
+        topic: &str,
+        payload: &[u8],
+    ) -> Sent {
         let url = match self.policy.check(endpoint) {
             Ok(url) => url,
             Err(problem) => {
                 tracing::warn!(%problem, "push endpoint refused");
-                return Sent::Failed;
+                return Sent::Refused;
             }
         };
         let origin = url.origin().ascii_serialization();
@@ -599,7 +687,7 @@ impl Pusher {
             (Ok(body), Ok(authorization)) => (body, authorization),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(%error, "push could not be prepared");
-                return Sent::Failed;
+                return Sent::Refused;
             }
         };
         let sent = self
@@ -609,6 +697,7 @@ impl Pusher {
             .header("Content-Type", "application/octet-stream")
             .header("TTL", "86400")
             .header("Urgency", "normal")
+            .header("Topic", topic)
             .header("Authorization", authorization)
             .body(body)
             .send()
@@ -616,9 +705,13 @@ impl Pusher {
         match sent {
             Ok(res) if res.status().is_success() => Sent::Delivered,
             Ok(res) if matches!(res.status().as_u16(), 404 | 410) => Sent::Gone,
+            Ok(res) if res.status().as_u16() == 429 || res.status().is_server_error() => {
+                tracing::warn!(status = %res.status(), "push service failed a push; later again");
+                Sent::Failed
+            }
             Ok(res) => {
                 tracing::warn!(status = %res.status(), "push service refused a push");
-                Sent::Failed
+                Sent::Refused
             }
             Err(error) => {
                 tracing::warn!(%error, "push could not be sent");

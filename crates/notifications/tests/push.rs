@@ -236,6 +236,162 @@ async fn an_offline_user_gets_an_encrypted_signed_push_and_a_gone_endpoint_is_dr
     assert!(gone, "a 410 drops the subscription");
 }
 
+/// Subscribes `who` to `endpoint` with a fresh browser key: its private half, public
+/// half and auth secret.
+async fn subscribe(
+    app: &TestApp,
+    who: &TestUser,
+    endpoint: &str,
+) -> (agreement::EphemeralPrivateKey, Vec<u8>, [u8; 16]) {
+    let rng = SystemRandom::new();
+    let private = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).unwrap();
+    let ua_public = private.compute_public_key().unwrap().as_ref().to_vec();
+    let mut auth = [0u8; 16];
+    rng.fill(&mut auth).unwrap();
+    let res = app
+        .post(
+            "/api/v1/users/@me/push-subscriptions",
+            Some(&who.access_token),
+            json!({
+                "endpoint": endpoint,
+                "keys": {"p256dh": URL_SAFE_NO_PAD.encode(&ua_public), "auth": URL_SAFE_NO_PAD.encode(auth)},
+            }),
+        )
+        .await;
+    assert_eq!(res.status, Status::CREATED, "{}", res.text);
+    (private, ua_public, auth)
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct PushState {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    push_state: String,
+    #[diesel(sql_type = diesel::sql_types::SmallInt)]
+    push_attempts: i16,
+}
+
+async fn push_state(app: &TestApp, message: &str) -> PushState {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!(
+        "SELECT push_state, push_attempts FROM notifications WHERE message_id = '{message}'"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// The push state of `message`'s notification once it is `state` (or after 5 s).
+async fn settled(app: &TestApp, message: &str, state: &str) -> PushState {
+    let mut now = push_state(app, message).await;
+    for _ in 0..50 {
+        if now.push_state == state {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = push_state(app, message).await;
+    }
+    now
+}
+
+/// Makes every waiting push due now (instead of waiting out its retry delay).
+async fn due_now(app: &TestApp) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("UPDATE notifications SET push_at = now() WHERE push_state = 'pending'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The next push, with every waiting push made due now and again until it comes.
+async fn hurried_push(app: &TestApp, pushes: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    for _ in 0..50 {
+        due_now(app).await;
+        if let Ok(push) = tokio::time::timeout(Duration::from_millis(200), pushes.recv()).await {
+            return push.unwrap();
+        }
+    }
+    panic!("no push within 10 s");
+}
+
+async fn next_push(pushes: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(Duration::from_secs(10), pushes.recv())
+        .await
+        .expect("a push within 10 s")
+        .unwrap()
+}
+
+/// A push service that fails for the moment (5xx, 429) gets the push again later, the
+/// same notification under the same `Topic`; after the last attempt it is given up.
+#[actix_web::test]
+async fn a_push_that_failed_for_the_moment_is_tried_again_then_given_up() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let (service, status, mut pushes) = push_service().await;
+    let (private, ua_public, auth) = subscribe(&app, &b, &format!("{service}/push/bob")).await;
+    let dm = app.open_dm(&a, &b).await;
+
+    status.store(503, Ordering::SeqCst);
+    let message = app.send_message(&a, &dm, "are you there?").await;
+    let first = next_push(&mut pushes).await;
+    status.store(201, Ordering::SeqCst);
+    // Tried again on its own, a couple of seconds later.
+    let second = next_push(&mut pushes).await;
+    assert_eq!(second.headers["topic"], first.headers["topic"]);
+    assert!(
+        second.headers["topic"].len() <= 32,
+        "a Topic is at most 32 characters"
+    );
+    let plain = decrypt(&second.body, private, &ua_public, &auth);
+    let notification: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(notification["data"]["message_id"], message.as_str());
+    assert_eq!(
+        settled(&app, &message, "done").await,
+        PushState {
+            push_state: "done".into(),
+            push_attempts: 2
+        }
+    );
+
+    // Failing every time: six attempts (their delays skipped), then it is given up.
+    status.store(500, Ordering::SeqCst);
+    let message = app.send_message(&a, &dm, "hello?").await;
+    for _ in 1..=6 {
+        hurried_push(&app, &mut pushes).await;
+    }
+    assert_eq!(
+        settled(&app, &message, "failed").await,
+        PushState {
+            push_state: "failed".into(),
+            push_attempts: 6
+        }
+    );
+    due_now(&app).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), pushes.recv())
+            .await
+            .is_err(),
+        "no seventh attempt"
+    );
+
+    // A refusal for good (another 4xx) is not tried again.
+    status.store(400, Ordering::SeqCst);
+    let message = app.send_message(&a, &dm, "still?").await;
+    next_push(&mut pushes).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    due_now(&app).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    due_now(&app).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), pushes.recv())
+            .await
+            .is_err(),
+        "a 400 is not tried again"
+    );
+    assert_eq!(push_state(&app, &message).await.push_state, "done");
+}
+
 #[actix_web::test]
 async fn subscriptions_are_checked_and_owned() {
     let app = TestApp::spawn().await;
