@@ -40,7 +40,7 @@ pub struct ChannelAccess {
 
 /// The live channel row, locked for update or not.
 pub async fn row(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: ChannelId,
     lock: bool,
 ) -> QueryResult<Option<ChannelRow>> {
@@ -49,15 +49,15 @@ pub async fn row(
         .filter(channels::deleted_at.is_null())
         .select(ChannelRow::as_select());
     if lock {
-        query.for_update().first(conn).await.optional()
+        query.for_update().first(&mut conn).await.optional()
     } else {
-        query.first(conn).await.optional()
+        query.first(&mut conn).await.optional()
     }
 }
 
 /// Whether `user` is a recipient of a DM or group DM.
 pub async fn is_recipient(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: ChannelId,
     user: UserId,
 ) -> QueryResult<bool> {
@@ -66,7 +66,7 @@ pub async fn is_recipient(
             .filter(channel_recipients::channel_id.eq(channel))
             .filter(channel_recipients::user_id.eq(user)),
     ))
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
 }
 
@@ -74,7 +74,7 @@ pub async fn is_recipient(
 /// structure lock for a guild channel (changes of who sees what), or the channel row's
 /// lock for a DM (changes of its recipients).
 pub async fn load(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     id: ChannelId,
     user: UserId,
     lock: bool,
@@ -88,10 +88,10 @@ pub async fn load(
             // Not a member is as unknown as no channel; a database fault stays one.
             // The member's standing and the channel's overwrites, sent together (after
             // the guild's lock, when taken).
-            let (shared, channel): (&AsyncPgConnection, _) = (conn, [id]);
+            let channel = [id];
             let (access, overwrites) = futures_util::join!(
-                guild_access::load(shared, guild, user, guild_lock),
-                visibility::overwrites_of(shared, &channel),
+                guild_access::load(conn, guild, user, guild_lock),
+                visibility::overwrites_of(conn, &channel),
             );
             // Not a member is as unknown as no channel; a database fault stays one.
             let access = access.map_err(|e| {

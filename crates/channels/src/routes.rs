@@ -365,7 +365,7 @@ pub(crate) async fn get_channel(
     path: web::Path<ChannelId>,
 ) -> AppResult<web::Json<Channel>> {
     let mut conn = synctalk_db::conn(&pool).await?;
-    let access = access::load(&mut conn, path.into_inner(), auth.user_id, false).await?;
+    let access = access::load(&conn, path.into_inner(), auth.user_id, false).await?;
     let channel = match &access.guild {
         Some(guild) => visibility::structure(&mut conn, &guild.guild)
             .await?
@@ -421,7 +421,7 @@ pub(crate) async fn update_channel(
         .and_then(|p| gather(&mut fields, "position", position(p)));
     fields_checked(fields)?;
     let mut conn = synctalk_db::conn(&pool).await?;
-    let peek = access::load(&mut conn, channel, auth.user_id, false).await?;
+    let peek = access::load(&conn, channel, auth.user_id, false).await?;
     let updated = match peek.kind {
         ChannelKind::Dm => {
             return Err(AppError::new(
@@ -489,7 +489,7 @@ pub(crate) async fn delete_channel(
 ) -> AppResult<HttpResponse> {
     let channel = path.into_inner();
     let mut conn = synctalk_db::conn(&pool).await?;
-    let peek = access::load(&mut conn, channel, auth.user_id, false).await?;
+    let peek = access::load(&conn, channel, auth.user_id, false).await?;
     match peek.kind {
         ChannelKind::Dm => {
             return Err(AppError::new(

@@ -66,11 +66,31 @@ fn live_in(channel: ChannelId) -> messages::BoxedQuery<'static, diesel::pg::Pg> 
 /// and those just after it, then those just before it, half and half, within the
 /// bounds.
 pub async fn page(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: ChannelId,
     page: MessagePage,
 ) -> QueryResult<Vec<MessageRow>> {
     let select = MessageRow::as_select();
+    if let (None, None) = (page.around, page.after) {
+        // The usual pages (the newest, or the next older): a statement of fixed text,
+        // kept prepared.
+        let newest = messages::table
+            .filter(messages::channel_id.eq(channel))
+            .filter(messages::deleted_at.is_null())
+            .order(messages::id.desc())
+            .limit(page.limit)
+            .select(select);
+        return match page.before {
+            None => newest.load(&mut conn).await,
+            Some(before) => {
+                newest
+                    .filter(messages::id.lt(MessageId(before)))
+                    .load(&mut conn)
+                    .await
+            }
+        };
+    }
+    let conn = &mut conn;
     let bounded = || {
         let mut q = live_in(channel);
         if let Some(before) = page.before {
@@ -214,7 +234,7 @@ async fn reaction_counts(
 /// Turns rows of one channel into messages as `viewer` sees them (`me` on
 /// reactions); `None` for what everyone sees (events).
 pub async fn hydrate(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     channel: ChannelId,
     guild: Option<GuildId>,
     viewer: Option<UserId>,
@@ -238,7 +258,7 @@ pub enum Stored {
 
 /// [`hydrate`], skipping the reads that `stored` says would find nothing.
 pub async fn hydrate_rows(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     channel: ChannelId,
     guild: Option<GuildId>,
     viewer: Option<UserId>,
@@ -248,78 +268,153 @@ pub async fn hydrate_rows(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<MessageId> = rows.iter().map(|r| r.id).collect();
-    let mut people: Vec<UserId> = rows.iter().map(|r| r.author_id).collect();
-    people.extend(
-        rows.iter()
-            .flat_map(|r| r.mentions.iter().flatten().map(|u| UserId(*u))),
-    );
-    people.sort_unstable();
-    people.dedup();
-    let replied: Vec<MessageId> = rows.iter().filter_map(|r| r.reply_to).collect();
-    // Four reads that depend only on the page: sent together, one round trip.
-    let shared: &AsyncPgConnection = conn;
-    let (users, summaries, counted, mut files) = futures_util::try_join!(
-        users_by_id(shared, &people),
-        reply_summaries(shared, channel, &replied),
-        async {
-            match stored {
-                Stored::New { .. } => Ok(Vec::new()),
-                Stored::Existing => reaction_counts(shared, channel, &ids, viewer).await,
-            }
-        },
-        async {
-            match stored {
-                Stored::New { attachments: false } => Ok(HashMap::new()),
-                _ => crate::attachments::of_messages(shared, channel, &ids).await,
-            }
-        },
-    )?;
-    let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
-    for r in counted {
-        by_message
-            .entry(MessageId(r.message_id))
-            .or_default()
-            .push(Reaction {
-                emoji: r.emoji,
-                count: r.count,
-                me: r.me,
-            });
+    let related = Related::load(conn, channel, viewer, &Wanted::of(&rows), stored).await?;
+    related.assemble(rows, guild)
+}
+
+/// What messages need from other rows to be shown: their ids (for reactions and
+/// files), the users they name (authors and mentions) and the messages they answer.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    ids: Vec<MessageId>,
+    people: Vec<UserId>,
+    replied: Vec<MessageId>,
+}
+
+impl Wanted {
+    /// What `rows` need.
+    pub fn of(rows: &[MessageRow]) -> Self {
+        let mut people: Vec<UserId> = rows.iter().map(|r| r.author_id).collect();
+        people.extend(
+            rows.iter()
+                .flat_map(|r| r.mentions.iter().flatten().map(|u| UserId(*u))),
+        );
+        Self::new(
+            rows.iter().map(|r| r.id).collect(),
+            people,
+            rows.iter().filter_map(|r| r.reply_to).collect(),
+        )
     }
 
-    rows.into_iter()
-        .map(|row| {
-            let author = users
-                .get(&row.author_id)
-                .cloned()
-                .ok_or_else(|| AppError::internal(anyhow::anyhow!("message author missing")))?;
-            Ok(Message {
-                id: row.id,
-                channel_id: row.channel_id,
-                guild_id: guild,
-                author,
-                mentions: row
-                    .mentions
-                    .iter()
-                    .flatten()
-                    .filter_map(|u| users.get(&UserId(*u)).cloned())
-                    .collect(),
-                mention_roles: row
-                    .mention_roles
-                    .iter()
-                    .flatten()
-                    .map(|r| RoleId(*r))
-                    .collect(),
-                mention_everyone: row.mention_everyone,
-                reply_to: row.reply_to.and_then(|r| summaries.get(&r).cloned()),
-                attachments: files.remove(&row.id).unwrap_or_default(),
-                reactions: by_message.remove(&row.id).unwrap_or_default(),
-                pinned: row.pinned_at.is_some(),
-                nonce: row.nonce,
-                content: row.content,
-                created_at: row.created_at,
-                edited_at: row.edited_at,
-            })
+    /// What messages `ids` by (or naming) `people` and answering `replied` need: known
+    /// before a new message's row is written.
+    pub fn new(ids: Vec<MessageId>, mut people: Vec<UserId>, replied: Vec<MessageId>) -> Self {
+        people.sort_unstable();
+        people.dedup();
+        Self {
+            ids,
+            people,
+            replied,
+        }
+    }
+}
+
+/// The other rows some messages are shown with.
+pub struct Related {
+    users: HashMap<UserId, User>,
+    summaries: HashMap<MessageId, ReplySummary>,
+    counted: Vec<ReactionCount>,
+    files: HashMap<MessageId, Vec<crate::attachments::Attachment>>,
+}
+
+impl Related {
+    /// Reads what `wanted` names, as `viewer` sees it (`me` on reactions), skipping the
+    /// reads that `stored` says would find nothing: four reads that depend only on the
+    /// messages, sent together in one round trip.
+    pub async fn load(
+        shared: &AsyncPgConnection,
+        channel: ChannelId,
+        viewer: Option<UserId>,
+        wanted: &Wanted,
+        stored: Stored,
+    ) -> QueryResult<Self> {
+        let Wanted {
+            ids,
+            people,
+            replied,
+        } = wanted;
+        let (users, summaries, counted, files) = futures_util::try_join!(
+            users_by_id(shared, people),
+            reply_summaries(shared, channel, replied),
+            async {
+                match stored {
+                    Stored::New { .. } => Ok(Vec::new()),
+                    Stored::Existing => reaction_counts(shared, channel, ids, viewer).await,
+                }
+            },
+            async {
+                match stored {
+                    Stored::New { attachments: false } => Ok(HashMap::new()),
+                    _ => crate::attachments::of_messages(shared, channel, ids).await,
+                }
+            },
+        )?;
+        Ok(Self {
+            users,
+            summaries,
+            counted,
+            files,
         })
-        .collect()
+    }
+
+    /// `rows` (of one channel, of `guild`) as messages.
+    pub fn assemble(
+        self,
+        rows: Vec<MessageRow>,
+        guild: Option<GuildId>,
+    ) -> AppResult<Vec<Message>> {
+        let Self {
+            users,
+            summaries,
+            counted,
+            mut files,
+        } = self;
+        let mut by_message: HashMap<MessageId, Vec<Reaction>> = HashMap::new();
+        for r in counted {
+            by_message
+                .entry(MessageId(r.message_id))
+                .or_default()
+                .push(Reaction {
+                    emoji: r.emoji,
+                    count: r.count,
+                    me: r.me,
+                });
+        }
+
+        rows.into_iter()
+            .map(|row| {
+                let author = users
+                    .get(&row.author_id)
+                    .cloned()
+                    .ok_or_else(|| AppError::internal(anyhow::anyhow!("message author missing")))?;
+                Ok(Message {
+                    id: row.id,
+                    channel_id: row.channel_id,
+                    guild_id: guild,
+                    author,
+                    mentions: row
+                        .mentions
+                        .iter()
+                        .flatten()
+                        .filter_map(|u| users.get(&UserId(*u)).cloned())
+                        .collect(),
+                    mention_roles: row
+                        .mention_roles
+                        .iter()
+                        .flatten()
+                        .map(|r| RoleId(*r))
+                        .collect(),
+                    mention_everyone: row.mention_everyone,
+                    reply_to: row.reply_to.and_then(|r| summaries.get(&r).cloned()),
+                    attachments: files.remove(&row.id).unwrap_or_default(),
+                    reactions: by_message.remove(&row.id).unwrap_or_default(),
+                    pinned: row.pinned_at.is_some(),
+                    nonce: row.nonce,
+                    content: row.content,
+                    created_at: row.created_at,
+                    edited_at: row.edited_at,
+                })
+            })
+            .collect()
+    }
 }

@@ -746,7 +746,7 @@ pub(crate) async fn put_notification_setting(
     {
         Ok(_) => TargetKind::Guild,
         Err(e) if not_found(&e) => {
-            match synctalk_channels::access::load(&mut conn, ChannelId(target), auth.user_id, false)
+            match synctalk_channels::access::load(&conn, ChannelId(target), auth.user_id, false)
                 .await
             {
                 Ok(_) => TargetKind::Channel,

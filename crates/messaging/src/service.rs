@@ -250,7 +250,7 @@ async fn hydrate_stored(
 }
 
 async fn by_nonce(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: ChannelId,
     author: UserId,
     nonce: &str,
@@ -260,7 +260,7 @@ async fn by_nonce(
         .filter(messages::author_id.eq(author))
         .filter(messages::nonce.eq(nonce))
         .select(MessageRow::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }
@@ -282,9 +282,8 @@ async fn retried(
 /// A new message's id, taken under the channel topic's lock (held to commit): ids
 /// increase in the order messages commit, whatever the nodes' clocks say, so a
 /// client reading `after` the newest id it has never misses one that commits later.
-async fn next_id(conn: &mut AsyncPgConnection, channel: ChannelId) -> AppResult<MessageId> {
+async fn next_id(shared: &AsyncPgConnection, channel: ChannelId) -> AppResult<MessageId> {
     // The newest id is read after the lock is taken (sent together, run in order).
-    let shared: &AsyncPgConnection = conn;
     let newest = async {
         let mut conn = shared;
         messages::table
@@ -313,10 +312,18 @@ pub async fn send(
     new: NewMessage,
 ) -> AppResult<(Message, bool)> {
     conn.transaction::<_, AppError, _>(async |conn| {
-        let access = access::load(conn, channel, author, false).await?;
-        if let Some(nonce) = &new.nonce
-            && let Some(row) = by_nonce(conn, channel, author, nonce).await?
-        {
+        // A message sent before with the nonce is looked for with the access check
+        // (one round trip), and used only once it allows.
+        let shared: &AsyncPgConnection = conn;
+        let (access, earlier) =
+            futures_util::join!(access::load(shared, channel, author, false), async {
+                match &new.nonce {
+                    Some(nonce) => by_nonce(shared, channel, author, nonce).await,
+                    None => Ok(None),
+                }
+            },);
+        let access = access?;
+        if let Some(row) = earlier? {
             return retried(conn, &access, author, row).await;
         }
         holds_messages(&access)?;
@@ -332,8 +339,21 @@ pub async fn send(
         }
         let (mentions, mention_roles, mention_everyone) =
             mentions_in(conn, &access, &new.content).await?;
-        let id = next_id(conn, channel).await?;
-        let inserted: Option<MessageRow> = diesel::insert_into(messages::table)
+        // Who asked for every message of the channel (for its notifications) is read
+        // with the id, in one round trip.
+        let shared: &AsyncPgConnection = conn;
+        let (id, wanting_all) = futures_util::try_join!(next_id(shared, channel), async {
+            match &access.guild {
+                Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
+                    shared,
+                    channel.0,
+                    guild.guild.id.0,
+                )
+                .await?),
+                None => Ok(Vec::new()),
+            }
+        })?;
+        let insert = diesel::insert_into(messages::table)
             .values((
                 messages::channel_id.eq(channel),
                 messages::id.eq(id),
@@ -346,10 +366,25 @@ pub async fn send(
                 messages::mention_everyone.eq(mention_everyone),
             ))
             .on_conflict_do_nothing()
-            .returning(MessageRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?;
+            .returning(MessageRow::as_returning());
+        let stored = read::Stored::New {
+            attachments: !new.attachment_ids.is_empty(),
+        };
+        let mut people = vec![author];
+        people.extend(mentions.iter().flatten().map(|u| UserId(*u)));
+        let wanted = read::Wanted::new(vec![id], people, new.reply_to.into_iter().collect());
+        // Without files, what the message is shown with (its author, mentions and
+        // the message it answers) is read in the INSERT's round trip.
+        let (inserted, related) = if new.attachment_ids.is_empty() {
+            let related = read::Related::load(shared, channel, Some(author), &wanted, stored);
+            let mut shared = shared;
+            let inserted = async { insert.get_result(&mut shared).await.optional() };
+            let (inserted, related) = futures_util::try_join!(inserted, related)?;
+            (inserted, Some(related))
+        } else {
+            let mut shared = shared;
+            (insert.get_result(&mut shared).await.optional()?, None)
+        };
         let Some(row) = inserted else {
             // The same nonce, sent at the same moment by a retry that committed first.
             let nonce = new.nonce.as_deref().unwrap_or_default();
@@ -360,10 +395,14 @@ pub async fn send(
         };
         attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
         receipts::create(conn, &access, id, author).await?;
-        let stored = read::Stored::New {
-            attachments: !new.attachment_ids.is_empty(),
+        let related = match related {
+            Some(related) => related,
+            None => read::Related::load(conn, channel, Some(author), &wanted, stored).await?,
         };
-        let message = hydrate_stored(conn, &access, Some(author), row, stored).await?;
+        let message = related
+            .assemble(vec![row], access.row.guild_id)?
+            .pop()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
         event::append(
             conn,
             &[Outgoing::event(
@@ -372,7 +411,7 @@ pub async fn send(
             )?],
         )
         .await?;
-        notify(conn, &access, &message).await?;
+        notify(conn, &access, &message, wanting_all).await?;
         Ok((message, true))
     })
     .await
@@ -388,6 +427,7 @@ async fn notify(
     conn: &mut AsyncPgConnection,
     access: &ChannelAccess,
     message: &Message,
+    wanting_all: Vec<UserId>,
 ) -> AppResult<()> {
     let author = message.author.id;
     let mentioned: Vec<UserId> = message.mentions.iter().map(|u| u.id).collect();
@@ -423,12 +463,7 @@ async fn notify(
                     (by_role, everyone) = (false, false);
                 }
             }
-            let mut others = synctalk_notifications::settings::wanting_all(
-                conn,
-                access.row.id.0,
-                guild.guild.id.0,
-            )
-            .await?;
+            let mut others = wanting_all;
             others.extend(mentioned.iter().copied());
             others.sort_unstable();
             others.dedup();
@@ -619,10 +654,22 @@ pub async fn list(
     channel: ChannelId,
     page: read::MessagePage,
 ) -> AppResult<Vec<Message>> {
-    let access = access::load(conn, channel, viewer, false).await?;
+    // The page, its authors, replies, reactions and files are read in the access
+    // check's round trips (sent together with its statements), and only returned once
+    // it allows: two round trips instead of four.
+    let shared: &AsyncPgConnection = conn;
+    let (access, messages) =
+        futures_util::join!(access::load(shared, channel, viewer, false), async {
+            let rows = read::page(shared, channel, page).await?;
+            read::hydrate(shared, channel, None, Some(viewer), rows).await
+        },);
+    let access = access?;
     access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
-    let rows = read::page(conn, channel, page).await?;
-    read::hydrate(conn, channel, access.row.guild_id, Some(viewer), rows).await
+    let mut messages = messages?;
+    for message in &mut messages {
+        message.guild_id = access.row.guild_id;
+    }
+    Ok(messages)
 }
 
 /// One message: READ_MESSAGE_HISTORY.

@@ -67,8 +67,8 @@ impl Typing {
     /// `user` types in `channel`: SEND_MESSAGES there (a category: 409).
     pub async fn start(&self, user: UserId, channel: ChannelId) -> AppResult<()> {
         let guild = {
-            let mut conn = synctalk_db::conn(&self.pool).await?;
-            let access = access::load(&mut conn, channel, user, false).await?;
+            let conn = synctalk_db::conn(&self.pool).await?;
+            let access = access::load(&conn, channel, user, false).await?;
             crate::service::holds_messages(&access)?;
             access.require(Permissions::SEND_MESSAGES, "send messages here")?;
             access.row.guild_id

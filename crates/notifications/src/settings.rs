@@ -124,7 +124,7 @@ pub(crate) async fn of_users(
 /// channel or on its guild; `for_message` weighs which of the two wins), among the
 /// guild's members. At most 1,000, by user id.
 pub async fn wanting_all(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: Uuid,
     guild: Uuid,
 ) -> QueryResult<Vec<UserId>> {
@@ -141,7 +141,7 @@ pub async fn wanting_all(
     )
     .bind::<diesel::sql_types::Uuid, _>(channel)
     .bind::<diesel::sql_types::Uuid, _>(guild)
-    .load(conn)
+    .load(&mut conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
