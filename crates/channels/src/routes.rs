@@ -280,9 +280,9 @@ pub(crate) async fn list_guild_channels(
     pool: web::Data<Pool>,
     path: web::Path<GuildId>,
 ) -> AppResult<web::Json<Vec<Channel>>> {
-    let mut conn = synctalk_db::conn(&pool).await?;
+    let conn = synctalk_db::conn(&pool).await?;
     let access = guild_access::load(&conn, path.into_inner(), auth.user_id, Lock::No).await?;
-    let structure = visibility::structure(&mut conn, &access.guild).await?;
+    let structure = visibility::structure(&conn, &access.guild).await?;
     let channels = structure
         .visible(auth.user_id, &access.member_roles)
         .into_iter()
@@ -367,7 +367,7 @@ pub(crate) async fn get_channel(
     let mut conn = synctalk_db::conn(&pool).await?;
     let access = access::load(&conn, path.into_inner(), auth.user_id, false).await?;
     let channel = match &access.guild {
-        Some(guild) => visibility::structure(&mut conn, &guild.guild)
+        Some(guild) => visibility::structure(&conn, &guild.guild)
             .await?
             .channel(access.row.id)
             .ok_or_else(|| AppError::not_found("channel"))?,

@@ -189,9 +189,9 @@ impl Outgoing {
 /// so appends never deadlock), held to commit: writers of one topic commit one after
 /// the other, so each topic's rows are in commit order, while writers of different
 /// topics never wait on each other.
-pub async fn append(conn: &mut AsyncPgConnection, rows: &[Outgoing]) -> diesel::QueryResult<()> {
+pub async fn append(mut conn: &AsyncPgConnection, rows: &[Outgoing]) -> diesel::QueryResult<()> {
     if let Some(statement) = append_statement(rows) {
-        statement.execute(conn).await?;
+        statement.execute(&mut conn).await?;
         crate::relay::appended();
     }
     Ok(())

@@ -41,7 +41,7 @@ pub struct Structure {
 
 /// The live channels of some guilds, by position then id.
 pub async fn channels_of(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     guilds: &[GuildId],
 ) -> QueryResult<Vec<ChannelRow>> {
     channels::table
@@ -49,7 +49,7 @@ pub async fn channels_of(
         .filter(channels::deleted_at.is_null())
         .order((channels::position.asc(), channels::id.asc()))
         .select(ChannelRow::as_select())
-        .load(conn)
+        .load(&mut conn)
         .await
 }
 
@@ -70,9 +70,13 @@ pub async fn overwrites_of(
 }
 
 /// Reads a guild's structure.
-pub async fn structure(conn: &mut AsyncPgConnection, guild: &GuildRow) -> QueryResult<Structure> {
-    let role_rows = access::role_rows(conn, guild.id).await?;
-    let channels = channels_of(conn, &[guild.id]).await?;
+pub async fn structure(conn: &AsyncPgConnection, guild: &GuildRow) -> QueryResult<Structure> {
+    // The roles and the channels, sent together.
+    let guilds = [guild.id];
+    let (role_rows, channels) = futures_util::try_join!(
+        access::role_rows(conn, guild.id),
+        channels_of(conn, &guilds)
+    )?;
     let ids: Vec<ChannelId> = channels.iter().map(|c| c.id).collect();
     let overwrites = overwrites_of(conn, &ids).await?;
     Ok(Structure::new(

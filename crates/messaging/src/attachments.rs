@@ -553,7 +553,7 @@ async fn insert(
 /// transaction: 404 `attachment` when one is unknown, someone else's, already sent or
 /// too old.
 pub async fn attach(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     author: UserId,
     channel: ChannelId,
     message: MessageId,
@@ -576,7 +576,7 @@ pub async fn attach(
         attachments::channel_id.eq(channel),
         attachments::message_id.eq(message),
     ))
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     if done != ids.len() {
         return Err(AppError::not_found("attachment"));

@@ -130,7 +130,7 @@ pub async fn page(
 
 /// One live message of a channel.
 pub async fn one(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     channel: ChannelId,
     id: MessageId,
     lock: bool,
@@ -141,9 +141,9 @@ pub async fn one(
         .filter(messages::deleted_at.is_null())
         .select(MessageRow::as_select());
     if lock {
-        query.for_update().first(conn).await.optional()
+        query.for_update().first(&mut conn).await.optional()
     } else {
-        query.first(conn).await.optional()
+        query.first(&mut conn).await.optional()
     }
 }
 

@@ -69,7 +69,7 @@ fn tracked(access: &ChannelAccess) -> bool {
 /// of a DM or group DM; none in guild channels, and none for a member who blocked the
 /// author (their receipts would tell the author when they are online).
 pub(crate) async fn create(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     access: &ChannelAccess,
     message: MessageId,
     author: UserId,
@@ -87,7 +87,7 @@ pub(crate) async fn create(
     .bind::<diesel::sql_types::Uuid, _>(access.row.id.0)
     .bind::<diesel::sql_types::Uuid, _>(message.0)
     .bind::<diesel::sql_types::Uuid, _>(author.0)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

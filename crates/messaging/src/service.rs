@@ -110,7 +110,7 @@ pub(crate) fn holds_messages(access: &ChannelAccess) -> AppResult<()> {
 
 /// In a 1:1 DM, 403 `blocked` when either has blocked the other.
 pub(crate) async fn not_blocked(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     access: &ChannelAccess,
     me: UserId,
 ) -> AppResult<()> {
@@ -121,7 +121,7 @@ pub(crate) async fn not_blocked(
         .filter(channel_recipients::channel_id.eq(access.row.id))
         .filter(channel_recipients::user_id.ne(me))
         .select(channel_recipients::user_id)
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     if let Some(other) = other {
@@ -144,7 +144,7 @@ pub(crate) async fn not_blocked(
 /// What `content` mentions that exists here: live users who are in the guild (or the
 /// DM), the guild's roles (not `@everyone`) and `@everyone`, both when allowed.
 async fn mentions_in(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     access: &ChannelAccess,
     content: &str,
 ) -> AppResult<(Vec<Option<Uuid>>, Vec<Option<Uuid>>, bool)> {
@@ -162,7 +162,7 @@ async fn mentions_in(
                     .filter(members::user_id.eq_any(&ids))
                     .filter(users::deleted_at.is_null())
                     .select(members::user_id)
-                    .load(conn)
+                    .load(&mut conn)
                     .await?
             };
             let role_ids: Vec<synctalk_kernel::RoleId> = parsed
@@ -183,7 +183,7 @@ async fn mentions_in(
                     .filter(roles::id.eq_any(&role_ids))
                     .filter(roles::id.ne(synctalk_kernel::RoleId(guild_id.0)))
                     .select(roles::id)
-                    .load(conn)
+                    .load(&mut conn)
                     .await?
             };
             let everyone =
@@ -204,7 +204,7 @@ async fn mentions_in(
                     .filter(channel_recipients::user_id.eq_any(&ids))
                     .filter(users::deleted_at.is_null())
                     .select(channel_recipients::user_id)
-                    .load(conn)
+                    .load(&mut conn)
                     .await?
             };
             (users, Vec::new(), parsed.everyone)
@@ -227,7 +227,7 @@ async fn mentions_in(
 }
 
 async fn hydrate_one(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     access: &ChannelAccess,
     viewer: Option<UserId>,
     row: MessageRow,
@@ -236,7 +236,7 @@ async fn hydrate_one(
 }
 
 async fn hydrate_stored(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     access: &ChannelAccess,
     viewer: Option<UserId>,
     row: MessageRow,
@@ -268,7 +268,7 @@ async fn by_nonce(
 /// The answer to a retried send: the message first sent with its nonce, unless it has
 /// been deleted since (404, as for any deleted message).
 async fn retried(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     access: &ChannelAccess,
     author: UserId,
     row: MessageRow,
@@ -311,10 +311,11 @@ pub async fn send(
     channel: ChannelId,
     new: NewMessage,
 ) -> AppResult<(Message, bool)> {
-    conn.transaction::<_, AppError, _>(async |conn| {
+    // BEGIN goes with the first reads, the MESSAGE_CREATE append with COMMIT.
+    event::transaction(conn, async |shared: &AsyncPgConnection| {
+        let conn = shared;
         // A message sent before with the nonce is looked for with the access check
         // (one round trip), and used only once it allows.
-        let shared: &AsyncPgConnection = conn;
         let (access, earlier) =
             futures_util::join!(access::load(shared, channel, author, false), async {
                 match &new.nonce {
@@ -324,7 +325,7 @@ pub async fn send(
             },);
         let access = access?;
         if let Some(row) = earlier? {
-            return retried(conn, &access, author, row).await;
+            return Ok((retried(conn, &access, author, row).await?, Vec::new()));
         }
         holds_messages(&access)?;
         access.require(Permissions::SEND_MESSAGES, "send messages here")?;
@@ -341,7 +342,6 @@ pub async fn send(
             mentions_in(conn, &access, &new.content).await?;
         // Who asked for every message of the channel (for its notifications) is read
         // with the id, in one round trip.
-        let shared: &AsyncPgConnection = conn;
         let (id, wanting_all) = futures_util::try_join!(next_id(shared, channel), async {
             match &access.guild {
                 Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
@@ -391,7 +391,7 @@ pub async fn send(
             let row = by_nonce(conn, channel, author, nonce)
                 .await?
                 .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
-            return retried(conn, &access, author, row).await;
+            return Ok((retried(conn, &access, author, row).await?, Vec::new()));
         };
         attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
         receipts::create(conn, &access, id, author).await?;
@@ -403,16 +403,11 @@ pub async fn send(
             .assemble(vec![row], access.row.guild_id)?
             .pop()
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
-        event::append(
-            conn,
-            &[Outgoing::event(
-                Topic::Channel(channel),
-                &MessageCreate(message.clone()),
-            )?],
-        )
-        .await?;
+        // Notifications (with their own events) first: the message's event is
+        // appended with COMMIT.
         notify(conn, &access, &message, wanting_all).await?;
-        Ok((message, true))
+        let created = Outgoing::event(Topic::Channel(channel), &MessageCreate(message.clone()))?;
+        Ok(((message, true), vec![created]))
     })
     .await
 }
@@ -424,7 +419,7 @@ const MAX_PAGED: usize = 1000;
 /// of a DM or group DM, and the users it mentions (by name, by role or with
 /// `@everyone`) who can read its guild channel; their settings decide (see `synctalk_notifications::service::for_message`).
 async fn notify(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     access: &ChannelAccess,
     message: &Message,
     wanting_all: Vec<UserId>,
@@ -436,7 +431,7 @@ async fn notify(
             .filter(channel_recipients::channel_id.eq(access.row.id))
             .filter(channel_recipients::user_id.ne(author))
             .select(channel_recipients::user_id)
-            .load::<UserId>(conn)
+            .load::<UserId>(&mut conn)
             .await?
             .into_iter()
             .map(|u| (u, message.mention_everyone || mentioned.contains(&u)))
@@ -457,7 +452,7 @@ async fn notify(
                 let size: i32 = guilds::table
                     .find(guild.guild.id)
                     .select(guilds::member_count)
-                    .first(conn)
+                    .first(&mut conn)
                     .await?;
                 if usize::try_from(size).unwrap_or(usize::MAX) > MAX_PAGED {
                     (by_role, everyone) = (false, false);

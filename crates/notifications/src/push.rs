@@ -399,7 +399,7 @@ pub async fn unsubscribe(conn: &mut AsyncPgConnection, user: UserId, id: Uuid) -
 
 /// Marks new notifications of users with subscriptions as waiting for a push (in the
 /// transaction that made them).
-pub(crate) async fn queue(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<()> {
+pub(crate) async fn queue(mut conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -409,7 +409,7 @@ pub(crate) async fn queue(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRe
            AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = n.user_id)",
     )
     .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids.to_vec())
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn excerpt(text: &str) -> String {
 }
 
 async fn insert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     items: &[(NewNotification, Option<(ChannelId, MessageId)>)],
 ) -> AppResult<Vec<Notification>> {
     if items.is_empty() {
@@ -82,7 +82,7 @@ async fn insert(
     let made: Vec<NotificationRow> = diesel::insert_into(notifications::table)
         .values(rows)
         .returning(NotificationRow::as_returning())
-        .get_results(conn)
+        .get_results(&mut conn)
         .await?;
     let ids: Vec<Uuid> = made.iter().map(|r| r.id).collect();
     crate::push::queue(conn, &ids).await?;
@@ -136,7 +136,7 @@ pub struct MessageSent {
 /// recipient whose settings for the channel (else its guild) allow it (`all`, or
 /// `mentions` when mentioned; the default is `all` in DMs and group DMs, `mentions` in
 /// guilds) and who has not muted it.
-pub async fn for_message(conn: &mut AsyncPgConnection, sent: MessageSent) -> AppResult<()> {
+pub async fn for_message(conn: &AsyncPgConnection, sent: MessageSent) -> AppResult<()> {
     if sent.recipients.is_empty() {
         return Ok(());
     }

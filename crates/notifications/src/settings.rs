@@ -96,7 +96,7 @@ fn setting((target_id, kind, level, muted_until): Row) -> Setting {
 
 /// The settings of `users` for any of `targets`, by (user, target).
 pub(crate) async fn of_users(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     users: &[UserId],
     targets: &[Uuid],
 ) -> QueryResult<HashMap<(UserId, Uuid), Setting>> {
@@ -110,7 +110,7 @@ pub(crate) async fn of_users(
             notification_settings::level,
             notification_settings::muted_until,
         ))
-        .load(conn)
+        .load(&mut conn)
         .await?;
     Ok(rows
         .into_iter()

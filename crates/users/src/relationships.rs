@@ -123,7 +123,7 @@ struct Row {
 }
 
 async fn kind_of(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     me: UserId,
     other: UserId,
 ) -> QueryResult<Option<RelationshipType>> {
@@ -131,7 +131,7 @@ async fn kind_of(
         .filter(relationships::user_id.eq(me))
         .filter(relationships::other_id.eq(other))
         .select(relationships::kind)
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     Ok(kind.and_then(|k| RelationshipType::parse(&k)))
@@ -238,7 +238,7 @@ pub async fn friend_ids(conn: &mut AsyncPgConnection, me: UserId) -> QueryResult
 
 /// Whether `blocker` has blocked `other`.
 pub async fn has_blocked(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     blocker: UserId,
     other: UserId,
 ) -> QueryResult<bool> {
@@ -382,8 +382,8 @@ pub async fn request(pool: &Pool, me: UserId, username: &str) -> AppResult<UserI
 
 /// Whether two users are friends.
 pub async fn are_friends(pool: &Pool, a: UserId, b: UserId) -> AppResult<bool> {
-    let mut conn = synctalk_db::conn(pool).await?;
-    Ok(kind_of(&mut conn, a, b).await? == Some(RelationshipType::Friend))
+    let conn = synctalk_db::conn(pool).await?;
+    Ok(kind_of(&conn, a, b).await? == Some(RelationshipType::Friend))
 }
 
 async fn accept_in(conn: &mut AsyncPgConnection, me: UserId, other: UserId) -> AppResult<()> {
