@@ -750,7 +750,14 @@ pub async fn serve(
             ));
     }
     if request.method() == actix_web::http::Method::HEAD {
-        // The headers GET would answer; the store is not read.
+        // The headers GET would answer; the bytes are only looked for, not read.
+        match store.objects.head(&Store::path(row.id)).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(AppError::not_found("attachment"));
+            }
+            Err(e) => return Err(store_error(e)),
+        }
         return Ok(response
             .no_chunking(length)
             .streaming(futures_util::stream::empty::<

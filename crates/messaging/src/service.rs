@@ -403,11 +403,13 @@ pub async fn send(
             .assemble(vec![row], access.row.guild_id)?
             .pop()
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
-        // Notifications (with their own events) first: the message's event is
-        // appended with COMMIT.
-        notify(conn, &access, &message, wanting_all).await?;
-        let created = Outgoing::event(Topic::Channel(channel), &MessageCreate(message.clone()))?;
-        Ok(((message, true), vec![created]))
+        // The message's event, then its notifications', appended with COMMIT.
+        let mut events = vec![Outgoing::event(
+            Topic::Channel(channel),
+            &MessageCreate(message.clone()),
+        )?];
+        events.extend(notify(conn, &access, &message, wanting_all).await?);
+        Ok(((message, true), events))
     })
     .await
 }
@@ -417,13 +419,14 @@ const MAX_PAGED: usize = 1000;
 
 /// Tells those a new message concerns (in its send's transaction): every other member
 /// of a DM or group DM, and the users it mentions (by name, by role or with
-/// `@everyone`) who can read its guild channel; their settings decide (see `synctalk_notifications::service::for_message`).
+/// `@everyone`) who can read its guild channel; their settings decide (see
+/// `synctalk_notifications::service::for_message`). Their events, to append.
 async fn notify(
     mut conn: &AsyncPgConnection,
     access: &ChannelAccess,
     message: &Message,
     wanting_all: Vec<UserId>,
-) -> AppResult<()> {
+) -> AppResult<Vec<Outgoing>> {
     let author = message.author.id;
     let mentioned: Vec<UserId> = message.mentions.iter().map(|u| u.id).collect();
     let recipients: Vec<(UserId, bool)> = match access.guild {
@@ -491,7 +494,7 @@ async fn notify(
         }
     };
     if recipients.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let who = message
         .author
@@ -649,22 +652,12 @@ pub async fn list(
     channel: ChannelId,
     page: read::MessagePage,
 ) -> AppResult<Vec<Message>> {
-    // The page, its authors, replies, reactions and files are read in the access
-    // check's round trips (sent together with its statements), and only returned once
-    // it allows: two round trips instead of four.
-    let shared: &AsyncPgConnection = conn;
-    let (access, messages) =
-        futures_util::join!(access::load(shared, channel, viewer, false), async {
-            let rows = read::page(shared, channel, page).await?;
-            read::hydrate(shared, channel, None, Some(viewer), rows).await
-        },);
-    let access = access?;
+    // The page is read only once the check allows: read beside it, its time would tell
+    // someone who cannot read the channel whether it holds messages in a range of ids.
+    let access = access::load(conn, channel, viewer, false).await?;
     access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
-    let mut messages = messages?;
-    for message in &mut messages {
-        message.guild_id = access.row.guild_id;
-    }
-    Ok(messages)
+    let rows = read::page(conn, channel, page).await?;
+    read::hydrate(conn, channel, access.row.guild_id, Some(viewer), rows).await
 }
 
 /// One message: READ_MESSAGE_HISTORY.

@@ -347,6 +347,17 @@ pub async fn subscribe(
             ))
             .get_result(conn)
             .await?;
+    // Beyond MAX_SUBSCRIPTIONS, the oldest go (a browser's endpoint changes over time;
+    // its old ones would only fail).
+    synctalk_db::sql(
+        "DELETE FROM push_subscriptions WHERE user_id = $1 AND id NOT IN \
+         (SELECT id FROM push_subscriptions WHERE user_id = $1 \
+          ORDER BY created_at DESC, id DESC LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user.0)
+    .bind::<diesel::sql_types::BigInt, _>(MAX_SUBSCRIPTIONS)
+    .execute(conn)
+    .await?;
     Ok((
         PushSubscription {
             id: sub_id,
@@ -497,8 +508,9 @@ enum Sent {
     Delivered,
     /// The subscription is no more (404, 410): dropped.
     Gone,
-    /// Not now (no answer, 429, 5xx): tried again later.
-    Failed,
+    /// Not now (no answer, 429, 5xx): tried again later, not before the wait the
+    /// push service asked for (Retry-After).
+    Failed(Option<Duration>),
     /// Never (another 4xx, an endpoint the policy forbids, keys that do not work).
     Refused,
 }
@@ -519,6 +531,22 @@ const RETRY_AFTER: [Duration; 5] = [
 
 /// Attempts at most: the first and one per [`RETRY_AFTER`].
 pub const MAX_ATTEMPTS: usize = RETRY_AFTER.len() + 1;
+
+/// Notifications claimed at once. Each one's subscriptions (at most
+/// [`MAX_SUBSCRIPTIONS`]) are pushed together, each push within 15 s (connect and
+/// answer), so a batch ends well within its [`LEASE`].
+const BATCH: usize = 20;
+
+/// A user's subscriptions at most (browsers, profiles, devices): a new one beyond
+/// it replaces their oldest.
+pub const MAX_SUBSCRIPTIONS: i64 = 10;
+
+/// `delay` give or take a fifth, at random.
+fn jitter(delay: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut byte);
+    delay.mul_f64(0.8 + 0.4 * f64::from(byte[0]) / 255.0)
+}
 
 impl Pusher {
     /// A pusher signing with `vapid`, sending where `policy` allows.
@@ -541,7 +569,7 @@ impl Pusher {
         })
     }
 
-    /// Claims up to 50 waiting notifications that are due (each held by one node at a
+    /// Claims up to [`BATCH`] waiting notifications that are due (each held by one node at a
     /// time, whatever the number of nodes) and sends them; how many were claimed.
     ///
     /// A claim is a lease: `push_at` moves [`LEASE`] ahead, so the notification of a
@@ -565,11 +593,22 @@ impl Pusher {
         let mut conn = synctalk_db::conn(&self.pool).await?;
         let claimed: Vec<(NotificationRow, i16)> = conn
             .transaction::<_, AppError, _>(async |conn| {
+                // Claimed as often as it may be tried, by nodes that died before they
+                // could say how it went: given up.
+                diesel::update(
+                    notifications::table
+                        .filter(notifications::push_state.eq("pending"))
+                        .filter(notifications::push_at.le(diesel::dsl::now))
+                        .filter(notifications::push_attempts.ge(MAX_ATTEMPTS as i16)),
+                )
+                .set(notifications::push_state.eq("failed"))
+                .execute(conn)
+                .await?;
                 let ids: Vec<Uuid> = notifications::table
                     .filter(notifications::push_state.eq("pending"))
                     .filter(notifications::push_at.le(diesel::dsl::now))
                     .order(notifications::push_at.asc())
-                    .limit(50)
+                    .limit(BATCH as i64)
                     .select(notifications::id)
                     .for_update()
                     .skip_locked()
@@ -595,34 +634,48 @@ impl Pusher {
             let id = row.id;
             let again = self.push(&mut conn, row).await?;
             let (state, delay) = match again {
-                false => ("done", None),
-                true => match usize::try_from(attempts - 1)
+                None => ("done", None),
+                Some(asked) => match usize::try_from(attempts - 1)
                     .ok()
                     .and_then(|n| RETRY_AFTER.get(n))
                 {
-                    Some(delay) => ("pending", Some(*delay)),
+                    // A push service's Retry-After (at most an hour) if it asked for
+                    // longer; a fifth either way at random, so that retries spread.
+                    Some(delay) => ("pending", Some(jitter((*delay).max(asked)))),
                     None => {
                         tracing::warn!(notification = %id, attempts, "push given up");
                         ("failed", None)
                     }
                 },
             };
-            diesel::update(notifications::table.find(id))
-                .set((
-                    notifications::push_state.eq(state),
-                    notifications::push_at.eq(from_now(delay.unwrap_or_default())),
-                ))
-                .execute(&mut conn)
-                .await?;
+            // Only while the claim is still this node's (its lease may have run out and
+            // another node claimed it since).
+            diesel::update(
+                notifications::table
+                    .find(id)
+                    .filter(notifications::push_state.eq("pending"))
+                    .filter(notifications::push_attempts.eq(attempts)),
+            )
+            .set((
+                notifications::push_state.eq(state),
+                notifications::push_at.eq(from_now(delay.unwrap_or_default())),
+            ))
+            .execute(&mut conn)
+            .await?;
         }
         Ok(count)
     }
 
-    /// Pushes one claimed notification to its user's subscriptions, unless it was read
-    /// or they are connected; whether a subscription should be tried again.
-    async fn push(&self, conn: &mut AsyncPgConnection, row: NotificationRow) -> AppResult<bool> {
+    /// Pushes one claimed notification to its user's subscriptions (all at once),
+    /// unless it was read or they are connected; `Some` (with the longest wait a push
+    /// service asked for) when one of them should be tried again.
+    async fn push(
+        &self,
+        conn: &mut AsyncPgConnection,
+        row: NotificationRow,
+    ) -> AppResult<Option<Duration>> {
         if row.read_at.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
         let online: bool = diesel::select(diesel::dsl::exists(
             gateway_sessions::table
@@ -632,7 +685,7 @@ impl Pusher {
         .get_result(conn)
         .await?;
         if online {
-            return Ok(false);
+            return Ok(None);
         }
         let user = row.user_id;
         let topic = URL_SAFE_NO_PAD.encode(row.id.as_bytes());
@@ -648,13 +701,19 @@ impl Pusher {
             ))
             .load(conn)
             .await?;
-        let mut again = false;
-        for (id, endpoint, p256dh, auth) in subscriptions {
-            match self.send(&endpoint, &p256dh, &auth, &topic, &payload).await {
+        let sent = futures_util::future::join_all(subscriptions.iter().map(
+            |(_, endpoint, p256dh, auth)| self.send(endpoint, p256dh, auth, &topic, &payload),
+        ))
+        .await;
+        let mut again: Option<Duration> = None;
+        for ((id, ..), sent) in subscriptions.iter().zip(sent) {
+            match sent {
                 Sent::Delivered | Sent::Refused => {}
-                Sent::Failed => again = true,
+                Sent::Failed(asked) => {
+                    again = Some(again.unwrap_or_default().max(asked.unwrap_or_default()));
+                }
                 Sent::Gone => {
-                    diesel::delete(push_subscriptions::table.find(id))
+                    diesel::delete(push_subscriptions::table.find(*id))
                         .execute(conn)
                         .await?;
                     tracing::info!(subscription = %id, "push subscription gone; dropped");
@@ -707,7 +766,14 @@ impl Pusher {
             Ok(res) if matches!(res.status().as_u16(), 404 | 410) => Sent::Gone,
             Ok(res) if res.status().as_u16() == 429 || res.status().is_server_error() => {
                 tracing::warn!(status = %res.status(), "push service failed a push; later again");
-                Sent::Failed
+                // Retry-After in seconds (its date form is taken as no ask).
+                let asked = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs.min(3600)));
+                Sent::Failed(asked)
             }
             Ok(res) => {
                 tracing::warn!(status = %res.status(), "push service refused a push");
@@ -715,7 +781,7 @@ impl Pusher {
             }
             Err(error) => {
                 tracing::warn!(%error, "push could not be sent");
-                Sent::Failed
+                Sent::Failed(None)
             }
         }
     }
@@ -724,7 +790,7 @@ impl Pusher {
     pub async fn run(self, every: Duration) {
         loop {
             match self.run_once().await {
-                Ok(50) => continue,
+                Ok(BATCH) => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "pushing failed"),
             }

@@ -211,7 +211,8 @@ pub(crate) async fn vapid_key(config: web::Data<PushConfig>) -> AppResult<web::J
 /// sockets is connected, each new notification is pushed to every subscription of
 /// yours (encrypted per RFC 8291, signed with VAPID). The endpoint must be `https` to a
 /// public host (in development also `http` to loopback). An endpoint registered before
-/// is updated (and moves to you): 200 instead of 201.
+/// is updated (and moves to you): 200 instead of 201. You keep at most 10: a new one
+/// beyond that replaces your oldest.
 #[utoipa::path(
     post, path = "/api/v1/users/@me/push-subscriptions", tag = "notifications",
     security(("bearer" = [])),

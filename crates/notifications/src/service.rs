@@ -46,12 +46,14 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
+/// Makes notifications: them, and their NOTIFICATION_CREATE events for the caller to
+/// append.
 async fn insert(
     mut conn: &AsyncPgConnection,
     items: &[(NewNotification, Option<(ChannelId, MessageId)>)],
-) -> AppResult<Vec<Notification>> {
+) -> AppResult<(Vec<Notification>, Vec<Outgoing>)> {
     if items.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     // Each user's topic is locked before their notifications are made, as before their
     // unread count is read (`updated`): a count is never taken beside a notification
@@ -97,8 +99,7 @@ async fn insert(
         )?);
         out.push(notification);
     }
-    event::append(conn, &events).await?;
-    Ok(out)
+    Ok((out, events))
 }
 
 /// Makes notifications (with NOTIFICATION_CREATE each), in the caller's transaction.
@@ -107,7 +108,9 @@ pub async fn create(
     items: Vec<NewNotification>,
 ) -> AppResult<Vec<Notification>> {
     let items: Vec<_> = items.into_iter().map(|n| (n, None)).collect();
-    insert(conn, &items).await
+    let (made, events) = insert(conn, &items).await?;
+    event::append(conn, &events).await?;
+    Ok(made)
 }
 
 /// A message sent, as notifications see it.
@@ -132,13 +135,14 @@ pub struct MessageSent {
     pub recipients: Vec<(UserId, bool)>,
 }
 
-/// Makes the `message` notifications of a message sent, in its transaction: to each
+/// Makes the `message` notifications of a message sent, in its transaction (their
+/// NOTIFICATION_CREATE events returned, to append after the message's own): to each
 /// recipient whose settings for the channel (else its guild) allow it (`all`, or
 /// `mentions` when mentioned; the default is `all` in DMs and group DMs, `mentions` in
 /// guilds) and who has not muted it.
-pub async fn for_message(conn: &AsyncPgConnection, sent: MessageSent) -> AppResult<()> {
+pub async fn for_message(conn: &AsyncPgConnection, sent: MessageSent) -> AppResult<Vec<Outgoing>> {
     if sent.recipients.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let users: Vec<UserId> = sent.recipients.iter().map(|(u, _)| *u).collect();
     let targets: Vec<Uuid> = std::iter::once(sent.channel.0)
@@ -192,8 +196,7 @@ pub async fn for_message(conn: &AsyncPgConnection, sent: MessageSent) -> AppResu
             ));
         }
     }
-    insert(conn, &items).await?;
-    Ok(())
+    Ok(insert(conn, &items).await?.1)
 }
 
 /// A message was deleted (in its transaction): its notifications are deleted too, and

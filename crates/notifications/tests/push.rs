@@ -392,6 +392,26 @@ async fn a_push_that_failed_for_the_moment_is_tried_again_then_given_up() {
     assert_eq!(push_state(&app, &message).await.push_state, "done");
 }
 
+/// A user keeps at most ten subscriptions: an eleventh replaces their oldest.
+#[actix_web::test]
+async fn an_eleventh_subscription_replaces_the_oldest() {
+    let app = TestApp::spawn().await;
+    let b = app.register("bob").await;
+    for n in 0..11 {
+        subscribe(&app, &b, &format!("http://127.0.0.1:9/push/{n}")).await;
+    }
+    let endpoints: Vec<String> = subscriptions(&app, &b)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["endpoint"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(endpoints.len(), 10, "{endpoints:?}");
+    assert!(!endpoints.contains(&"http://127.0.0.1:9/push/0".to_owned()));
+    assert!(endpoints.contains(&"http://127.0.0.1:9/push/10".to_owned()));
+}
+
 #[actix_web::test]
 async fn subscriptions_are_checked_and_owned() {
     let app = TestApp::spawn().await;
