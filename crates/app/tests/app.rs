@@ -553,6 +553,11 @@ async fn every_documented_path_answers_other_methods_405_with_its_allow_list() {
                 .unwrap_or_else(|| panic!("{method} {path}: no Allow"))
                 .split(", ")
                 .collect();
+            // HEAD, where a path offers it, is its GET without the body (RFC 9110): it
+            // goes with a documented GET and is not documented on its own.
+            if documented.iter().any(|d| d == "GET") {
+                allowed.retain(|m| *m != "HEAD");
+            }
             allowed.sort_unstable();
             let mut expected: Vec<&str> = documented.iter().map(String::as_str).collect();
             expected.sort_unstable();
