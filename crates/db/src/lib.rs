@@ -15,7 +15,7 @@ pub use pool::{
     Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database, database_exists,
     drop_database, lazy, revert_migrations, run_migrations,
 };
-pub use prepared::{Prepared, prepared, sql};
+pub use prepared::{Limited, Prepared, limited, prepared, sql};
 
 /// An error of the database layer (unexpected by construction: callers map it to a 500).
 #[derive(Debug, thiserror::Error)]

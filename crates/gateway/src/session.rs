@@ -279,7 +279,10 @@ impl Socket {
         let interval = self.gateway.config.heartbeat_interval;
         // A heartbeat may come up to half an interval late.
         let allowance = interval + interval / 2;
-        let mut heartbeat_due = Instant::now() + allowance;
+        // One timer for the life of the loop, moved on by each heartbeat: made afresh
+        // in every pass, it was put in and taken out of the timer wheel per delivery.
+        let heartbeat_due = sleep_until(Instant::now() + allowance);
+        tokio::pin!(heartbeat_due);
         loop {
             tokio::select! {
                 next = queue.next() => match next {
@@ -297,7 +300,7 @@ impl Socket {
                         return (Some((code, reason)), code == CloseCode::AuthenticationFailed);
                     }
                 },
-                _ = sleep_until(heartbeat_due) => {
+                () = &mut heartbeat_due => {
                     return (Some((CloseCode::SessionTimedOut, "no heartbeat")), false);
                 }
                 inbound = next(stream) => {
@@ -314,7 +317,7 @@ impl Socket {
                         }
                         Inbound::Frame(frame) => match Op::from_u8(frame.op) {
                             Some(Op::Heartbeat) => {
-                                heartbeat_due = Instant::now() + allowance;
+                                heartbeat_due.as_mut().reset(Instant::now() + allowance);
                                 if !self.send(&Frame::heartbeat_ack()).await {
                                     return (None, false);
                                 }

@@ -72,21 +72,20 @@ pub async fn page(
 ) -> QueryResult<Vec<MessageRow>> {
     let select = MessageRow::as_select();
     if let (None, None) = (page.around, page.after) {
-        // The usual pages (the newest, or the next older): a statement of fixed text,
-        // kept prepared.
+        // The usual pages (the newest, or the next older): a statement per limit,
+        // the limit written in, kept prepared and planned once (see `limited`).
+        let limit = u8::try_from(page.limit)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
         let newest = messages::table
             .filter(messages::channel_id.eq(channel))
             .filter(messages::deleted_at.is_null())
             .order(messages::id.desc())
-            .limit(page.limit)
             .select(select);
         return match page.before {
-            None => newest.load(&mut conn).await,
+            None => synctalk_db::limited(newest, limit).load(&mut conn).await,
             Some(before) => {
-                newest
-                    .filter(messages::id.lt(MessageId(before)))
-                    .load(&mut conn)
-                    .await
+                let older = newest.filter(messages::id.lt(MessageId(before)));
+                synctalk_db::limited(older, limit).load(&mut conn).await
             }
         };
     }

@@ -286,13 +286,15 @@ async fn next_id(shared: &AsyncPgConnection, channel: ChannelId) -> AppResult<Me
     // The newest id is read after the lock is taken (sent together, run in order).
     let newest = async {
         let mut conn = shared;
-        messages::table
+        let newest = messages::table
             .filter(messages::channel_id.eq(channel))
             .order(messages::id.desc())
-            .select(messages::id)
-            .first::<MessageId>(&mut conn)
+            .select(messages::id);
+        // `LIMIT 1` written in: planned once (see `synctalk_db::limited`).
+        synctalk_db::limited(newest, 1)
+            .load::<MessageId>(&mut conn)
             .await
-            .optional()
+            .map(|ids| ids.into_iter().next())
     };
     let ((), newest) =
         futures_util::try_join!(event::lock_topic(shared, Topic::Channel(channel)), newest)?;

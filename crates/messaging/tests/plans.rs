@@ -1,0 +1,82 @@
+//! A history page is a prepared statement PostgreSQL plans once per connection: with
+//! its `LIMIT` bound as a parameter, the generic plan's estimate (a tenth of the rows)
+//! never beat the custom plans', so every page was planned afresh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use synctalk_kernel::ChannelId;
+use synctalk_messaging::read::{self, MessagePage};
+use synctalk_testkit::TestApp;
+use uuid::Uuid;
+
+#[derive(QueryableByName)]
+struct Plans {
+    #[diesel(sql_type = BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = BigInt)]
+    custom_plans: i64,
+}
+
+fn page(before: Option<Uuid>) -> MessagePage {
+    MessagePage {
+        limit: 50,
+        before,
+        after: None,
+        around: None,
+    }
+}
+
+#[actix_web::test]
+async fn a_page_is_planned_once_per_connection() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let mut conn = app.db.connect().await;
+    // 31 channels of 3,000 messages each (a page reads under 2% of a channel).
+    conn.batch_execute(&format!(
+        "INSERT INTO channels (id, kind, guild_id, name) \
+         SELECT gen_random_uuid(), 'text', guild_id, 'c' || i \
+         FROM channels, generate_series(1, 30) i WHERE id = '{general}'; \
+         INSERT INTO messages (channel_id, id, author_id, content) \
+         SELECT c.id, ('01000000-0000-7000-' || lpad(to_hex(n), 4, '0') || '-' \
+                       || lpad(to_hex(i), 12, '0'))::uuid, '{owner}', 'hello ' || i \
+         FROM (SELECT id, row_number() OVER () AS n FROM channels \
+               WHERE id = '{general}' OR name LIKE 'c%') c, \
+              generate_series(1, 3000) i; \
+         ANALYZE messages;",
+        owner = owner.id,
+    ))
+    .await
+    .unwrap();
+
+    let channel = ChannelId(Uuid::parse_str(&general).unwrap());
+    // Eight times each shape of the usual page: the newest, and the next older.
+    let newest = read::page(&conn, channel, page(None)).await.unwrap();
+    let older = newest[49].id.0;
+    for _ in 0..8 {
+        let rows = read::page(&conn, channel, page(None)).await.unwrap();
+        assert_eq!(rows.len(), 50);
+        let rows = read::page(&conn, channel, page(Some(older))).await.unwrap();
+        assert_eq!(rows.len(), 50);
+        assert!(rows[0].id.0 < older);
+    }
+    let plans: Vec<Plans> = diesel::sql_query(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+         WHERE statement LIKE '%FROM \"messages\"%ORDER BY \"messages\".\"id\" DESC%'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert!(!plans.is_empty(), "the page statements are prepared");
+    for p in &plans {
+        // PostgreSQL tries five custom plans before it weighs the generic one.
+        assert!(
+            p.custom_plans <= 5 && p.generic_plans >= 1,
+            "planned afresh: {} custom, {} generic",
+            p.custom_plans,
+            p.generic_plans
+        );
+    }
+}
