@@ -228,6 +228,7 @@ diesel::table! {
         push_state -> Text,
         push_attempts -> Int2,
         push_at -> Timestamptz,
+        push_done -> Array<Nullable<Uuid>>,
     }
 }
 

@@ -264,6 +264,32 @@ fn is_loopback_host(url: &reqwest::Url) -> bool {
     }
 }
 
+/// The resolver's refusal: the endpoint's name resolves to no address the policy
+/// allows. A refusal for good (the subscription is not tried again), not a failure
+/// of the moment.
+#[derive(Debug)]
+struct NoPublicAddress;
+
+impl std::fmt::Display for NoPublicAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the push endpoint resolves to no public address")
+    }
+}
+
+impl std::error::Error for NoPublicAddress {}
+
+/// Whether a send failed because the resolver refused the endpoint's addresses.
+fn refused_by_resolver(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<NoPublicAddress>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Resolves names to the addresses the policy allows only, so the connection goes to
 /// an address that was checked (no second lookup to rebind).
 struct GuardedResolver(EndpointPolicy);
@@ -277,7 +303,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|addr| policy.allows(addr.ip()))
                 .collect();
             if found.is_empty() {
-                return Err("the push endpoint resolves to no public address".into());
+                return Err(Box::new(NoPublicAddress) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
             Ok(addrs)
@@ -591,7 +617,7 @@ impl Pusher {
             )
         };
         let mut conn = synctalk_db::conn(&self.pool).await?;
-        let claimed: Vec<(NotificationRow, i16)> = conn
+        let claimed: Vec<(NotificationRow, i16, Vec<Option<Uuid>>)> = conn
             .transaction::<_, AppError, _>(async |conn| {
                 // Claimed as often as it may be tried, by nodes that died before they
                 // could say how it went: given up.
@@ -623,6 +649,7 @@ impl Pusher {
                         .returning((
                             NotificationRow::as_returning(),
                             notifications::push_attempts,
+                            notifications::push_done,
                         ))
                         .get_results(conn)
                         .await?,
@@ -630,9 +657,10 @@ impl Pusher {
             })
             .await?;
         let count = claimed.len();
-        for (row, attempts) in claimed {
+        for (row, attempts, done) in claimed {
             let id = row.id;
-            let again = self.push(&mut conn, row).await?;
+            let done: Vec<Uuid> = done.into_iter().flatten().collect();
+            let (again, newly_done) = self.push(&mut conn, row, &done).await?;
             let (state, delay) = match again {
                 None => ("done", None),
                 Some(asked) => match usize::try_from(attempts - 1)
@@ -659,6 +687,7 @@ impl Pusher {
             .set((
                 notifications::push_state.eq(state),
                 notifications::push_at.eq(from_now(delay.unwrap_or_default())),
+                notifications::push_done.eq(notifications::push_done.concat(newly_done)),
             ))
             .execute(&mut conn)
             .await?;
@@ -666,16 +695,19 @@ impl Pusher {
         Ok(count)
     }
 
-    /// Pushes one claimed notification to its user's subscriptions (all at once),
-    /// unless it was read or they are connected; `Some` (with the longest wait a push
-    /// service asked for) when one of them should be tried again.
+    /// Pushes one claimed notification to its user's subscriptions but those it is
+    /// `done` with (all at once), unless it was read or they are connected: `Some`
+    /// (with the longest wait a push service asked for) when one of them should be
+    /// tried again, and the subscriptions it is now done with (taken, or refused for
+    /// good), which a retry skips.
     async fn push(
         &self,
         conn: &mut AsyncPgConnection,
         row: NotificationRow,
-    ) -> AppResult<Option<Duration>> {
+        done: &[Uuid],
+    ) -> AppResult<(Option<Duration>, Vec<Option<Uuid>>)> {
         if row.read_at.is_some() {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
         let online: bool = diesel::select(diesel::dsl::exists(
             gateway_sessions::table
@@ -685,7 +717,7 @@ impl Pusher {
         .get_result(conn)
         .await?;
         if online {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
         let user = row.user_id;
         let topic = URL_SAFE_NO_PAD.encode(row.id.as_bytes());
@@ -693,6 +725,7 @@ impl Pusher {
             .map_err(|e| AppError::internal(anyhow::anyhow!(e)))?;
         let subscriptions: Vec<(Uuid, String, Vec<u8>, Vec<u8>)> = push_subscriptions::table
             .filter(push_subscriptions::user_id.eq(user))
+            .filter(push_subscriptions::id.ne_all(done))
             .select((
                 push_subscriptions::id,
                 push_subscriptions::endpoint,
@@ -706,9 +739,10 @@ impl Pusher {
         ))
         .await;
         let mut again: Option<Duration> = None;
+        let mut newly_done = Vec::new();
         for ((id, ..), sent) in subscriptions.iter().zip(sent) {
             match sent {
-                Sent::Delivered | Sent::Refused => {}
+                Sent::Delivered | Sent::Refused => newly_done.push(Some(*id)),
                 Sent::Failed(asked) => {
                     again = Some(again.unwrap_or_default().max(asked.unwrap_or_default()));
                 }
@@ -720,7 +754,7 @@ impl Pusher {
                 }
             }
         }
-        Ok(again)
+        Ok((again, newly_done))
     }
 
     async fn send(
@@ -779,6 +813,10 @@ impl Pusher {
                 tracing::warn!(status = %res.status(), "push service refused a push");
                 Sent::Refused
             }
+            Err(error) if refused_by_resolver(&error) => {
+                tracing::warn!(%error, "push endpoint refused");
+                Sent::Refused
+            }
             Err(error) => {
                 tracing::warn!(%error, "push could not be sent");
                 Sent::Failed(None)
@@ -802,6 +840,32 @@ impl Pusher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name that resolves only to addresses the policy forbids is a refusal for good
+    /// (not retried as a network failure); a refused connection is not.
+    #[tokio::test]
+    async fn a_name_resolving_to_no_allowed_address_is_refused_for_good() {
+        let client = |policy| {
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(GuardedResolver(policy)))
+                .build()
+                .unwrap()
+        };
+        // `localhost` resolves to loopback only: no public address.
+        let error = client(EndpointPolicy::Public)
+            .post("http://localhost:9/push")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(refused_by_resolver(&error), "{error:?}");
+        // Allowed in development: the port is closed, a failure of the moment.
+        let error = client(EndpointPolicy::AllowLoopback)
+            .post("http://localhost:9/push")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(!refused_by_resolver(&error), "{error:?}");
+    }
 
     #[test]
     fn endpoints_must_be_public_https_unless_developing() {

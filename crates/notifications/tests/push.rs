@@ -35,6 +35,9 @@ async fn push_service() -> (String, Arc<AtomicU16>, mpsc::UnboundedReceiver<Rece
             let tx = tx.clone();
             let answer = answer.clone();
             async move {
+                // The answer is decided when the push arrives, before the test hears
+                // of it (and may change the status for the next one).
+                let status = answer.load(Ordering::SeqCst);
                 let headers = req
                     .headers()
                     .iter()
@@ -44,10 +47,7 @@ async fn push_service() -> (String, Arc<AtomicU16>, mpsc::UnboundedReceiver<Rece
                     headers,
                     body: body.to_vec(),
                 });
-                HttpResponse::build(
-                    actix_web::http::StatusCode::from_u16(answer.load(Ordering::SeqCst)).unwrap(),
-                )
-                .finish()
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
             }
         }))
     })
@@ -390,6 +390,40 @@ async fn a_push_that_failed_for_the_moment_is_tried_again_then_given_up() {
         "a 400 is not tried again"
     );
     assert_eq!(push_state(&app, &message).await.push_state, "done");
+}
+
+/// A retry goes only to the subscriptions that failed: one that took the push (or
+/// refused it for good) does not get it again.
+#[actix_web::test]
+async fn a_retry_skips_the_subscriptions_that_took_the_push() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.register("alice").await, app.register("bob").await);
+    let (taking, _, mut taken) = push_service().await;
+    let (failing, status, mut failed) = push_service().await;
+    subscribe(&app, &b, &format!("{taking}/push/phone")).await;
+    subscribe(&app, &b, &format!("{failing}/push/laptop")).await;
+    let dm = app.open_dm(&a, &b).await;
+
+    status.store(503, Ordering::SeqCst);
+    let message = app.send_message(&a, &dm, "are you there?").await;
+    let first = next_push(&mut taken).await;
+    next_push(&mut failed).await;
+    status.store(201, Ordering::SeqCst);
+    let retried = hurried_push(&app, &mut failed).await;
+    assert_eq!(retried.headers["topic"], first.headers["topic"]);
+    assert_eq!(
+        settled(&app, &message, "done").await,
+        PushState {
+            push_state: "done".into(),
+            push_attempts: 2
+        }
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1000), taken.recv())
+            .await
+            .is_err(),
+        "the phone that took the push got it again"
+    );
 }
 
 /// A user keeps at most ten subscriptions: an eleventh replaces their oldest.
