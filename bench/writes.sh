@@ -117,14 +117,16 @@ channel = arr([a.get("channel_id") or "" for a in accounts]) + "::uuid"
 v7 = ("(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') "
       "|| substr(md5(random()::text), 1, 20))::uuid")
 columns = ("channel_id, id, author_id, content, nonce, reply_to, mentions, mention_roles, "
-           "mention_everyone, pinned_at, created_at, edited_at, deleted_at")
+           "mention_everyone, pinned_at, created_at, edited_at, deleted_at, has_reactions, "
+           "has_attachments")
 if request == "send":
     # The server's INSERT of the message row, alone (autocommit: one transaction each).
     lines = [
         f"\\set n :client_id % {len(ids)}",
         f"INSERT INTO messages (channel_id, id, author_id, content, nonce, reply_to, mentions, "
-        f"mention_roles, mention_everyone) VALUES ({channel}, {v7}, {uid}::uuid, 'pgbench row', "
-        f"NULL, NULL, '{{}}', '{{}}', false) ON CONFLICT DO NOTHING RETURNING {columns};",
+        f"mention_roles, mention_everyone, has_attachments) VALUES ({channel}, {v7}, {uid}::uuid, "
+        f"'pgbench row', NULL, NULL, '{{}}', '{{}}', false, false) ON CONFLICT DO NOTHING "
+        f"RETURNING {columns};",
     ]
     open(sys.argv[2], "w").write("\n".join(lines) + "\n")
     sys.exit(0)

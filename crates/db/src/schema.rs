@@ -198,6 +198,8 @@ diesel::table! {
         edited_at -> Nullable<Timestamptz>,
         deleted_at -> Nullable<Timestamptz>,
         search -> Nullable<Tsvector>,
+        has_reactions -> Bool,
+        has_attachments -> Bool,
     }
 }
 

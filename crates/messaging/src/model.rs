@@ -36,4 +36,8 @@ pub struct MessageRow {
     pub edited_at: Option<DateTime<Utc>>,
     /// Deleted (never read back).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Whether it may have reactions (never `false` while it has one).
+    pub has_reactions: bool,
+    /// Whether it was sent with files.
+    pub has_attachments: bool,
 }

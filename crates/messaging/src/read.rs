@@ -278,6 +278,9 @@ pub struct Wanted {
     ids: Vec<MessageId>,
     people: Vec<UserId>,
     replied: Vec<MessageId>,
+    /// Of stored rows, those that may have reactions, and those with files.
+    reacted: Vec<MessageId>,
+    filed: Vec<MessageId>,
 }
 
 impl Wanted {
@@ -288,11 +291,22 @@ impl Wanted {
             rows.iter()
                 .flat_map(|r| r.mentions.iter().flatten().map(|u| UserId(*u))),
         );
-        Self::new(
+        let mut wanted = Self::new(
             rows.iter().map(|r| r.id).collect(),
             people,
             rows.iter().filter_map(|r| r.reply_to).collect(),
-        )
+        );
+        wanted.reacted = rows
+            .iter()
+            .filter(|r| r.has_reactions)
+            .map(|r| r.id)
+            .collect();
+        wanted.filed = rows
+            .iter()
+            .filter(|r| r.has_attachments)
+            .map(|r| r.id)
+            .collect();
+        wanted
     }
 
     /// What messages `ids` by (or naming) `people` and answering `replied` need: known
@@ -304,6 +318,8 @@ impl Wanted {
             ids,
             people,
             replied,
+            reacted: Vec::new(),
+            filed: Vec::new(),
         }
     }
 }
@@ -331,20 +347,31 @@ impl Related {
             ids,
             people,
             replied,
+            reacted,
+            filed,
         } = wanted;
         let (users, summaries, counted, files) = futures_util::try_join!(
             users_by_id(shared, people),
             reply_summaries(shared, channel, replied),
+            // Stored rows say whether they have reactions or files: a page with
+            // neither reads neither.
             async {
                 match stored {
-                    Stored::New { .. } => Ok(Vec::new()),
-                    Stored::Existing => reaction_counts(shared, channel, ids, viewer).await,
+                    Stored::Existing if !reacted.is_empty() => {
+                        reaction_counts(shared, channel, reacted, viewer).await
+                    }
+                    _ => Ok(Vec::new()),
                 }
             },
             async {
                 match stored {
-                    Stored::New { attachments: false } => Ok(HashMap::new()),
-                    _ => crate::attachments::of_messages(shared, channel, ids).await,
+                    Stored::New { attachments: true } => {
+                        crate::attachments::of_messages(shared, channel, ids).await
+                    }
+                    Stored::Existing if !filed.is_empty() => {
+                        crate::attachments::of_messages(shared, channel, filed).await
+                    }
+                    _ => Ok(HashMap::new()),
                 }
             },
         )?;

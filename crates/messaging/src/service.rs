@@ -366,6 +366,7 @@ pub async fn send(
                 messages::mentions.eq(&mentions),
                 messages::mention_roles.eq(&mention_roles),
                 messages::mention_everyone.eq(mention_everyone),
+                messages::has_attachments.eq(!new.attachment_ids.is_empty()),
             ))
             .on_conflict_do_nothing()
             .returning(MessageRow::as_returning());

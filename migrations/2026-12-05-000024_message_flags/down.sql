@@ -1,0 +1,1 @@
+ALTER TABLE messages DROP COLUMN has_reactions, DROP COLUMN has_attachments;
