@@ -64,31 +64,45 @@ fn live_in(channel: ChannelId) -> messages::BoxedQuery<'static, diesel::pg::Pg> 
 /// A page of a channel's live messages, newest first: the newest (below `before`);
 /// with `after`, the oldest above it (and below `before`); with `around`, the message
 /// and those just after it, then those just before it, half and half, within the
-/// bounds.
+/// bounds. The usual pages (no `after` nor `around`) come with their authors, read in
+/// the same statement; the others with none (see [`hydrate_page`]).
 pub async fn page(
+    mut conn: &AsyncPgConnection,
+    channel: ChannelId,
+    page: MessagePage,
+) -> QueryResult<(Vec<MessageRow>, Vec<UserRow>)> {
+    let select = MessageRow::as_select();
+    if let (None, None) = (page.around, page.after) {
+        // The usual pages (the newest, or the next older): a statement per limit,
+        // the limit written in, kept prepared and planned once (see `limited`); each
+        // message's author joined (one index probe each).
+        let limit = u8::try_from(page.limit)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        let newest = messages::table
+            .inner_join(users::table.on(users::id.eq(messages::author_id)))
+            .filter(messages::channel_id.eq(channel))
+            .filter(messages::deleted_at.is_null())
+            .order(messages::id.desc())
+            .select((select, UserRow::as_select()));
+        let rows: Vec<(MessageRow, UserRow)> = match page.before {
+            None => synctalk_db::limited(newest, limit).load(&mut conn).await?,
+            Some(before) => {
+                let older = newest.filter(messages::id.lt(MessageId(before)));
+                synctalk_db::limited(older, limit).load(&mut conn).await?
+            }
+        };
+        return Ok(rows.into_iter().unzip());
+    }
+    Ok((bounded_page(conn, channel, page).await?, Vec::new()))
+}
+
+/// A page with `after` or `around` (see [`page`]).
+async fn bounded_page(
     mut conn: &AsyncPgConnection,
     channel: ChannelId,
     page: MessagePage,
 ) -> QueryResult<Vec<MessageRow>> {
     let select = MessageRow::as_select();
-    if let (None, None) = (page.around, page.after) {
-        // The usual pages (the newest, or the next older): a statement per limit,
-        // the limit written in, kept prepared and planned once (see `limited`).
-        let limit = u8::try_from(page.limit)
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        let newest = messages::table
-            .filter(messages::channel_id.eq(channel))
-            .filter(messages::deleted_at.is_null())
-            .order(messages::id.desc())
-            .select(select);
-        return match page.before {
-            None => synctalk_db::limited(newest, limit).load(&mut conn).await,
-            Some(before) => {
-                let older = newest.filter(messages::id.lt(MessageId(before)));
-                synctalk_db::limited(older, limit).load(&mut conn).await
-            }
-        };
-    }
     let conn = &mut conn;
     let bounded = || {
         let mut q = live_in(channel);
@@ -164,6 +178,9 @@ async fn users_by_id(
     mut conn: &AsyncPgConnection,
     ids: &[UserId],
 ) -> QueryResult<HashMap<UserId, User>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows: Vec<UserRow> = users::table
         .filter(users::id.eq_any(ids))
         .select(UserRow::as_select())
@@ -240,6 +257,25 @@ pub async fn hydrate(
     rows: Vec<MessageRow>,
 ) -> AppResult<Vec<Message>> {
     hydrate_rows(conn, channel, guild, viewer, rows, Stored::Existing).await
+}
+
+/// [`hydrate`] for a [`page`]: the users already read with it are not read again.
+pub async fn hydrate_page(
+    conn: &AsyncPgConnection,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    viewer: Option<UserId>,
+    (rows, authors): (Vec<MessageRow>, Vec<UserRow>),
+) -> AppResult<Vec<Message>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: HashMap<UserId, User> = authors.into_iter().map(|r| (r.id, User::from(r))).collect();
+    let mut wanted = Wanted::of(&rows);
+    wanted.people.retain(|p| !known.contains_key(p));
+    let mut related = Related::load(conn, channel, viewer, &wanted, Stored::Existing).await?;
+    related.users.extend(known);
+    related.assemble(rows, guild)
 }
 
 /// What is known of the rows [`hydrate_rows`] turns into messages.
