@@ -132,8 +132,8 @@ if request == "send":
     sys.exit(0)
 if request == "history":
     # The server's page query: the newest 50 live messages of the channel, each with
-    # its author joined, as the server reads them (results before this commit's
-    # successor of 7d7e356 timed the 50 rows without their authors).
+    # its author joined, as the server reads them (results before f7b490e timed the
+    # 50 rows without their authors).
     user_columns = ("u.id, u.username, u.email, u.password_hash, u.display_name, u.avatar_url, "
                     "u.bio, u.status_text, u.created_at, u.updated_at, u.deleted_at")
     page_columns = ", ".join("m." + c.strip() for c in columns.split(","))
