@@ -83,8 +83,10 @@ pub struct Limited<Q> {
 /// parameters of its first executions; with the row count unknown it assumes a tenth
 /// of the rows, so a page of a large channel (`ORDER BY id DESC LIMIT $2`) keeps
 /// getting planned afresh on every execution. With the number in the text its generic
-/// plan is the index scan the custom ones are. One statement per limit: a `u8`, so at
-/// most 256 texts per query kept on a connection.
+/// plan is the index scan the custom ones are. One statement per limit and query, kept
+/// for the connection's life: the query's own text must come from a small fixed set
+/// (no `LIMIT`, `FOR UPDATE` or values written in), and callers should round limits
+/// to a few sizes.
 pub fn limited<Q>(query: Q, limit: u8) -> Limited<Q> {
     Limited { query, limit }
 }

@@ -284,25 +284,10 @@ impl Socket {
         let heartbeat_due = sleep_until(Instant::now() + allowance);
         tokio::pin!(heartbeat_due);
         loop {
+            // In this order: a heartbeat already received counts before the timer,
+            // and the timer before more frames go out.
             tokio::select! {
-                next = queue.next() => match next {
-                    Next::Frame(item) => {
-                        if !self.write(item.render()).await {
-                            // Gone, or not reading: resumable.
-                            return (Some((CloseCode::UnknownError, "too slow; resume to continue")), false);
-                        }
-                    }
-                    Next::Reconnect => {
-                        let _ = self.send(&Frame::reconnect()).await;
-                        return (Some((CloseCode::UnknownError, "server restarting; resume")), false);
-                    }
-                    Next::Close(code, reason) => {
-                        return (Some((code, reason)), code == CloseCode::AuthenticationFailed);
-                    }
-                },
-                () = &mut heartbeat_due => {
-                    return (Some((CloseCode::SessionTimedOut, "no heartbeat")), false);
-                }
+                biased;
                 inbound = next(stream) => {
                     if limiter.check().is_err() {
                         return (Some((CloseCode::RateLimited, "too many frames")), false);
@@ -338,6 +323,24 @@ impl Socket {
                         },
                     }
                 }
+                () = &mut heartbeat_due => {
+                    return (Some((CloseCode::SessionTimedOut, "no heartbeat")), false);
+                }
+                next = queue.next() => match next {
+                    Next::Frame(item) => {
+                        if !self.write(item.render()).await {
+                            // Gone, or not reading: resumable.
+                            return (Some((CloseCode::UnknownError, "too slow; resume to continue")), false);
+                        }
+                    }
+                    Next::Reconnect => {
+                        let _ = self.send(&Frame::reconnect()).await;
+                        return (Some((CloseCode::UnknownError, "server restarting; resume")), false);
+                    }
+                    Next::Close(code, reason) => {
+                        return (Some((code, reason)), code == CloseCode::AuthenticationFailed);
+                    }
+                },
             }
         }
     }

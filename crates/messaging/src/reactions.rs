@@ -29,7 +29,8 @@ pub fn parse_emoji(value: &str) -> AppResult<&'static str> {
 }
 
 /// The reader's standing in the channel, with the message locked (a reaction and the
-/// message's deletion never cross).
+/// message's deletion never cross, nor two changes of its reactions: the triggers that
+/// keep `messages.has_reactions` rely on it).
 async fn reader(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -108,16 +109,6 @@ pub async fn add(
             .await?
             == 1;
         if added {
-            // Pages read the reactions of messages marked as having some.
-            diesel::update(
-                messages::table
-                    .filter(messages::channel_id.eq(channel))
-                    .filter(messages::id.eq(message))
-                    .filter(messages::has_reactions.eq(false)),
-            )
-            .set(messages::has_reactions.eq(true))
-            .execute(conn)
-            .await?;
             let event = MessageReactionAdd(change(&access, message, user, emoji));
             event::append(conn, &[Outgoing::event(Topic::Channel(channel), &event)?]).await?;
         }
@@ -144,19 +135,6 @@ pub async fn remove(
             .filter(reactions::user_id.eq(user));
         let removed = diesel::delete(mine).execute(conn).await? == 1;
         if removed {
-            // Unmarked once its last reaction is gone (the row lock orders this with
-            // every other change of its reactions).
-            let left = reactions::table
-                .filter(reactions::channel_id.eq(channel))
-                .filter(reactions::message_id.eq(message));
-            diesel::update(
-                messages::table
-                    .filter(messages::channel_id.eq(channel))
-                    .filter(messages::id.eq(message)),
-            )
-            .set(messages::has_reactions.eq(diesel::dsl::exists(left)))
-            .execute(conn)
-            .await?;
             let event = MessageReactionRemove(change(&access, message, user, emoji));
             event::append(conn, &[Outgoing::event(Topic::Channel(channel), &event)?]).await?;
         }

@@ -76,21 +76,29 @@ pub async fn page(
         // The usual pages (the newest, or the next older): a statement per limit,
         // the limit written in, kept prepared and planned once (see `limited`); each
         // message's author joined (one index probe each).
-        let limit = u8::try_from(page.limit)
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        // Read in one of four sizes and cut to the limit: a client cycling through
+        // every limit makes eight statements per connection, not two hundred.
+        let wanted = usize::try_from(page.limit).unwrap_or(usize::MAX);
+        let limit = match wanted {
+            0..=10 => 10,
+            11..=25 => 25,
+            26..=50 => 50,
+            _ => 100,
+        };
         let newest = messages::table
             .inner_join(users::table.on(users::id.eq(messages::author_id)))
             .filter(messages::channel_id.eq(channel))
             .filter(messages::deleted_at.is_null())
             .order(messages::id.desc())
             .select((select, UserRow::as_select()));
-        let rows: Vec<(MessageRow, UserRow)> = match page.before {
+        let mut rows: Vec<(MessageRow, UserRow)> = match page.before {
             None => synctalk_db::limited(newest, limit).load(&mut conn).await?,
             Some(before) => {
                 let older = newest.filter(messages::id.lt(MessageId(before)));
                 synctalk_db::limited(older, limit).load(&mut conn).await?
             }
         };
+        rows.truncate(wanted);
         return Ok(rows.into_iter().unzip());
     }
     Ok((bounded_page(conn, channel, page).await?, Vec::new()))

@@ -19,6 +19,12 @@ struct Plans {
     custom_plans: i64,
 }
 
+#[derive(QueryableByName)]
+struct Marked {
+    #[diesel(sql_type = BigInt)]
+    marked: i64,
+}
+
 fn page(before: Option<Uuid>) -> MessagePage {
     MessagePage {
         limit: 50,
@@ -80,4 +86,51 @@ async fn a_page_is_planned_once_per_connection() {
             p.generic_plans
         );
     }
+}
+
+/// A page reads reactions only of messages marked as having some; the mark is kept by
+/// the database for every writer (a node of an older version, a statement by hand).
+#[actix_web::test]
+async fn reactions_written_by_any_writer_show_on_pages() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let id = app.send_message(&owner, &general, "react to me").await;
+    let page = || async {
+        let res = app
+            .get(
+                &format!("/api/v1/channels/{general}/messages?limit=10"),
+                Some(&owner.access_token),
+            )
+            .await;
+        assert_eq!(res.status, synctalk_testkit::Status::OK, "{}", res.text);
+        res.body[0]["reactions"].clone()
+    };
+    assert_eq!(page().await, serde_json::json!([]));
+    let mut conn = app.db.connect().await;
+    conn.batch_execute(&format!(
+        "INSERT INTO reactions (channel_id, message_id, emoji, user_id) \
+         VALUES ('{general}', '{id}', '🎉', '{owner}')",
+        owner = owner.id,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        page().await,
+        serde_json::json!([{"emoji": "🎉", "count": 1, "me": true}])
+    );
+    conn.batch_execute(&format!(
+        "DELETE FROM reactions WHERE channel_id = '{general}' AND message_id = '{id}'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page().await, serde_json::json!([]));
+    let marked: Marked = diesel::sql_query(format!(
+        "SELECT count(*) FILTER (WHERE has_reactions) AS marked FROM messages \
+         WHERE channel_id = '{general}'"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(marked.marked, 0, "unmarked once the last one is gone");
 }

@@ -373,6 +373,17 @@ pub async fn subscribe(
             ))
             .get_result(conn)
             .await?;
+    if sub_id != id {
+        // Registered again (new keys, maybe another user): a push it refused or took
+        // under its old keys is owed to it again.
+        synctalk_db::sql(
+            "UPDATE notifications SET push_done = array_remove(push_done, $1) \
+             WHERE push_state = 'pending' AND $1 = ANY(push_done)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(sub_id)
+        .execute(conn)
+        .await?;
+    }
     // Beyond MAX_SUBSCRIPTIONS, the oldest go (a browser's endpoint changes over time;
     // its old ones would only fail).
     synctalk_db::sql(
@@ -582,6 +593,9 @@ impl Pusher {
         policy: EndpointPolicy,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            // Straight to the endpoint: through a proxy (HTTPS_PROXY in the
+            // environment), the proxy would resolve the name, not the guard.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
@@ -676,8 +690,16 @@ impl Pusher {
                     }
                 },
             };
-            // Only while the claim is still this node's (its lease may have run out and
-            // another node claimed it since).
+            // The subscriptions it is done with, whoever holds the claim now: a node
+            // that claimed it since skips them too.
+            if !newly_done.is_empty() {
+                diesel::update(notifications::table.find(id))
+                    .set(notifications::push_done.eq(notifications::push_done.concat(newly_done)))
+                    .execute(&mut conn)
+                    .await?;
+            }
+            // The outcome only while the claim is still this node's (its lease may have
+            // run out and another node claimed it since).
             diesel::update(
                 notifications::table
                     .find(id)
@@ -687,7 +709,6 @@ impl Pusher {
             .set((
                 notifications::push_state.eq(state),
                 notifications::push_at.eq(from_now(delay.unwrap_or_default())),
-                notifications::push_done.eq(notifications::push_done.concat(newly_done)),
             ))
             .execute(&mut conn)
             .await?;
