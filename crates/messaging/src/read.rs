@@ -64,18 +64,16 @@ fn live_in(channel: ChannelId) -> messages::BoxedQuery<'static, diesel::pg::Pg> 
 /// A page of a channel's live messages, newest first: the newest (below `before`);
 /// with `after`, the oldest above it (and below `before`); with `around`, the message
 /// and those just after it, then those just before it, half and half, within the
-/// bounds. The usual pages (no `after` nor `around`) come with their authors, read in
-/// the same statement; the others with none (see [`hydrate_page`]).
+/// bounds.
 pub async fn page(
     mut conn: &AsyncPgConnection,
     channel: ChannelId,
     page: MessagePage,
-) -> QueryResult<(Vec<MessageRow>, Vec<UserRow>)> {
+) -> QueryResult<Vec<MessageRow>> {
     let select = MessageRow::as_select();
     if let (None, None) = (page.around, page.after) {
         // The usual pages (the newest, or the next older): a statement per limit,
-        // the limit written in, kept prepared and planned once (see `limited`); each
-        // message's author joined (one index probe each).
+        // the limit written in, kept prepared and planned once (see `limited`).
         // Read in one of four sizes and cut to the limit: a client cycling through
         // every limit makes eight statements per connection, not two hundred.
         let wanted = usize::try_from(page.limit).unwrap_or(usize::MAX);
@@ -86,12 +84,11 @@ pub async fn page(
             _ => 100,
         };
         let newest = messages::table
-            .inner_join(users::table.on(users::id.eq(messages::author_id)))
             .filter(messages::channel_id.eq(channel))
             .filter(messages::deleted_at.is_null())
             .order(messages::id.desc())
-            .select((select, UserRow::as_select()));
-        let mut rows: Vec<(MessageRow, UserRow)> = match page.before {
+            .select(select);
+        let mut rows: Vec<MessageRow> = match page.before {
             None => synctalk_db::limited(newest, limit).load(&mut conn).await?,
             Some(before) => {
                 let older = newest.filter(messages::id.lt(MessageId(before)));
@@ -99,18 +96,8 @@ pub async fn page(
             }
         };
         rows.truncate(wanted);
-        return Ok(rows.into_iter().unzip());
+        return Ok(rows);
     }
-    Ok((bounded_page(conn, channel, page).await?, Vec::new()))
-}
-
-/// A page with `after` or `around` (see [`page`]).
-async fn bounded_page(
-    mut conn: &AsyncPgConnection,
-    channel: ChannelId,
-    page: MessagePage,
-) -> QueryResult<Vec<MessageRow>> {
-    let select = MessageRow::as_select();
     let conn = &mut conn;
     let bounded = || {
         let mut q = live_in(channel);
@@ -265,25 +252,6 @@ pub async fn hydrate(
     rows: Vec<MessageRow>,
 ) -> AppResult<Vec<Message>> {
     hydrate_rows(conn, channel, guild, viewer, rows, Stored::Existing).await
-}
-
-/// [`hydrate`] for a [`page`]: the users already read with it are not read again.
-pub async fn hydrate_page(
-    conn: &AsyncPgConnection,
-    channel: ChannelId,
-    guild: Option<GuildId>,
-    viewer: Option<UserId>,
-    (rows, authors): (Vec<MessageRow>, Vec<UserRow>),
-) -> AppResult<Vec<Message>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let known: HashMap<UserId, User> = authors.into_iter().map(|r| (r.id, User::from(r))).collect();
-    let mut wanted = Wanted::of(&rows);
-    wanted.people.retain(|p| !known.contains_key(p));
-    let mut related = Related::load(conn, channel, viewer, &wanted, Stored::Existing).await?;
-    related.users.extend(known);
-    related.assemble(rows, guild)
 }
 
 /// What is known of the rows [`hydrate_rows`] turns into messages.

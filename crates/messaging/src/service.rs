@@ -659,8 +659,8 @@ pub async fn list(
     // someone who cannot read the channel whether it holds messages in a range of ids.
     let access = access::load(conn, channel, viewer, false).await?;
     access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
-    let page = read::page(conn, channel, page).await?;
-    read::hydrate_page(conn, channel, access.row.guild_id, Some(viewer), page).await
+    let rows = read::page(conn, channel, page).await?;
+    read::hydrate(conn, channel, access.row.guild_id, Some(viewer), rows).await
 }
 
 /// One message: READ_MESSAGE_HISTORY.

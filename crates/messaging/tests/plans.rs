@@ -59,13 +59,12 @@ async fn a_page_is_planned_once_per_connection() {
 
     let channel = ChannelId(Uuid::parse_str(&general).unwrap());
     // Eight times each shape of the usual page: the newest, and the next older.
-    let (newest, authors) = read::page(&conn, channel, page(None)).await.unwrap();
-    assert_eq!(authors.len(), 50, "each with its author");
+    let newest = read::page(&conn, channel, page(None)).await.unwrap();
     let older = newest[49].id.0;
     for _ in 0..8 {
-        let (rows, _) = read::page(&conn, channel, page(None)).await.unwrap();
+        let rows = read::page(&conn, channel, page(None)).await.unwrap();
         assert_eq!(rows.len(), 50);
-        let (rows, _) = read::page(&conn, channel, page(Some(older))).await.unwrap();
+        let rows = read::page(&conn, channel, page(Some(older))).await.unwrap();
         assert_eq!(rows.len(), 50);
         assert!(rows[0].id.0 < older);
     }
