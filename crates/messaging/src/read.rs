@@ -13,7 +13,7 @@ use synctalk_kernel::{
     AppError, AppResult, ChannelId, ErrorCode, GuildId, MessageId, RoleId, UserId,
 };
 use synctalk_users::dto::User;
-use synctalk_users::model::UserRow;
+use synctalk_users::model::PublicUserRow;
 use uuid::Uuid;
 
 use crate::dto::{Message, MessageQuery, Reaction, ReplySummary};
@@ -176,9 +176,10 @@ async fn users_by_id(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<UserRow> = users::table
+    // What others see of them: no email, no password hash.
+    let rows: Vec<PublicUserRow> = users::table
         .filter(users::id.eq_any(ids))
-        .select(UserRow::as_select())
+        .select(PublicUserRow::as_select())
         .load(&mut conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, User::from(r))).collect())

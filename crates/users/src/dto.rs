@@ -65,6 +65,20 @@ impl From<UserRow> for User {
     }
 }
 
+impl From<crate::model::PublicUserRow> for User {
+    fn from(row: crate::model::PublicUserRow) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            display_name: row.display_name,
+            avatar_url: row.avatar_url,
+            bio: row.bio,
+            status_text: row.status_text,
+            created_at: row.created_at,
+        }
+    }
+}
+
 impl From<UserRow> for CurrentUser {
     fn from(row: UserRow) -> Self {
         Self {
