@@ -266,13 +266,27 @@ impl Run {
     }
 
     async fn post(&self, url: String, token: &str, body: &Value) -> anyhow::Result<Value> {
-        let mut res = self
-            .client
-            .post(url)
-            .bearer_auth(token)
-            .send_json(body)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // A connection that could not be made (the request never left) is tried again,
+        // twice at most: one failed connect would otherwise cost a whole step its
+        // figure. Anything later is not (a send is not idempotent without a nonce).
+        let mut attempt = 0;
+        let mut res = loop {
+            attempt += 1;
+            match self
+                .client
+                .post(url.as_str())
+                .bearer_auth(token)
+                .send_json(body)
+                .await
+            {
+                Ok(res) => break res,
+                Err(awc::error::SendRequestError::Connect(e)) if attempt < 3 => {
+                    eprintln!("connect failed ({e}); trying again");
+                    actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
+        };
         let status = res.status();
         let body: Value = res.json().limit(1 << 20).await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "{status}: {body}");
