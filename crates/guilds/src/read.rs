@@ -10,7 +10,7 @@ use synctalk_db::schema::{audit_log, bans, invites, member_roles, members, users
 use synctalk_kernel::pagination::Cursor;
 use synctalk_kernel::{GuildId, Page, RoleId, UserId};
 use synctalk_users::dto::User;
-use synctalk_users::model::UserRow;
+use synctalk_users::model::PublicUserRow;
 
 use crate::access;
 use crate::dto::{AuditEntry, Ban, Channel, Guild, GuildState, Invite, Member, Role};
@@ -20,7 +20,7 @@ use crate::visibility::Structure;
 type MemberRow = (UserId, Option<String>, chrono::DateTime<chrono::Utc>);
 
 fn members_of(
-    rows: Vec<(MemberRow, UserRow)>,
+    rows: Vec<(MemberRow, PublicUserRow)>,
     roles: &HashMap<UserId, Vec<RoleId>>,
 ) -> Vec<Member> {
     rows.into_iter()
@@ -37,7 +37,7 @@ fn members_of(
 async fn load_members(
     conn: &mut AsyncPgConnection,
     guild: GuildId,
-    rows: Vec<(MemberRow, UserRow)>,
+    rows: Vec<(MemberRow, PublicUserRow)>,
 ) -> QueryResult<Vec<Member>> {
     let ids: Vec<UserId> = rows.iter().map(|r| r.0.0).collect();
     let roles = access::member_roles_of(conn, guild, Some(&ids)).await?;
@@ -50,14 +50,14 @@ pub async fn member(
     guild: GuildId,
     user: UserId,
 ) -> QueryResult<Option<Member>> {
-    let rows: Vec<(MemberRow, UserRow)> = members::table
+    let rows: Vec<(MemberRow, PublicUserRow)> = members::table
         .inner_join(users::table.on(users::id.eq(members::user_id)))
         .filter(members::guild_id.eq(guild))
         .filter(members::user_id.eq(user))
         .filter(users::deleted_at.is_null())
         .select((
             (members::user_id, members::nick, members::joined_at),
-            UserRow::as_select(),
+            PublicUserRow::as_select(),
         ))
         .load(conn)
         .await?;
@@ -76,7 +76,7 @@ pub async fn members_page(
         .filter(users::deleted_at.is_null())
         .select((
             (members::user_id, members::nick, members::joined_at),
-            UserRow::as_select(),
+            PublicUserRow::as_select(),
         ))
         .into_boxed();
     // The same bounds on the users side, or the merge join walks every user below the
@@ -86,9 +86,10 @@ pub async fn members_page(
         Cursor::Before(id) => query.filter(users::id.lt(id)),
         Cursor::Start => query,
     };
-    let rows: Vec<(MemberRow, UserRow)> = synctalk_kernel::keyset!(query, members::user_id, page)
-        .load(conn)
-        .await?;
+    let rows: Vec<(MemberRow, PublicUserRow)> =
+        synctalk_kernel::keyset!(query, members::user_id, page)
+            .load(conn)
+            .await?;
     load_members(conn, guild, page.in_order(rows)).await
 }
 
@@ -99,7 +100,7 @@ pub async fn members_of_many(
     guilds: &[GuildId],
     users_: &[UserId],
 ) -> QueryResult<HashMap<(GuildId, UserId), Member>> {
-    let rows: Vec<(GuildId, MemberRow, UserRow)> = members::table
+    let rows: Vec<(GuildId, MemberRow, PublicUserRow)> = members::table
         .inner_join(users::table.on(users::id.eq(members::user_id)))
         .filter(members::guild_id.eq_any(guilds))
         .filter(members::user_id.eq_any(users_))
@@ -107,7 +108,7 @@ pub async fn members_of_many(
         .select((
             members::guild_id,
             (members::user_id, members::nick, members::joined_at),
-            UserRow::as_select(),
+            PublicUserRow::as_select(),
         ))
         .load(conn)
         .await?;
@@ -194,9 +195,9 @@ pub async fn bans_page(
     let query = bans::table
         .inner_join(users::table.on(users::id.eq(bans::user_id)))
         .filter(bans::guild_id.eq(guild))
-        .select((BanRow::as_select(), UserRow::as_select()))
+        .select((BanRow::as_select(), PublicUserRow::as_select()))
         .into_boxed();
-    let rows: Vec<(BanRow, UserRow)> = synctalk_kernel::keyset!(query, bans::user_id, page)
+    let rows: Vec<(BanRow, PublicUserRow)> = synctalk_kernel::keyset!(query, bans::user_id, page)
         .load(conn)
         .await?;
     Ok(page

@@ -14,7 +14,7 @@ use synctalk_kernel::{AppError, AppResult, ErrorCode, UserId};
 use utoipa::ToSchema;
 
 use crate::dto::User;
-use crate::model::UserRow;
+use crate::model::PublicUserRow;
 
 /// What another user is to you.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -191,7 +191,7 @@ pub async fn list_many(
     conn: &mut AsyncPgConnection,
     users_: &[UserId],
 ) -> QueryResult<Vec<Vec<Relationship>>> {
-    let rows: Vec<(UserId, Row, UserRow)> = relationships::table
+    let rows: Vec<(UserId, Row, PublicUserRow)> = relationships::table
         .inner_join(users::table.on(users::id.eq(relationships::other_id)))
         .filter(relationships::user_id.eq_any(users_))
         .filter(users::deleted_at.is_null())
@@ -203,7 +203,7 @@ pub async fn list_many(
                 relationships::kind,
                 relationships::created_at,
             ),
-            UserRow::as_select(),
+            PublicUserRow::as_select(),
         ))
         .load(conn)
         .await?;
