@@ -10,7 +10,6 @@ use synctalk_db::schema::{audit_log, bans, invites, member_roles, members, users
 use synctalk_kernel::pagination::Cursor;
 use synctalk_kernel::{GuildId, Page, RoleId, UserId};
 use synctalk_users::dto::User;
-use synctalk_users::model::PublicUserRow;
 
 use crate::access;
 use crate::dto::{AuditEntry, Ban, Channel, Guild, GuildState, Invite, Member, Role};
@@ -19,13 +18,10 @@ use crate::visibility::Structure;
 
 type MemberRow = (UserId, Option<String>, chrono::DateTime<chrono::Utc>);
 
-fn members_of(
-    rows: Vec<(MemberRow, PublicUserRow)>,
-    roles: &HashMap<UserId, Vec<RoleId>>,
-) -> Vec<Member> {
+fn members_of(rows: Vec<(MemberRow, User)>, roles: &HashMap<UserId, Vec<RoleId>>) -> Vec<Member> {
     rows.into_iter()
         .map(|((user_id, nick, joined_at), user)| Member {
-            user: User::from(user),
+            user,
             nick,
             role_ids: roles.get(&user_id).cloned().unwrap_or_default(),
             joined_at,
@@ -37,7 +33,7 @@ fn members_of(
 async fn load_members(
     conn: &mut AsyncPgConnection,
     guild: GuildId,
-    rows: Vec<(MemberRow, PublicUserRow)>,
+    rows: Vec<(MemberRow, User)>,
 ) -> QueryResult<Vec<Member>> {
     let ids: Vec<UserId> = rows.iter().map(|r| r.0.0).collect();
     let roles = access::member_roles_of(conn, guild, Some(&ids)).await?;
@@ -50,14 +46,14 @@ pub async fn member(
     guild: GuildId,
     user: UserId,
 ) -> QueryResult<Option<Member>> {
-    let rows: Vec<(MemberRow, PublicUserRow)> = members::table
+    let rows: Vec<(MemberRow, User)> = members::table
         .inner_join(users::table.on(users::id.eq(members::user_id)))
         .filter(members::guild_id.eq(guild))
         .filter(members::user_id.eq(user))
         .filter(users::deleted_at.is_null())
         .select((
             (members::user_id, members::nick, members::joined_at),
-            PublicUserRow::as_select(),
+            User::as_select(),
         ))
         .load(conn)
         .await?;
@@ -76,7 +72,7 @@ pub async fn members_page(
         .filter(users::deleted_at.is_null())
         .select((
             (members::user_id, members::nick, members::joined_at),
-            PublicUserRow::as_select(),
+            User::as_select(),
         ))
         .into_boxed();
     // The same bounds on the users side, or the merge join walks every user below the
@@ -86,10 +82,9 @@ pub async fn members_page(
         Cursor::Before(id) => query.filter(users::id.lt(id)),
         Cursor::Start => query,
     };
-    let rows: Vec<(MemberRow, PublicUserRow)> =
-        synctalk_kernel::keyset!(query, members::user_id, page)
-            .load(conn)
-            .await?;
+    let rows: Vec<(MemberRow, User)> = synctalk_kernel::keyset!(query, members::user_id, page)
+        .load(conn)
+        .await?;
     load_members(conn, guild, page.in_order(rows)).await
 }
 
@@ -100,7 +95,7 @@ pub async fn members_of_many(
     guilds: &[GuildId],
     users_: &[UserId],
 ) -> QueryResult<HashMap<(GuildId, UserId), Member>> {
-    let rows: Vec<(GuildId, MemberRow, PublicUserRow)> = members::table
+    let rows: Vec<(GuildId, MemberRow, User)> = members::table
         .inner_join(users::table.on(users::id.eq(members::user_id)))
         .filter(members::guild_id.eq_any(guilds))
         .filter(members::user_id.eq_any(users_))
@@ -108,7 +103,7 @@ pub async fn members_of_many(
         .select((
             members::guild_id,
             (members::user_id, members::nick, members::joined_at),
-            PublicUserRow::as_select(),
+            User::as_select(),
         ))
         .load(conn)
         .await?;
@@ -131,7 +126,7 @@ pub async fn members_of_many(
                 .map(|(_, _, r)| *r)
                 .collect();
             let member = Member {
-                user: User::from(user),
+                user,
                 nick,
                 role_ids,
                 joined_at,
@@ -195,16 +190,16 @@ pub async fn bans_page(
     let query = bans::table
         .inner_join(users::table.on(users::id.eq(bans::user_id)))
         .filter(bans::guild_id.eq(guild))
-        .select((BanRow::as_select(), PublicUserRow::as_select()))
+        .select((BanRow::as_select(), User::as_select()))
         .into_boxed();
-    let rows: Vec<(BanRow, PublicUserRow)> = synctalk_kernel::keyset!(query, bans::user_id, page)
+    let rows: Vec<(BanRow, User)> = synctalk_kernel::keyset!(query, bans::user_id, page)
         .load(conn)
         .await?;
     Ok(page
         .in_order(rows)
         .into_iter()
         .map(|(ban, user)| Ban {
-            user: user.into(),
+            user,
             reason: ban.reason,
             created_at: ban.created_at,
         })

@@ -12,7 +12,6 @@ use synctalk_gateway::{Outgoing, Topic, event};
 use synctalk_guilds::permissions::Permissions;
 use synctalk_kernel::{AppError, AppResult, ChannelId, ErrorCode, MessageId, UserId};
 use synctalk_users::dto::User;
-use synctalk_users::model::PublicUserRow;
 
 use crate::events::{MessageReactionAdd, MessageReactionRemove, ReactionChange};
 use crate::read;
@@ -163,10 +162,10 @@ pub async fn users_of(
         .filter(reactions::channel_id.eq(channel))
         .filter(reactions::message_id.eq(message))
         .filter(reactions::emoji.eq(emoji))
-        .select(PublicUserRow::as_select())
+        .select(User::as_select())
         .into_boxed();
-    let rows: Vec<PublicUserRow> = synctalk_kernel::keyset!(query, reactions::user_id, page)
+    let rows: Vec<User> = synctalk_kernel::keyset!(query, reactions::user_id, page)
         .load(conn)
         .await?;
-    Ok(page.in_order(rows).into_iter().map(User::from).collect())
+    Ok(page.in_order(rows))
 }

@@ -13,7 +13,6 @@ use synctalk_kernel::{
     AppError, AppResult, ChannelId, ErrorCode, GuildId, MessageId, RoleId, UserId,
 };
 use synctalk_users::dto::User;
-use synctalk_users::model::PublicUserRow;
 use uuid::Uuid;
 
 use crate::dto::{Message, MessageQuery, Reaction, ReplySummary};
@@ -177,12 +176,12 @@ async fn users_by_id(
         return Ok(HashMap::new());
     }
     // What others see of them: no email, no password hash.
-    let rows: Vec<PublicUserRow> = users::table
+    let rows: Vec<User> = users::table
         .filter(users::id.eq_any(ids))
-        .select(PublicUserRow::as_select())
+        .select(User::as_select())
         .load(&mut conn)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.id, User::from(r))).collect())
+    Ok(rows.into_iter().map(|u| (u.id, u)).collect())
 }
 
 /// The summaries of the messages some messages reply to (deleted ones as "deleted").

@@ -1,14 +1,19 @@
 //! Wire types of the users API.
 
 use chrono::{DateTime, Utc};
+use diesel::{Queryable, Selectable};
 use serde::{Deserialize, Serialize};
+use synctalk_db::schema::users;
 use synctalk_kernel::UserId;
 use utoipa::ToSchema;
 
 use crate::model::UserRow;
 
 /// A user as anyone may see them.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+// Also the columns of `users` that reads showing other people select: no email, no
+// password hash leaves the database for them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -53,20 +58,6 @@ pub struct CurrentUser {
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
-        Self {
-            id: row.id,
-            username: row.username,
-            display_name: row.display_name,
-            avatar_url: row.avatar_url,
-            bio: row.bio,
-            status_text: row.status_text,
-            created_at: row.created_at,
-        }
-    }
-}
-
-impl From<crate::model::PublicUserRow> for User {
-    fn from(row: crate::model::PublicUserRow) -> Self {
         Self {
             id: row.id,
             username: row.username,

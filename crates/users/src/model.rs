@@ -69,24 +69,3 @@ pub struct UserChanges {
     /// Always set.
     pub updated_at: Option<DateTime<Utc>>,
 }
-
-/// The columns of `users` that others see ([`crate::dto::User`]): no email, no
-/// password hash, for the reads that show people (message authors and mentions).
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
-pub struct PublicUserRow {
-    /// Id.
-    pub id: UserId,
-    /// Username.
-    pub username: String,
-    /// Display name.
-    pub display_name: Option<String>,
-    /// Avatar URL.
-    pub avatar_url: Option<String>,
-    /// Bio.
-    pub bio: Option<String>,
-    /// Status text.
-    pub status_text: Option<String>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-}

@@ -14,7 +14,6 @@ use synctalk_kernel::{AppError, AppResult, ErrorCode, UserId};
 use utoipa::ToSchema;
 
 use crate::dto::User;
-use crate::model::PublicUserRow;
 
 /// What another user is to you.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -191,7 +190,7 @@ pub async fn list_many(
     conn: &mut AsyncPgConnection,
     users_: &[UserId],
 ) -> QueryResult<Vec<Vec<Relationship>>> {
-    let rows: Vec<(UserId, Row, PublicUserRow)> = relationships::table
+    let rows: Vec<(UserId, Row, User)> = relationships::table
         .inner_join(users::table.on(users::id.eq(relationships::other_id)))
         .filter(relationships::user_id.eq_any(users_))
         .filter(users::deleted_at.is_null())
@@ -203,7 +202,7 @@ pub async fn list_many(
                 relationships::kind,
                 relationships::created_at,
             ),
-            PublicUserRow::as_select(),
+            User::as_select(),
         ))
         .load(conn)
         .await?;
@@ -217,7 +216,7 @@ pub async fn list_many(
                 out[i].push(Relationship {
                     id: row.other_id,
                     kind,
-                    user: user.clone().into(),
+                    user: user.clone(),
                     since: row.created_at,
                 });
             }
