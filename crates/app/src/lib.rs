@@ -248,7 +248,9 @@ impl Application {
                 .configure(synctalk_notifications::configure);
             let (url, size, timeout, session) = &worker_pool;
             let requests = match synctalk_db::lazy(url, *size, *timeout, *session) {
-                Ok(own) => web::Data::new(own),
+                // All its own connections taken, a request borrows a free one of the
+                // node's pool rather than wait (or answer 503) while that one idles.
+                Ok(own) => web::Data::new(own.with_overflow(&pool)),
                 Err(error) => {
                     tracing::warn!(%error, "a worker shares the node's pool");
                     pool.clone()

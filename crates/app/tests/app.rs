@@ -244,8 +244,7 @@ async fn an_unreachable_database_fails_start_up_fast_and_clearly() {
     let started = std::time::Instant::now();
     let error = synctalk_app::connect(&settings, &url)
         .await
-        .err()
-        .expect("connected to nothing");
+        .expect_err("connected to nothing");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     let message = format!("{error:#}");
     assert!(
@@ -564,4 +563,59 @@ async fn every_documented_path_answers_other_methods_405_with_its_allow_list() {
             assert_eq!(allowed, expected, "{method} {path}");
         }
     }
+}
+
+/// A worker's pool whose connections are all taken lends a free one of the node's pool
+/// at once, instead of waiting (and answering 503 at its timeout) while that one idles;
+/// with both full it waits for one of its own.
+#[actix_web::test]
+async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
+    use diesel_async::RunQueryDsl;
+    use std::time::{Duration, Instant};
+    use synctalk_db::{DbError, SessionLimits, conn, lazy};
+
+    let db = TestDb::migrated().await;
+    let timeout = Duration::from_millis(400);
+    let limits = SessionLimits::default();
+    let node = lazy(db.url(), 1, timeout, limits).unwrap();
+    let alone = lazy(db.url(), 1, timeout, limits).unwrap();
+    let worker = lazy(db.url(), 1, timeout, limits)
+        .unwrap()
+        .with_overflow(&node);
+
+    // A pool of its own only: the second request waits its timeout, then fails.
+    let held = conn(&alone).await.unwrap();
+    let start = Instant::now();
+    assert!(matches!(conn(&alone).await, Err(DbError::Unavailable(_))));
+    assert!(start.elapsed() >= timeout);
+    drop(held);
+
+    let mine = conn(&worker).await.unwrap();
+    let start = Instant::now();
+    let mut borrowed = conn(&worker).await.unwrap();
+    assert!(
+        start.elapsed() < timeout / 2,
+        "waited {:?} with a free connection in the node's pool",
+        start.elapsed()
+    );
+    let one: Vec<i32> = diesel::dsl::sql::<diesel::sql_types::Integer>("SELECT 1")
+        .load(&mut *borrowed)
+        .await
+        .unwrap();
+    assert_eq!(one, vec![1]);
+    let status = node.status();
+    assert_eq!((status.size, status.available), (1, 0), "{status:?}");
+
+    // Both full: the next waits for its own pool's connection, given back meanwhile.
+    let release = async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(mine);
+    };
+    let (third, ()) = tokio::join!(conn(&worker), release);
+    assert!(third.is_ok());
+    assert_eq!(worker.status().available, 0);
+    assert_eq!(node.status().available, 0, "the borrowed one is still out");
+    drop(third);
+    drop(borrowed);
+    assert_eq!(node.status().available, 1, "given back to the node's pool");
 }

@@ -12,8 +12,63 @@ use crate::DbError;
 /// The migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
-/// A pool of PostgreSQL connections.
-pub type Pool = deadpool::Pool<AsyncPgConnection>;
+/// A pool of PostgreSQL connections, with optionally a second pool it borrows from
+/// when all of its own are taken (an HTTP worker's pool, backed by the node's: see
+/// [`Pool::with_overflow`]).
+#[derive(Clone)]
+pub struct Pool {
+    own: deadpool::Pool<AsyncPgConnection>,
+    overflow: Option<deadpool::Pool<AsyncPgConnection>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("own", &self.own.status())
+            .field("overflow", &self.overflow.as_ref().map(|p| p.status()))
+            .finish()
+    }
+}
+
+impl Pool {
+    /// This pool, which takes a connection from `other`'s own when all of its own are
+    /// in use (and `other` has one free) instead of waiting for one of its own.
+    #[must_use]
+    pub fn with_overflow(mut self, other: &Pool) -> Pool {
+        self.overflow = Some(other.own.clone());
+        self
+    }
+
+    /// The state of the pool's own connections.
+    pub fn status(&self) -> ::deadpool::Status {
+        self.own.status()
+    }
+
+    async fn get(&self) -> Result<deadpool::Object<AsyncPgConnection>, deadpool::PoolError> {
+        let Some(overflow) = &self.overflow else {
+            return self.own.get().await;
+        };
+        // Its own first, then the other's, neither waiting for a connection in use;
+        // then it waits for one of its own (within its timeout).
+        let now = |pool: &deadpool::Pool<AsyncPgConnection>| ::deadpool::managed::Timeouts {
+            wait: Some(Duration::ZERO),
+            ..pool.timeouts()
+        };
+        match self.own.timeout_get(&now(&self.own)).await {
+            Err(deadpool::PoolError::Timeout(::deadpool::managed::TimeoutType::Wait)) => {}
+            taken => return taken,
+        }
+        match overflow.timeout_get(&now(overflow)).await {
+            Ok(object) => {
+                metrics::counter!("db_overflow_connections_total").increment(1);
+                return Ok(object);
+            }
+            Err(deadpool::PoolError::Timeout(::deadpool::managed::TimeoutType::Wait)) => {}
+            Err(error) => tracing::debug!(%error, "the overflow pool failed"),
+        }
+        self.own.get().await
+    }
+}
 /// A connection taken from the [`Pool`]; derefs to `AsyncPgConnection`.
 ///
 /// Given back inside a transaction (its request's future dropped half-way, because the
@@ -159,7 +214,7 @@ pub fn lazy(
         })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    Pool::builder(manager)
+    let own = deadpool::Pool::builder(manager)
         .max_size(max_size)
         // The connection given back last goes out first: the fewest connections stay
         // busy (and warm), and one left broken by a fault is found at the next request.
@@ -169,7 +224,11 @@ pub fn lazy(
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))
         .build()
-        .map_err(|e| DbError::Unavailable(e.to_string()))
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    Ok(Pool {
+        own,
+        overflow: None,
+    })
 }
 
 /// Runs the pending migrations on the database at `url`; returns how many ran.
