@@ -207,6 +207,10 @@ impl Application {
             Duration::from_secs(settings.database_timeout_secs),
             session_limits(settings),
         );
+        // A quarter of the node's connections at most are lent to requests whose
+        // worker's own are all taken: the rest stay for the gateway and the
+        // background tasks, whatever a flood of slow requests does.
+        let lender = pool.lender(settings.database_pool_size / 4);
         let pool = web::Data::new(pool);
         let limits = web::Data::from(limits);
         let doc = web::Data::new(openapi::document_json());
@@ -248,9 +252,9 @@ impl Application {
                 .configure(synctalk_notifications::configure);
             let (url, size, timeout, session) = &worker_pool;
             let requests = match synctalk_db::lazy(url, *size, *timeout, *session) {
-                // All its own connections taken, a request borrows a free one of the
+                // All its own connections taken, a request borrows an idle one of the
                 // node's pool rather than wait (or answer 503) while that one idles.
-                Ok(own) => web::Data::new(own.with_overflow(&pool)),
+                Ok(own) => web::Data::new(own.with_overflow(lender.clone())),
                 Err(error) => {
                     tracing::warn!(%error, "a worker shares the node's pool");
                     pool.clone()

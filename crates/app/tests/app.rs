@@ -565,11 +565,12 @@ async fn every_documented_path_answers_other_methods_405_with_its_allow_list() {
     }
 }
 
-/// A worker's pool whose connections are all taken lends a free one of the node's pool
-/// at once, instead of waiting (and answering 503 at its timeout) while that one idles;
-/// with both full it waits for one of its own.
+/// A worker's pool whose connections are all taken borrows an idle one of the node's
+/// pool at once, instead of waiting (and answering 503 at its timeout) while that one
+/// idles; never more than the node's pool lends, never one it would have to make; with
+/// none to borrow it waits for one of its own.
 #[actix_web::test]
-async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
+async fn a_full_worker_pool_borrows_an_idle_connection_of_the_nodes() {
     use diesel_async::RunQueryDsl;
     use std::time::{Duration, Instant};
     use synctalk_db::{DbError, SessionLimits, conn, lazy};
@@ -577,11 +578,11 @@ async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
     let db = TestDb::migrated().await;
     let timeout = Duration::from_millis(400);
     let limits = SessionLimits::default();
-    let node = lazy(db.url(), 1, timeout, limits).unwrap();
+    let node = lazy(db.url(), 3, timeout, limits).unwrap();
     let alone = lazy(db.url(), 1, timeout, limits).unwrap();
     let worker = lazy(db.url(), 1, timeout, limits)
         .unwrap()
-        .with_overflow(&node);
+        .with_overflow(node.lender(1));
 
     // A pool of its own only: the second request waits its timeout, then fails.
     let held = conn(&alone).await.unwrap();
@@ -590,12 +591,21 @@ async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
     assert!(start.elapsed() >= timeout);
     drop(held);
 
+    // The node's pool has made no connection yet: none is lent (none is made for it).
     let mine = conn(&worker).await.unwrap();
+    let start = Instant::now();
+    assert!(matches!(conn(&worker).await, Err(DbError::Unavailable(_))));
+    assert!(start.elapsed() >= timeout);
+    assert_eq!(node.status().size, 0);
+
+    // Two idle connections in the node's pool: one is lent at once, not a second.
+    let (a, b) = (conn(&node).await.unwrap(), conn(&node).await.unwrap());
+    drop((a, b));
     let start = Instant::now();
     let mut borrowed = conn(&worker).await.unwrap();
     assert!(
-        start.elapsed() < timeout / 2,
-        "waited {:?} with a free connection in the node's pool",
+        start.elapsed() < timeout,
+        "waited {:?} with an idle connection in the node's pool",
         start.elapsed()
     );
     let one: Vec<i32> = diesel::dsl::sql::<diesel::sql_types::Integer>("SELECT 1")
@@ -603,10 +613,16 @@ async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
         .await
         .unwrap();
     assert_eq!(one, vec![1]);
-    let status = node.status();
-    assert_eq!((status.size, status.available), (1, 0), "{status:?}");
+    assert_eq!(node.status().available, 1, "{:?}", node.status());
+    let start = Instant::now();
+    assert!(
+        matches!(conn(&worker).await, Err(DbError::Unavailable(_))),
+        "lent more than the lender's limit"
+    );
+    assert!(start.elapsed() >= timeout);
+    assert_eq!(node.status().available, 1, "kept for the node's own users");
 
-    // Both full: the next waits for its own pool's connection, given back meanwhile.
+    // Nothing to borrow: the next waits for its own pool's connection, given back.
     let release = async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(mine);
@@ -614,8 +630,13 @@ async fn a_full_worker_pool_borrows_a_free_connection_of_the_nodes() {
     let (third, ()) = tokio::join!(conn(&worker), release);
     assert!(third.is_ok());
     assert_eq!(worker.status().available, 0);
-    assert_eq!(node.status().available, 0, "the borrowed one is still out");
     drop(third);
     drop(borrowed);
-    assert_eq!(node.status().available, 1, "given back to the node's pool");
+    assert_eq!(node.status().available, 2, "given back to the node's pool");
+    // And its permit with it: another can be borrowed.
+    let _mine = conn(&worker).await.unwrap();
+    let _borrowed = tokio::time::timeout(timeout / 2, conn(&worker))
+        .await
+        .expect("a permit was not given back")
+        .unwrap();
 }

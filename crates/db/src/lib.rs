@@ -12,8 +12,8 @@ pub mod schema;
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 pub use pipelined::{Closing, transaction as pipelined};
 pub use pool::{
-    Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database, database_exists,
-    drop_database, lazy, revert_migrations, run_migrations,
+    Lender, Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database,
+    database_exists, drop_database, lazy, revert_migrations, run_migrations,
 };
 pub use prepared::{Limited, Prepared, limited, prepared, sql};
 

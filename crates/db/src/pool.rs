@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -6,36 +7,58 @@ use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::DbError;
 
 /// The migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
-/// A pool of PostgreSQL connections, with optionally a second pool it borrows from
+/// A pool of PostgreSQL connections, with optionally a [`Lender`] it borrows from
 /// when all of its own are taken (an HTTP worker's pool, backed by the node's: see
 /// [`Pool::with_overflow`]).
 #[derive(Clone)]
 pub struct Pool {
     own: deadpool::Pool<AsyncPgConnection>,
-    overflow: Option<deadpool::Pool<AsyncPgConnection>>,
+    overflow: Option<Lender>,
+}
+
+/// Lends idle connections of a pool to others, a few at a time: the rest stay for the
+/// pool's own users (on the node's pool: the gateway and the background tasks).
+#[derive(Clone)]
+pub struct Lender {
+    pool: deadpool::Pool<AsyncPgConnection>,
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("own", &self.own.status())
-            .field("overflow", &self.overflow.as_ref().map(|p| p.status()))
+            .field("overflow", &self.overflow.as_ref().map(|l| l.pool.status()))
             .finish()
     }
 }
 
+type Taken = (
+    deadpool::Object<AsyncPgConnection>,
+    Option<OwnedSemaphorePermit>,
+);
+
 impl Pool {
-    /// This pool, which takes a connection from `other`'s own when all of its own are
-    /// in use (and `other` has one free) instead of waiting for one of its own.
+    /// A lender of at most `max` of this pool's connections at a time (at least one).
+    pub fn lender(&self, max: usize) -> Lender {
+        Lender {
+            pool: self.own.clone(),
+            permits: Arc::new(Semaphore::new(max.max(1))),
+        }
+    }
+
+    /// This pool, which borrows an idle connection of `lender`'s when all of its own
+    /// are in use, instead of waiting for one of its own.
     #[must_use]
-    pub fn with_overflow(mut self, other: &Pool) -> Pool {
-        self.overflow = Some(other.own.clone());
+    pub fn with_overflow(mut self, lender: Lender) -> Pool {
+        self.overflow = Some(lender);
         self
     }
 
@@ -44,31 +67,40 @@ impl Pool {
         self.own.status()
     }
 
-    async fn get(&self) -> Result<deadpool::Object<AsyncPgConnection>, deadpool::PoolError> {
-        let Some(overflow) = &self.overflow else {
-            return self.own.get().await;
+    async fn get(&self) -> Result<Taken, deadpool::PoolError> {
+        let Some(lender) = &self.overflow else {
+            return Ok((self.own.get().await?, None));
         };
-        // Its own first, then the other's, neither waiting for a connection in use;
-        // then it waits for one of its own (within its timeout).
-        let now = |pool: &deadpool::Pool<AsyncPgConnection>| ::deadpool::managed::Timeouts {
+        // Its own first, not waiting for one in use; then an idle one of the lender's
+        // (neither waiting nor connecting); then it waits for one of its own.
+        let at_once = ::deadpool::managed::Timeouts {
             wait: Some(Duration::ZERO),
-            ..pool.timeouts()
+            ..self.own.timeouts()
         };
-        match self.own.timeout_get(&now(&self.own)).await {
+        match self.own.timeout_get(&at_once).await {
             Err(deadpool::PoolError::Timeout(::deadpool::managed::TimeoutType::Wait)) => {}
-            taken => return taken,
+            taken => return Ok((taken?, None)),
         }
-        match overflow.timeout_get(&now(overflow)).await {
-            Ok(object) => {
-                metrics::counter!("db_overflow_connections_total").increment(1);
-                return Ok(object);
+        if lender.pool.status().available > 0
+            && let Ok(permit) = lender.permits.clone().try_acquire_owned()
+        {
+            let idle = ::deadpool::managed::Timeouts {
+                wait: Some(Duration::ZERO),
+                create: Some(Duration::ZERO),
+                ..lender.pool.timeouts()
+            };
+            match lender.pool.timeout_get(&idle).await {
+                Ok(object) => {
+                    metrics::counter!("db_overflow_connections_total").increment(1);
+                    return Ok((object, Some(permit)));
+                }
+                Err(error) => tracing::debug!(%error, "no idle connection to borrow"),
             }
-            Err(deadpool::PoolError::Timeout(::deadpool::managed::TimeoutType::Wait)) => {}
-            Err(error) => tracing::debug!(%error, "the overflow pool failed"),
         }
-        self.own.get().await
+        Ok((self.own.get().await?, None))
     }
 }
+
 /// A connection taken from the [`Pool`]; derefs to `AsyncPgConnection`.
 ///
 /// Given back inside a transaction (its request's future dropped half-way, because the
@@ -76,7 +108,12 @@ impl Pool {
 /// PostgreSQL then rolls the transaction back and frees its locks at once. Pooled, it
 /// would keep them until the pool next handed it out (and found it broken) or until
 /// `idle_in_transaction_session_timeout`, and a channel's sends wait on its topic lock.
-pub struct PooledConn(Option<deadpool::Object<AsyncPgConnection>>);
+pub struct PooledConn(
+    Option<deadpool::Object<AsyncPgConnection>>,
+    /// Borrowed from a [`Lender`]: its permit, given back with the connection.
+    #[expect(dead_code, reason = "held until the connection is given back")]
+    Option<OwnedSemaphorePermit>,
+);
 
 impl PooledConn {
     fn object(&self) -> &deadpool::Object<AsyncPgConnection> {
@@ -131,7 +168,8 @@ impl From<deadpool::PoolError> for DbError {
 /// A connection from the pool; a pool that cannot give one within its timeout is
 /// [`DbError::Unavailable`] (a 503 for clients).
 pub async fn conn(pool: &Pool) -> Result<PooledConn, DbError> {
-    Ok(PooledConn(Some(pool.get().await?)))
+    let (object, lent) = pool.get().await?;
+    Ok(PooledConn(Some(object), lent))
 }
 
 /// Limits every pooled connection runs under, so that one stuck statement, lock wait
@@ -181,7 +219,7 @@ pub async fn connect_with(
     limits: SessionLimits,
 ) -> Result<Pool, DbError> {
     let pool = lazy(url, max_size, timeout, limits)?;
-    let mut conn = pool.get().await?;
+    let mut conn = conn(&pool).await?;
     diesel::sql_query("SELECT 1").execute(&mut conn).await?;
     drop(conn);
     Ok(pool)
