@@ -193,7 +193,8 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Commands (any op) per minute a socket may send.
     pub commands_per_minute: u32,
-    /// How long one write to a socket may take before the client counts as gone.
+    /// How long one write to a socket may take (or a queued frame wait for the socket
+    /// to take it) before the client counts as gone.
     pub write_timeout: Duration,
 }
 
@@ -206,6 +207,19 @@ impl Default for GatewayConfig {
             commands_per_minute: 120,
             write_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Every half write timeout, closes the sockets whose writes have waited a whole one
+/// (what a socket's queue holds is written by its response body, which takes nothing
+/// while the client does not read).
+async fn close_stalled(hub: std::sync::Weak<Hub>, limit: Duration) {
+    let mut tick = tokio::time::interval((limit / 2).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { break };
+        hub.close_stalled(limit);
     }
 }
 
@@ -235,6 +249,7 @@ impl Gateway {
         config: GatewayConfig,
     ) -> Self {
         let snapshots = session::Snapshots::start(hub.pool().clone(), domains.clone(), user);
+        tokio::spawn(close_stalled(Arc::downgrade(&hub), config.write_timeout));
         Self {
             hub,
             domains,

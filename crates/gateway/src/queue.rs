@@ -1,10 +1,17 @@
-//! A socket's outbound queue: what the hub hands a socket, and what the socket task
-//! writes. Pushing never waits; a close jumps the queue; ephemeral events are shed
-//! first when the queue is half full; a full queue means the client cannot keep up.
+//! A socket's outbound queue: what the hub hands a socket, written by the socket's
+//! response body itself (an actix-ws [`Feed`]: no task, channel or copy per frame in
+//! between; an event's envelope is written around its shared payload, never rendered
+//! per socket). Pushing never waits; a close jumps the queue (the socket task sends
+//! it); ephemeral events are shed first when the queue is half full; a full queue, or
+//! items the socket has not taken within the write timeout, mean the client cannot keep
+//! up (see `Hub::close_stalled`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
+use actix_ws::{Feed, FeedOut};
 use tokio::sync::Notify;
 
 use crate::event::Record;
@@ -15,8 +22,8 @@ use crate::protocol::CloseCode;
 pub enum Outbound {
     /// A frame already rendered (READY, RESUMED, ephemeral events).
     Text(Arc<str>),
-    /// A replayable event with this session's sequence number; rendered by the socket
-    /// task, so the payload is shared by every socket it goes to.
+    /// A replayable event with this session's sequence number; written around the
+    /// payload every socket it goes to shares.
     Dispatch(Arc<Record>, i64),
 }
 
@@ -28,6 +35,45 @@ impl Outbound {
             Outbound::Dispatch(record, seq) => record.frame(*seq),
         }
     }
+
+    /// Writes the frame (the same text as [`Outbound::render`]).
+    fn write(&self, out: &mut FeedOut<'_>) {
+        match self {
+            Outbound::Text(text) => out.text(&[text.as_bytes()]),
+            Outbound::Dispatch(record, seq) => {
+                let mut digits = [0u8; 20];
+                out.text(&[
+                    br#"{"op":0,"t":""#,
+                    record.name.as_bytes(),
+                    br#"","s":"#,
+                    decimal(*seq, &mut digits),
+                    br#","d":"#,
+                    record.payload.get().as_bytes(),
+                    b"}",
+                ]);
+            }
+        }
+    }
+}
+
+/// `n` in decimal, written into the end of `buf`.
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let negative = n < 0;
+    let mut n = n.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
 }
 
 #[derive(Default)]
@@ -35,9 +81,25 @@ struct Inner {
     items: VecDeque<Outbound>,
     close: Option<(CloseCode, &'static str)>,
     reconnect: bool,
+    /// The response body, waiting for items.
+    body: Option<Waker>,
+    /// Since when items wait that the body has not taken (it takes none while the
+    /// client does not read: its writes cannot finish).
+    waiting_since: Option<Instant>,
 }
 
-/// The queue; shared by the hub (producer) and the socket task (consumer).
+impl Inner {
+    /// After a push: the body's waker, to wake once the lock is released.
+    fn pushed(&mut self) -> Option<Waker> {
+        if self.waiting_since.is_none() && !self.items.is_empty() {
+            self.waiting_since = Some(Instant::now());
+        }
+        self.body.take()
+    }
+}
+
+/// The queue; shared by the hub (producer), the socket's response body (which writes
+/// its frames) and the socket task (which sends the closes).
 pub struct Queue {
     inner: Mutex<Inner>,
     notify: Notify,
@@ -52,11 +114,9 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// What the socket task gets next.
-#[derive(Debug)]
-pub enum Next {
-    /// A frame to write.
-    Frame(Outbound),
+/// What the socket task must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
     /// Close with this code.
     Close(CloseCode, &'static str),
     /// Send RECONNECT, then close with 4000: the node is going away.
@@ -91,8 +151,11 @@ impl Queue {
             return false;
         }
         inner.items.push_back(item);
+        let body = inner.pushed();
         drop(inner);
-        self.notify.notify_one();
+        if let Some(body) = body {
+            body.wake();
+        }
         true
     }
 
@@ -105,8 +168,11 @@ impl Queue {
             return;
         }
         inner.items.push_back(Outbound::Text(text));
+        let body = inner.pushed();
         drop(inner);
-        self.notify.notify_one();
+        if let Some(body) = body {
+            body.wake();
+        }
     }
 
     /// Queues frames whatever the capacity (READY and a replay, which are bounded by
@@ -114,8 +180,11 @@ impl Queue {
     pub fn push_all(&self, items: impl IntoIterator<Item = Outbound>) {
         let mut inner = self.lock();
         inner.items.extend(items);
+        let body = inner.pushed();
         drop(inner);
-        self.notify.notify_one();
+        if let Some(body) = body {
+            body.wake();
+        }
     }
 
     /// Asks the socket to close; this overtakes whatever is queued.
@@ -140,41 +209,121 @@ impl Queue {
         self.lock().close.is_some()
     }
 
-    /// Waits for the next thing to do.
-    pub async fn next(&self) -> Next {
+    /// Whether queued items have waited at least `limit` without the socket taking
+    /// any (its client stopped reading).
+    pub fn is_stalled(&self, limit: Duration) -> bool {
+        let inner = self.lock();
+        inner.close.is_none() && inner.waiting_since.is_some_and(|t| t.elapsed() >= limit)
+    }
+
+    /// Waits until the socket must close (or reconnect).
+    pub async fn control(&self) -> Control {
         loop {
             {
                 let mut inner = self.lock();
                 if inner.reconnect {
                     inner.reconnect = false;
-                    return Next::Reconnect;
+                    return Control::Reconnect;
                 }
                 if let Some((code, reason)) = inner.close {
-                    return Next::Close(code, reason);
-                }
-                if let Some(item) = inner.items.pop_front() {
-                    if inner.items.capacity() > 64 && inner.items.len() < inner.items.capacity() / 4
-                    {
-                        inner.items.shrink_to_fit();
-                    }
-                    return Next::Frame(item);
+                    return Control::Close(code, reason);
                 }
             }
             self.notify.notified().await;
         }
     }
+
+    /// Writes the queued frames through `out` (until it is full); with none left,
+    /// keeps `cx`'s waker for the next push. Nothing once a close was asked for (the
+    /// socket task sends the close).
+    fn feed(&self, cx: &mut Context<'_>, out: &mut FeedOut<'_>) {
+        let mut inner = self.lock();
+        if inner.close.is_some() || inner.reconnect {
+            return;
+        }
+        while !out.is_full() {
+            match inner.items.pop_front() {
+                Some(item) => item.write(out),
+                None => break,
+            }
+        }
+        inner.waiting_since = (!inner.items.is_empty()).then(Instant::now);
+        if inner.items.is_empty() {
+            if inner.items.capacity() > 64 {
+                inner.items.shrink_to_fit();
+            }
+            match &inner.body {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => inner.body = Some(cx.waker().clone()),
+            }
+        } else {
+            // Full: the body comes back for more once the buffer is written out.
+            cx.waker().wake_by_ref();
+        }
+    }
+}
+
+/// The queue as the response body's source of frames.
+pub struct QueueFeed(pub Arc<Queue>);
+
+impl Feed for QueueFeed {
+    fn poll_feed(&mut self, cx: &mut Context<'_>, out: &mut FeedOut<'_>) {
+        self.0.feed(cx, out);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use actix_web::web::BytesMut;
+    use futures_util::task::ArcWake;
+    use serde_json::value::RawValue;
+
     use super::*;
+    use crate::event::Kind;
+    use crate::topic::{Domain, Topic};
 
     fn text(s: &str) -> Outbound {
         Outbound::Text(Arc::from(s))
     }
 
-    #[tokio::test]
-    async fn full_queues_refuse_sheds_ephemerals_first_and_close_overtakes() {
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl ArcWake for Wakes {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The frames `queue` writes now, as (first byte, text).
+    fn fed(queue: &Queue, wakes: &Arc<Wakes>) -> Vec<(u8, String)> {
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = BytesMut::new();
+        queue.feed(&mut cx, &mut FeedOut::new(&mut buf));
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < buf.len() {
+            let (len, header) = match buf[at + 1] {
+                126 => (
+                    usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
+                    4,
+                ),
+                127 => panic!("no frame here is that long"),
+                short => (usize::from(short), 2),
+            };
+            let body = &buf[at + header..at + header + len];
+            frames.push((buf[at], String::from_utf8(body.to_vec()).unwrap()));
+            at += header + len;
+        }
+        frames
+    }
+
+    #[test]
+    fn full_queues_refuse_sheds_ephemerals_first_and_close_overtakes() {
+        let wakes = Arc::new(Wakes::default());
         let queue = Queue::new(4);
         assert!(queue.push(text("a")));
         assert!(queue.push(text("b")));
@@ -183,14 +332,56 @@ mod tests {
         assert!(queue.push(text("c")));
         assert!(queue.push(text("d")));
         assert!(!queue.push(text("e")), "a full queue refuses");
-        match queue.next().await {
-            Next::Frame(item) => assert_eq!(item.render(), "a"),
-            other => panic!("{other:?}"),
-        }
+        let frames: Vec<String> = fed(&queue, &wakes).into_iter().map(|f| f.1).collect();
+        assert_eq!(frames, ["a", "b", "c", "d"]);
+        // Drained, the body waits: the next push wakes it, once.
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert!(queue.push(text("f")));
+        assert!(queue.push(text("g")));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         queue.close(CloseCode::AuthenticationFailed, "session ended");
-        assert!(matches!(
-            queue.next().await,
-            Next::Close(CloseCode::AuthenticationFailed, _)
-        ));
+        assert!(
+            fed(&queue, &wakes).is_empty(),
+            "a close overtakes what is queued"
+        );
+        assert!(!queue.push(text("h")) || fed(&queue, &wakes).is_empty());
+        let control = futures_util::FutureExt::now_or_never(queue.control());
+        assert_eq!(
+            control,
+            Some(Control::Close(
+                CloseCode::AuthenticationFailed,
+                "session ended"
+            ))
+        );
+    }
+
+    #[test]
+    fn an_event_is_written_as_the_text_it_renders_to() {
+        let wakes = Arc::new(Wakes::default());
+        let long = format!(r#"{{"content":"{}"}}"#, "x".repeat(300));
+        let record = |payload: &str| {
+            Arc::new(Record {
+                id: 1,
+                position: 1,
+                topic: Topic::User(synctalk_kernel::UserId(uuid::Uuid::nil())),
+                kind: Kind::Event,
+                domain: Domain::Users,
+                name: Arc::from("MESSAGE_CREATE"),
+                payload: RawValue::from_string(payload.to_owned()).unwrap(),
+            })
+        };
+        let queue = Queue::new(8);
+        let items = [
+            Outbound::Dispatch(record(r#"{"id":"1"}"#), 7),
+            Outbound::Dispatch(record(&long), 1_234_567_890_123),
+            Outbound::Dispatch(record("{}"), 0),
+        ];
+        let expected: Vec<(u8, String)> = items.iter().map(|i| (0x81, i.render())).collect();
+        assert_eq!(
+            expected[0].1,
+            r#"{"op":0,"t":"MESSAGE_CREATE","s":7,"d":{"id":"1"}}"#
+        );
+        queue.push_all(items);
+        assert_eq!(fed(&queue, &wakes), expected);
     }
 }

@@ -1,7 +1,10 @@
 //! One gateway socket, from HELLO to close.
 //!
 //! The socket task owns the WebSocket: it reads frames, answers heartbeats and
-//! commands, and writes what the hub queued, each write with a deadline. Every exit
+//! commands (each write with a deadline), and sends the closes the hub asks for; what
+//! the hub queues for the socket its response body writes itself
+//! ([`crate::queue::QueueFeed`]): a client that stops reading fills its queue, and is
+//! closed as too slow when it is full. Every exit
 //! path after registration goes through the hub's `disconnect` and the domains'
 //! `disconnected`, so no session stays marked connected.
 
@@ -18,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::hub::{Opening, Refused, Registration};
 use crate::protocol::{CloseCode, CommandError, Frame, Identify, Op, Resume};
-use crate::queue::{Next, Queue};
+use crate::queue::{Control, Queue, QueueFeed};
 use crate::topic::{Domain, DomainSet};
 use crate::{CommandContext, Gateway, Ready};
 
@@ -85,12 +88,16 @@ fn upgrade(
     gateway: Arc<Gateway>,
     domains: DomainSet,
 ) -> Result<HttpResponse, AppError> {
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        AppError::new(
-            ErrorCode::InvalidQuery,
-            format!("not a WebSocket upgrade: {e}"),
-        )
-    })?;
+    // The socket's response body writes what the hub queues for it, itself.
+    let queue = Queue::new(gateway.hub.config().queue);
+    let feed = Box::new(QueueFeed(queue.clone()));
+    let (response, session, stream) = actix_ws::handle_with_feed(&req, body, &[], Some(feed))
+        .map_err(|e| {
+            AppError::new(
+                ErrorCode::InvalidQuery,
+                format!("not a WebSocket upgrade: {e}"),
+            )
+        })?;
     let max = gateway.config.max_frame_bytes;
     let stream = stream
         .max_frame_size(max)
@@ -102,7 +109,7 @@ fn upgrade(
             session,
             domains,
         };
-        socket.run(stream).await;
+        socket.run(stream, queue).await;
     });
     Ok(response)
 }
@@ -153,12 +160,11 @@ impl Socket {
         .await;
     }
 
-    async fn run(mut self, mut stream: AggregatedMessageStream) {
+    async fn run(mut self, mut stream: AggregatedMessageStream, queue: Arc<Queue>) {
         let config = self.gateway.config;
         let limiter = RateLimiter::direct(Quota::per_minute(
             NonZeroU32::new(config.commands_per_minute).unwrap_or(NonZeroU32::MIN),
         ));
-        let queue = Queue::new(self.gateway.hub.config().queue);
         // Boxed: the set-up (HELLO, the identify loop, its closes) is freed once the
         // socket is live instead of staying part of its task for its whole life.
         let Some((live, auth)) = Box::pin(self.handshake(&mut stream, &queue, &limiter)).await
@@ -326,18 +332,12 @@ impl Socket {
                 () = &mut heartbeat_due => {
                     return (Some((CloseCode::SessionTimedOut, "no heartbeat")), false);
                 }
-                next = queue.next() => match next {
-                    Next::Frame(item) => {
-                        if !self.write(item.render()).await {
-                            // Gone, or not reading: resumable.
-                            return (Some((CloseCode::UnknownError, "too slow; resume to continue")), false);
-                        }
-                    }
-                    Next::Reconnect => {
+                control = queue.control() => match control {
+                    Control::Reconnect => {
                         let _ = self.send(&Frame::reconnect()).await;
                         return (Some((CloseCode::UnknownError, "server restarting; resume")), false);
                     }
-                    Next::Close(code, reason) => {
+                    Control::Close(code, reason) => {
                         return (Some((code, reason)), code == CloseCode::AuthenticationFailed);
                     }
                 },

@@ -24,7 +24,7 @@ mod stream;
 pub use self::{
     aggregated::{AggregatedMessage, AggregatedMessageStream},
     session::{Closed, Session},
-    stream::{MessageStream, StreamingBody},
+    stream::{Feed, FeedOut, MessageStream, StreamingBody},
 };
 
 /// Begin handling websocket traffic
@@ -89,6 +89,17 @@ pub fn handle_with_protocols(
     body: web::Payload,
     protocols: &[&str],
 ) -> Result<(HttpResponse, Session, MessageStream), actix_web::Error> {
+    handle_with_feed(req, body, protocols, None)
+}
+
+/// SyncTalk: [`handle_with_protocols`] whose response body also writes the frames of
+/// `feed`, after those sent through the [`Session`].
+pub fn handle_with_feed(
+    req: &HttpRequest,
+    body: web::Payload,
+    protocols: &[&str],
+    feed: Option<Box<dyn Feed>>,
+) -> Result<(HttpResponse, Session, MessageStream), actix_web::Error> {
     let mut response = handshake_with_protocols(req, protocols)?;
     // SyncTalk: a futures channel allocates per queued message; tokio's allocated a
     // block of 32 slots up front, kept for the socket's whole life.
@@ -99,7 +110,9 @@ pub fn handle_with_protocols(
         response
             .message_body(
                 BodyStream::new(
-                    StreamingBody::new(rx).with_connection_close_signal(connection_closed_tx),
+                    StreamingBody::new(rx)
+                        .with_connection_close_signal(connection_closed_tx)
+                        .with_feed(feed),
                 )
                 .boxed(),
             )?

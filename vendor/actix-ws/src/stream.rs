@@ -27,6 +27,55 @@ use crate::AggregatedMessageStream;
 const MAX_CONTROL_PAYLOAD_BYTES: usize = 125;
 const MAX_CLOSE_REASON_BYTES: usize = MAX_CONTROL_PAYLOAD_BYTES - 2;
 
+/// SyncTalk: a source of text frames the response body writes itself, straight from
+/// the application's queue (no task, channel or copy per frame in between).
+pub trait Feed: 'static {
+    /// Writes the frames ready now through `out` (each with [`FeedOut::text`]), until
+    /// none is left or `out` is full; with none ready, keeps `cx`'s waker to be woken
+    /// when there are.
+    fn poll_feed(&mut self, cx: &mut Context<'_>, out: &mut FeedOut<'_>);
+}
+
+/// Where a [`Feed`] writes its frames: the body's buffer.
+pub struct FeedOut<'a> {
+    buf: &'a mut BytesMut,
+}
+
+/// A [`FeedOut`] is full at this many bytes (written out before more are taken).
+const FEED_BUDGET: usize = 64 * 1024;
+
+impl<'a> FeedOut<'a> {
+    /// Frames written into `buf` (for tests of a [`Feed`]).
+    pub fn new(buf: &'a mut BytesMut) -> Self {
+        FeedOut { buf }
+    }
+
+    /// Writes one text frame (FIN, unmasked, as a server sends) whose payload is
+    /// `parts` one after another; the caller guarantees they make valid UTF-8.
+    pub fn text(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.buf.reserve(len + 10);
+        self.buf.extend_from_slice(&[0x81]);
+        if len < 126 {
+            self.buf.extend_from_slice(&[len as u8]);
+        } else if let Ok(short) = u16::try_from(len) {
+            self.buf.extend_from_slice(&[126]);
+            self.buf.extend_from_slice(&short.to_be_bytes());
+        } else {
+            self.buf.extend_from_slice(&[127]);
+            self.buf.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
+    }
+
+    /// Whether no more frames should be written in this pass.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= FEED_BUDGET
+    }
+}
+
 /// Response body for a WebSocket.
 pub struct StreamingBody {
     session_rx: Receiver<Message>,
@@ -35,6 +84,7 @@ pub struct StreamingBody {
     buf: BytesMut,
     codec: Codec,
     closing: bool,
+    feed: Option<Box<dyn Feed>>,
 }
 
 impl StreamingBody {
@@ -46,6 +96,7 @@ impl StreamingBody {
             buf: BytesMut::new(),
             codec: Codec::new(),
             closing: false,
+            feed: None,
         }
     }
 
@@ -54,6 +105,11 @@ impl StreamingBody {
         connection_closed: oneshot::Sender<()>,
     ) -> Self {
         self.connection_closed = Some(connection_closed);
+        self
+    }
+
+    pub(super) fn with_feed(mut self, feed: Option<Box<dyn Feed>>) -> Self {
+        self.feed = feed;
         self
     }
 }
@@ -201,6 +257,14 @@ impl Stream for StreamingBody {
                 this.session_rx.close();
                 this.messages.clear();
                 break;
+            }
+        }
+
+        // SyncTalk: then the feed's frames (after what the session sent, never after a
+        // Close).
+        if !this.closing {
+            if let Some(feed) = this.feed.as_mut() {
+                feed.poll_feed(cx, &mut FeedOut { buf: &mut this.buf });
             }
         }
 

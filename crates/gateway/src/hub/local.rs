@@ -400,6 +400,26 @@ impl Local {
         }
     }
 
+    /// Closes (resumable) the sockets whose queued items have waited `limit` untaken:
+    /// their clients stopped reading. Returns how many.
+    pub fn close_stalled(&mut self, limit: std::time::Duration) -> usize {
+        let stalled: Vec<Uuid> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|(_, socket)| socket.queue.is_stalled(limit))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stalled {
+            if let Some(socket) = self.remove(*id) {
+                socket
+                    .queue
+                    .close(CloseCode::UnknownError, "too slow; resume to continue");
+            }
+        }
+        stalled.len()
+    }
+
     /// Queues an ephemeral event for every socket listening to one of its topics.
     pub fn ephemeral(&self, event: &Ephemeral) {
         let frame: Arc<str> = Arc::from(event.frame());

@@ -530,6 +530,18 @@ impl Hub {
         Ok(())
     }
 
+    /// Closes the sockets whose clients stopped reading: queued frames untaken for
+    /// `limit` (the gateway's write timeout). Their sessions stay resumable.
+    pub fn close_stalled(&self, limit: Duration) {
+        let closed = self.local().close_stalled(limit);
+        if closed > 0 {
+            tracing::info!(
+                sockets = closed,
+                "closed sockets whose clients stopped reading"
+            );
+        }
+    }
+
     /// Applies records; returns the topics sockets started listening to.
     fn apply(&self, batch: &[Arc<Record>], until: i64) -> Vec<Topic> {
         let applied = {
