@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_ws::{Feed, FeedOut};
 use tokio::sync::Notify;
@@ -86,6 +86,11 @@ struct Inner {
     /// Since when items wait that the body has not taken (it takes none while the
     /// client does not read: its writes cannot finish).
     waiting_since: Option<Instant>,
+    /// The socket task is answering a REQUEST: events wait until its RESPONSE is sent
+    /// (a client gets the answer before the events the command caused).
+    held: bool,
+    /// The socket is ending: nothing more is written from the queue.
+    stopped: bool,
 }
 
 impl Inner {
@@ -200,8 +205,38 @@ impl Queue {
 
     /// Asks the socket to send RECONNECT and close (graceful shutdown).
     pub fn reconnect(&self) {
-        self.lock().reconnect = true;
-        self.close(CloseCode::UnknownError, "server restarting; resume");
+        let mut inner = self.lock();
+        inner.reconnect = true;
+        if inner.close.is_none() {
+            inner.close = Some((CloseCode::UnknownError, "server restarting; resume"));
+        }
+        inner.items.clear();
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Holds the queued events back (while the socket task answers a REQUEST).
+    pub fn hold(&self) {
+        self.lock().held = true;
+    }
+
+    /// Lets the queued events go again.
+    pub fn release(&self) {
+        let mut inner = self.lock();
+        inner.held = false;
+        let body = inner.body.take();
+        drop(inner);
+        if let Some(body) = body {
+            body.wake();
+        }
+    }
+
+    /// Writes nothing more from the queue: the socket is ending (its task sends the
+    /// close next, which nothing queued may follow).
+    pub fn stop(&self) {
+        let mut inner = self.lock();
+        inner.stopped = true;
+        inner.items.clear();
     }
 
     /// Whether a close was asked for.
@@ -209,20 +244,22 @@ impl Queue {
         self.lock().close.is_some()
     }
 
-    /// Whether queued items have waited at least `limit` without the socket taking
-    /// any (its client stopped reading).
-    pub fn is_stalled(&self, limit: Duration) -> bool {
+    /// Whether queued items have waited since `cutoff` or earlier without the socket
+    /// taking any (its client stopped reading; not while they are held back).
+    pub fn is_stalled(&self, cutoff: Instant) -> bool {
         let inner = self.lock();
-        inner.close.is_none() && inner.waiting_since.is_some_and(|t| t.elapsed() >= limit)
+        inner.close.is_none()
+            && !inner.held
+            && !inner.stopped
+            && inner.waiting_since.is_some_and(|t| t <= cutoff)
     }
 
     /// Waits until the socket must close (or reconnect).
     pub async fn control(&self) -> Control {
         loop {
             {
-                let mut inner = self.lock();
+                let inner = self.lock();
                 if inner.reconnect {
-                    inner.reconnect = false;
                     return Control::Reconnect;
                 }
                 if let Some((code, reason)) = inner.close {
@@ -238,7 +275,11 @@ impl Queue {
     /// socket task sends the close).
     fn feed(&self, cx: &mut Context<'_>, out: &mut FeedOut<'_>) {
         let mut inner = self.lock();
-        if inner.close.is_some() || inner.reconnect {
+        if inner.close.is_some() || inner.reconnect || inner.stopped {
+            return;
+        }
+        if inner.held {
+            inner.body = Some(cx.waker().clone());
             return;
         }
         while !out.is_full() {
@@ -353,6 +394,63 @@ mod tests {
                 "session ended"
             ))
         );
+    }
+
+    #[test]
+    fn held_events_wait_for_the_release_and_nothing_follows_a_stop_or_a_reconnect() {
+        let wakes = Arc::new(Wakes::default());
+        let queue = Queue::new(8);
+        queue.hold();
+        assert!(queue.push(text("event")));
+        assert!(
+            fed(&queue, &wakes).is_empty(),
+            "held while a REQUEST is answered"
+        );
+        let before = wakes.0.load(Ordering::SeqCst);
+        queue.release();
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            before + 1,
+            "the release wakes the body"
+        );
+        assert_eq!(fed(&queue, &wakes), [(0x81, "event".to_owned())]);
+
+        assert!(queue.push(text("late")));
+        queue.stop();
+        assert!(queue.push(text("later")));
+        assert!(
+            fed(&queue, &wakes).is_empty(),
+            "nothing after the socket ended"
+        );
+
+        let queue = Queue::new(8);
+        assert!(queue.push(text("queued")));
+        queue.reconnect();
+        assert!(fed(&queue, &wakes).is_empty());
+        for _ in 0..2 {
+            let control = futures_util::FutureExt::now_or_never(queue.control());
+            assert_eq!(control, Some(Control::Reconnect), "it stays asked for");
+        }
+        assert!(fed(&queue, &wakes).is_empty());
+    }
+
+    #[test]
+    fn items_untaken_since_the_cutoff_are_stalled_unless_held_or_taken() {
+        let wakes = Arc::new(Wakes::default());
+        let queue = Queue::new(8);
+        let before = Instant::now();
+        assert!(!queue.is_stalled(Instant::now()), "nothing queued");
+        assert!(queue.push(text("a")));
+        assert!(!queue.is_stalled(before), "queued after the cutoff");
+        assert!(queue.is_stalled(Instant::now()));
+        queue.hold();
+        assert!(!queue.is_stalled(Instant::now()), "held back, not stalled");
+        queue.release();
+        assert_eq!(fed(&queue, &wakes).len(), 1);
+        assert!(!queue.is_stalled(Instant::now()), "taken");
+        assert!(queue.push(text("b")));
+        queue.close(CloseCode::UnknownError, "too slow; resume to continue");
+        assert!(!queue.is_stalled(Instant::now()), "already closing");
     }
 
     #[test]

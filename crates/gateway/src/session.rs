@@ -3,8 +3,10 @@
 //! The socket task owns the WebSocket: it reads frames, answers heartbeats and
 //! commands (each write with a deadline), and sends the closes the hub asks for; what
 //! the hub queues for the socket its response body writes itself
-//! ([`crate::queue::QueueFeed`]): a client that stops reading fills its queue, and is
-//! closed as too slow when it is full. Every exit
+//! ([`crate::queue::QueueFeed`]), held back while a REQUEST is answered and stopped once
+//! the socket ends. A client that stops reading is closed as too slow when its queue is
+//! full, or when what is queued has waited a write timeout untaken (the gateway's
+//! sweep). Every exit
 //! path after registration goes through the hub's `disconnect` and the domains'
 //! `disconnected`, so no session stays marked connected.
 
@@ -178,6 +180,8 @@ impl Socket {
         // Boxed too: inline, the compiler's layout of this task kept about 1 KiB more
         // per socket than the loop's own future.
         let (code, clean) = Box::pin(self.serve(auth, &live, &mut stream, &queue, &limiter)).await;
+        // Nothing queued goes out after this: the close (if any) is next.
+        queue.stop();
         metrics::gauge!("gateway_sockets").decrement(1.0);
         let gateway = self.gateway.clone();
         Box::pin(gateway.hub.disconnect(live.session_id, live.epoch, clean)).await;
@@ -317,8 +321,12 @@ impl Socket {
                                 return (Some((CloseCode::DecodeError, "REQUEST needs t and nonce")), false);
                             }
                             Some(Op::Request) => {
+                                // Its RESPONSE goes out before the events it caused.
+                                queue.hold();
                                 let response = Box::pin(self.request(auth, live, frame)).await;
-                                if !self.send(&response).await {
+                                let sent = self.send(&response).await;
+                                queue.release();
+                                if !sent {
                                     return (None, false);
                                 }
                             }

@@ -229,6 +229,39 @@ async fn a_retried_send_with_its_nonce_makes_nothing_new_over_rest_or_the_gatewa
     assert_eq!(creates, 3, "one MESSAGE_CREATE per message made");
 }
 
+/// Over the gateway, a command's RESPONSE comes before the events it caused, on the
+/// socket that sent it (the events wait while the command runs).
+#[actix_web::test]
+async fn a_gateway_send_is_answered_before_its_message_create_arrives() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    for n in 0..30 {
+        let nonce = format!("r{n}");
+        ws.send(json!({"op": 12, "t": "SEND_MESSAGE", "nonce": nonce,
+            "d": {"channel_id": general, "content": format!("m{n}")}}))
+            .await;
+        let mut order = Vec::new();
+        while order.len() < 2 {
+            let frame = ws.frame().await;
+            match (frame["op"].as_u64(), frame["t"].as_str()) {
+                (Some(13), _) => {
+                    assert_eq!(frame["nonce"], nonce.as_str());
+                    assert_eq!(frame["d"]["ok"], true, "{frame}");
+                    order.push("RESPONSE");
+                }
+                (Some(0), Some("MESSAGE_CREATE")) => {
+                    assert_eq!(frame["d"]["content"], format!("m{n}"));
+                    order.push("MESSAGE_CREATE");
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(order, ["RESPONSE", "MESSAGE_CREATE"], "send {n}");
+    }
+}
+
 #[actix_web::test]
 async fn history_pages_by_cursor_newest_first_without_deleted_messages() {
     let app = TestApp::spawn().await;

@@ -403,11 +403,14 @@ impl Local {
     /// Closes (resumable) the sockets whose queued items have waited `limit` untaken:
     /// their clients stopped reading. Returns how many.
     pub fn close_stalled(&mut self, limit: std::time::Duration) -> usize {
+        let Some(cutoff) = std::time::Instant::now().checked_sub(limit) else {
+            return 0;
+        };
         let stalled: Vec<Uuid> = self
             .slots
             .iter()
             .flatten()
-            .filter(|(_, socket)| socket.queue.is_stalled(limit))
+            .filter(|(_, socket)| socket.queue.is_stalled(cutoff))
             .map(|(id, _)| *id)
             .collect();
         for id in &stalled {
