@@ -212,7 +212,8 @@ impl Default for GatewayConfig {
 
 /// Every half write timeout, closes the sockets whose writes have waited a whole one
 /// (what a socket's queue holds is written by its response body, which takes nothing
-/// while the client does not read).
+/// while the client does not read), unless the socket's worker thread itself has not
+/// been running its tasks (an overloaded worker, not a client that stopped reading).
 async fn close_stalled(hub: std::sync::Weak<Hub>, limit: Duration) {
     let mut tick = tokio::time::interval((limit / 2).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

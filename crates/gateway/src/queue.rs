@@ -109,6 +109,65 @@ pub struct Queue {
     inner: Mutex<Inner>,
     notify: Notify,
     capacity: usize,
+    /// The liveness of the thread that runs the socket, when known.
+    worker: Option<Arc<WorkerBeat>>,
+}
+
+/// When a thread (an HTTP worker) last ran its tasks: a queue whose socket's thread
+/// has not run lately is not stalled by its client, whatever waits in it.
+#[derive(Debug)]
+pub struct WorkerBeat {
+    started: Instant,
+    /// Milliseconds from `started` to the last beat.
+    last: std::sync::atomic::AtomicU64,
+}
+
+/// How often a worker beats; a beat older than three of these means the worker is not
+/// running its tasks.
+const BEAT: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl WorkerBeat {
+    fn beat(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the worker ran its tasks within the last three beats.
+    fn is_running(&self) -> bool {
+        let last =
+            std::time::Duration::from_millis(self.last.load(std::sync::atomic::Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last) <= BEAT * 3
+    }
+
+    /// The calling thread's beat, started (a task on the thread's local task set) on
+    /// first use. Call it on an actix worker.
+    pub fn current() -> Arc<WorkerBeat> {
+        thread_local! {
+            static CURRENT: std::cell::OnceCell<Arc<WorkerBeat>> = const { std::cell::OnceCell::new() };
+        }
+        CURRENT.with(|current| {
+            current
+                .get_or_init(|| {
+                    let beat = Arc::new(WorkerBeat {
+                        started: Instant::now(),
+                        last: std::sync::atomic::AtomicU64::new(0),
+                    });
+                    let weak = Arc::downgrade(&beat);
+                    actix_web::rt::spawn(async move {
+                        let mut tick = tokio::time::interval(BEAT);
+                        loop {
+                            tick.tick().await;
+                            match weak.upgrade() {
+                                Some(beat) => beat.beat(),
+                                None => break,
+                            }
+                        }
+                    });
+                    beat
+                })
+                .clone()
+        })
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -131,10 +190,16 @@ pub enum Control {
 impl Queue {
     /// A queue that counts as full at `capacity` items.
     pub fn new(capacity: usize) -> Arc<Self> {
+        Self::on(capacity, None)
+    }
+
+    /// A queue whose socket runs on the thread `worker` beats for.
+    pub fn on(capacity: usize, worker: Option<Arc<WorkerBeat>>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             capacity: capacity.max(2),
+            worker,
         })
     }
 
@@ -245,13 +310,15 @@ impl Queue {
     }
 
     /// Whether queued items have waited since `cutoff` or earlier without the socket
-    /// taking any (its client stopped reading; not while they are held back).
+    /// taking any: its client stopped reading (not while they are held back, nor while
+    /// the socket's own thread is not running its tasks).
     pub fn is_stalled(&self, cutoff: Instant) -> bool {
         let inner = self.lock();
         inner.close.is_none()
             && !inner.held
             && !inner.stopped
             && inner.waiting_since.is_some_and(|t| t <= cutoff)
+            && self.worker.as_ref().is_none_or(|w| w.is_running())
     }
 
     /// Waits until the socket must close (or reconnect).
@@ -451,6 +518,25 @@ mod tests {
         assert!(queue.push(text("b")));
         queue.close(CloseCode::UnknownError, "too slow; resume to continue");
         assert!(!queue.is_stalled(Instant::now()), "already closing");
+    }
+
+    #[test]
+    fn a_queue_whose_thread_does_not_run_is_not_stalled_by_its_client() {
+        let started = Instant::now()
+            .checked_sub(BEAT * 10)
+            .expect("the clock reaches back");
+        let worker = Arc::new(WorkerBeat {
+            started,
+            last: std::sync::atomic::AtomicU64::new(0),
+        });
+        let queue = Queue::on(8, Some(worker.clone()));
+        assert!(queue.push(text("a")));
+        assert!(
+            !queue.is_stalled(Instant::now()),
+            "its thread has not beaten for ten beats"
+        );
+        worker.beat();
+        assert!(queue.is_stalled(Instant::now()), "its thread runs");
     }
 
     #[test]

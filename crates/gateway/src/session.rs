@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::hub::{Opening, Refused, Registration};
 use crate::protocol::{CloseCode, CommandError, Frame, Identify, Op, Resume};
-use crate::queue::{Control, Queue, QueueFeed};
+use crate::queue::{Control, Queue, QueueFeed, WorkerBeat};
 use crate::topic::{Domain, DomainSet};
 use crate::{CommandContext, Gateway, Ready};
 
@@ -91,7 +91,7 @@ fn upgrade(
     domains: DomainSet,
 ) -> Result<HttpResponse, AppError> {
     // The socket's response body writes what the hub queues for it, itself.
-    let queue = Queue::new(gateway.hub.config().queue);
+    let queue = Queue::on(gateway.hub.config().queue, Some(WorkerBeat::current()));
     let feed = Box::new(QueueFeed(queue.clone()));
     let (response, session, stream) = actix_ws::handle_with_feed(&req, body, &[], Some(feed))
         .map_err(|e| {
