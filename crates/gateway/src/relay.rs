@@ -112,8 +112,23 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
     };
     let mut seen = AtomicU64::load(&APPENDS, Ordering::Acquire);
     let mut hot_until = Instant::now();
+    // The floor the last numbering stored.
+    let mut stored = None;
     loop {
         let last = last_id(&mut conn).await?;
+        // Idle: no id handed out since every row up to the floor was published, and
+        // the floor stored. A numbering would find nothing, yet write the cursor's row
+        // and commit (a WAL flush, 50 times a second at the default poll); reading
+        // the sequence writes nothing.
+        if floor.reached(last) && stored == Some(floor.id) {
+            if config.wake {
+                wait(config.poll, &mut seen, &mut hot_until).await;
+            } else {
+                tokio::time::sleep(config.poll).await;
+            }
+            continue;
+        }
+        stored = Some(floor.id);
         let marked = mark(&mut conn, floor.id).await?;
         floor.settle(last, marked.xid, marked.xmin);
         // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
@@ -254,6 +269,12 @@ impl Floor {
         if self.pending.back().map_or(self.settled, |&(_, l)| l) < last {
             self.pending.push_back((xid, last));
         }
+    }
+
+    /// Whether every id up to `last` (how far the id sequence has gone) is published
+    /// or rolled back: nothing is left to number until the sequence moves on.
+    fn reached(&self, last: i64) -> bool {
+        self.id >= last && self.pending.is_empty()
     }
 
     /// After a batch: every settled row up to the batch's highest id (a full batch,
@@ -470,5 +491,14 @@ mod tests {
         // The floor never moves back.
         floor.advance(Some(3));
         assert_eq!(floor.id, 50);
+        assert!(floor.reached(50), "every id handed out is published");
+        assert!(!floor.reached(51), "an id handed out since");
+        // Ids up to 60 handed out and settled by a later poll, not yet passed.
+        floor.settle(60, 150, 141);
+        assert!(!floor.reached(60));
+        floor.settle(60, 155, 150);
+        assert!(!floor.reached(60), "settled, but not yet numbered");
+        floor.advance(None);
+        assert!(floor.reached(60));
     }
 }

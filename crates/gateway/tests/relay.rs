@@ -282,6 +282,60 @@ async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_publ
     assert_eq!(above, 0, "the relay stores the floor it reached");
 }
 
+/// The transaction that last wrote the relay's cursor row.
+async fn cursor_writer(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query("SELECT xmin::text::bigint AS n FROM outbox_relay WHERE id = 1")
+        .get_result(conn)
+        .await
+        .unwrap();
+    n.n
+}
+
+#[actix_web::test]
+async fn an_idle_relay_writes_nothing_and_wakes_for_the_next_row() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    let (mut ws, _) = node.identify(&alice).await;
+    let mut conn = node.conn().await;
+    mark(&mut conn, alice.id, "first").await;
+    assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "first");
+    // The floor reaches the last id and is stored within a few polls (5 ms here).
+    let mut writer = cursor_writer(&mut conn).await;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = cursor_writer(&mut conn).await;
+        if now == writer {
+            break;
+        }
+        writer = now;
+    }
+    // Then, idle, it numbers nothing: the cursor's row is not written again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cursor_writer(&mut conn).await,
+        writer,
+        "an idle relay wrote its cursor row"
+    );
+    assert_eq!(
+        rows(
+            &mut conn,
+            "id > (SELECT floor FROM outbox_relay WHERE id = 1)"
+        )
+        .await,
+        0,
+        "the floor it stored passes every row"
+    );
+    // A row written after the idle spell is published as before.
+    mark(&mut conn, alice.id, "after").await;
+    assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "after");
+    assert_eq!(count_unpublished(&mut conn).await, 0);
+}
+
 #[actix_web::test]
 async fn a_statement_made_with_synctalk_db_sql_is_prepared_once_per_connection() {
     #[derive(diesel::QueryableByName)]
