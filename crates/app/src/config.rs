@@ -215,6 +215,12 @@ pub struct Settings {
     /// gone (its session stays resumable), in milliseconds.
     #[arg(long, env = "GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub gateway_write_timeout_ms: u64,
+    /// How long data written to a connection may stay unacknowledged (or the client's
+    /// window stay shut) before the kernel drops the connection, in milliseconds; 0
+    /// leaves the system's default (TCP retries for many minutes, and a client that
+    /// stops reading but acknowledges window probes is kept for ever).
+    #[arg(long, env = "TCP_USER_TIMEOUT_MS", default_value_t = 30_000)]
+    pub tcp_user_timeout_ms: u64,
     /// How often each node moves its gateway sessions' resume bases forward, in
     /// seconds (a base is written one interval after it was taken).
     #[arg(long, env = "GATEWAY_CHECKPOINT_SECS", default_value_t = 30)]

@@ -48,7 +48,9 @@ impl Application {
         jwt_secret: Secret,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let listener = listen(settings.host, settings.port)
+        let user_timeout = (settings.tcp_user_timeout_ms > 0)
+            .then(|| Duration::from_millis(settings.tcp_user_timeout_ms));
+        let listener = listen(settings.host, settings.port, user_timeout)
             .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
 
@@ -541,12 +543,21 @@ fn session_limits(settings: &Settings) -> synctalk_db::SessionLimits {
 
 /// The listening socket. Its backlog holds a reconnect storm (every socket of a node
 /// coming back at once) while the workers accept; the kernel caps it at
-/// `net.core.somaxconn`.
-fn listen(host: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
+/// `net.core.somaxconn`. Accepted connections inherit its `TCP_USER_TIMEOUT`: a
+/// client that stops reading but still acknowledges the kernel's window probes is
+/// dropped by the kernel once `user_timeout` passes with nothing taken, where
+/// otherwise its connection (and what is buffered for it) would stay for ever; the
+/// gateway's own close (4000, see `GATEWAY_WRITE_TIMEOUT_MS`) cannot reach it.
+fn listen(
+    host: std::net::IpAddr,
+    port: u16,
+    user_timeout: Option<Duration>,
+) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let address = std::net::SocketAddr::new(host, port);
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    socket.set_tcp_user_timeout(user_timeout)?;
     socket.bind(&address.into())?;
     socket.listen(4096)?;
     Ok(socket.into())

@@ -429,3 +429,77 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
         }
     }
 }
+
+/// How many bytes the server's connections on `port` still have to send, per
+/// connection (from `/proc/net/tcp`; entries with nothing queued are left out).
+fn unsent_on(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields[1].rsplit(':').next()?, 16).ok()?;
+            let tx = u64::from_str_radix(fields[4].split(':').next()?, 16).ok()?;
+            (local == port && tx > 0).then_some(tx)
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume() {
+    let app = TestApp::spawn_with(|s| {
+        s.gateway_write_timeout_ms = 300;
+        s.tcp_user_timeout_ms = 1_500;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let (mut ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    // 200 events of 64 KiB (fewer than the queue holds) while the client reads
+    // nothing: its kernel takes what its window holds, acknowledges the server's
+    // window probes, and takes nothing more.
+    let mut conn = app.db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!(
+        "INSERT INTO outbox (topic, kind, domain, name, payload) \
+         SELECT 'user:{}', 'event', 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n) \
+         FROM generate_series(1, 200) AS n ORDER BY n",
+        alice.id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..40 {
+        stuck = unsent_on(app.port);
+        if !stuck.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stuck.len(), 1, "the server's side holds unsent frames");
+    // The gateway closes it as too slow (its close frame cannot reach the client);
+    // then the kernel gives the connection up, and what it held, within the user
+    // timeout. Without it the connection would stay for as long as the client lives.
+    for _ in 0..100 {
+        stuck = unsent_on(app.port);
+        if stuck.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stuck, Vec::<u64>::new(), "the connection is still held");
+    drop(ws.recv_within(Duration::from_millis(10)).await);
+    // The session was not ended: it resumes with every event, in order.
+    let mut ws = app.resume(&alice.access_token, &session_id, 0).await;
+    let mut next = 0;
+    while next < 200 {
+        let frame = ws.frame().await;
+        if frame["t"] == "USER_UPDATE" {
+            next += 1;
+            assert_eq!(frame["s"], next);
+            assert_eq!(frame["d"]["n"], next);
+        }
+    }
+}
