@@ -382,6 +382,36 @@ async fn command_errors_carry_their_fields_and_requests_need_a_nonce() {
     assert_eq!(ws.closed().await, Some(4002));
 }
 
+/// Writes `n` USER_UPDATE events of 64 KiB for `user` at once (numbered 1 to `n`).
+async fn flood(app: &TestApp, user: &TestUser, n: i64) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO outbox (topic, kind, domain, name, payload) \
+         SELECT 'user:{}', 'event', 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n) \
+         FROM generate_series(1, {n}) AS n ORDER BY n",
+        user.id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// Resumes `session` from `last` and expects the flood's events after it up to `n`,
+/// each once, in order.
+async fn resume_the_rest(app: &TestApp, user: &TestUser, session: &str, last: i64, n: i64) {
+    let mut ws = app.resume(&user.access_token, session, last).await;
+    let mut next = last;
+    while next < n {
+        let frame = ws.frame().await;
+        if frame["t"] == "USER_UPDATE" {
+            next += 1;
+            assert_eq!(frame["s"], next);
+            assert_eq!(frame["d"]["n"], next);
+        }
+    }
+}
+
 #[actix_web::test]
 async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
     let app = TestApp::spawn_with(|s| s.gateway_queue = 4).await;
@@ -390,17 +420,7 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
     let session_id = ready["session_id"].as_str().unwrap().to_owned();
     // 300 events of 64 KiB land at once while the client reads nothing: far more than
     // the socket buffers and the 4-frame queue hold.
-    let mut conn = app.db.connect().await;
-    use diesel_async::RunQueryDsl;
-    diesel::sql_query(format!(
-        "INSERT INTO outbox (topic, kind, domain, name, payload) \
-         SELECT 'user:{}', 'event', 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n) \
-         FROM generate_series(1, 300) AS n ORDER BY n",
-        alice.id
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    flood(&app, &alice, 300).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut last = 0;
     let code = loop {
@@ -418,16 +438,7 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
         "it was closed before everything was queued ({last})"
     );
     // Nothing is lost: a resume gets the rest, in order.
-    let mut ws = app.resume(&alice.access_token, &session_id, last).await;
-    let mut next = last;
-    while next < 300 {
-        let frame = ws.frame().await;
-        if frame["t"] == "USER_UPDATE" {
-            next += 1;
-            assert_eq!(frame["s"], next);
-            assert_eq!(frame["d"]["n"], next);
-        }
-    }
+    resume_the_rest(&app, &alice, &session_id, last, 300).await;
 }
 
 /// How many bytes the server's connections on `port` still have to send, per
@@ -459,17 +470,7 @@ async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume
     // 200 events of 64 KiB (fewer than the queue holds) while the client reads
     // nothing: its kernel takes what its window holds, acknowledges the server's
     // window probes, and takes nothing more.
-    let mut conn = app.db.connect().await;
-    use diesel_async::RunQueryDsl;
-    diesel::sql_query(format!(
-        "INSERT INTO outbox (topic, kind, domain, name, payload) \
-         SELECT 'user:{}', 'event', 'users', 'USER_UPDATE', jsonb_build_object('bio', repeat('x', 65536), 'n', n) \
-         FROM generate_series(1, 200) AS n ORDER BY n",
-        alice.id
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    flood(&app, &alice, 200).await;
     let mut stuck = Vec::new();
     for _ in 0..40 {
         stuck = unsent_on(app.port);
@@ -492,14 +493,5 @@ async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume
     assert_eq!(stuck, Vec::<u64>::new(), "the connection is still held");
     drop(ws.recv_within(Duration::from_millis(10)).await);
     // The session was not ended: it resumes with every event, in order.
-    let mut ws = app.resume(&alice.access_token, &session_id, 0).await;
-    let mut next = 0;
-    while next < 200 {
-        let frame = ws.frame().await;
-        if frame["t"] == "USER_UPDATE" {
-            next += 1;
-            assert_eq!(frame["s"], next);
-            assert_eq!(frame["d"]["n"], next);
-        }
-    }
+    resume_the_rest(&app, &alice, &session_id, 0, 200).await;
 }
