@@ -218,8 +218,10 @@ pub struct Settings {
     /// How long data written to a connection may stay unacknowledged (or the client's
     /// window stay shut) before the kernel drops the connection, in milliseconds; 0
     /// leaves the system's default (TCP retries for many minutes, and a client that
-    /// stops reading but acknowledges window probes is kept for ever).
-    #[arg(long, env = "TCP_USER_TIMEOUT_MS", default_value_t = 30_000)]
+    /// stops reading but acknowledges window probes is kept for ever). Linux and
+    /// Android only. The default is past the gateway's own heartbeat allowance (about
+    /// 62 s), so it never cuts a socket the gateway would have kept.
+    #[arg(long, env = "TCP_USER_TIMEOUT_MS", default_value_t = 120_000)]
     pub tcp_user_timeout_ms: u64,
     /// How often each node moves its gateway sessions' resume bases forward, in
     /// seconds (a base is written one interval after it was taken).
@@ -339,6 +341,11 @@ impl Settings {
         anyhow::ensure!(
             self.nats_url.is_none() || self.jwt_secret.is_some(),
             "JWT_SECRET is required with NATS_URL (every node must share it)"
+        );
+        anyhow::ensure!(
+            self.tcp_user_timeout_ms == 0 || self.tcp_user_timeout_ms >= 1_000,
+            "TCP_USER_TIMEOUT_MS must be 0 (the system's default) or at least 1000: \
+             shorter cuts connections on ordinary packet loss"
         );
         anyhow::ensure!(
             self.rate_limit_auth_per_minute > 0,

@@ -557,7 +557,12 @@ fn listen(
     let address = std::net::SocketAddr::new(host, port);
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     socket.set_tcp_user_timeout(user_timeout)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    if user_timeout.is_some() {
+        tracing::warn!("TCP_USER_TIMEOUT_MS is not supported on this system; ignored");
+    }
     socket.bind(&address.into())?;
     socket.listen(4096)?;
     Ok(socket.into())

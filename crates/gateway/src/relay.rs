@@ -245,6 +245,11 @@ async fn prune_forever(url: String, config: RelayConfig) {
 /// takes the transaction id first, see migration 000011). Once a later statement's
 /// snapshot shows no transaction older than `xid` running (its `xmin` is at or past
 /// `xid`), each such row is committed and visible to it, or gone.
+///
+/// This holds while ids come from the sequence one at a time, in transactions that
+/// hold their transaction id first (the column's default): a row given an explicit
+/// id, or ids cached by a backend (`CACHE` above 1), could fall below the floor
+/// unseen; and an idle relay looks again only once the sequence moves.
 #[derive(Debug, Default)]
 struct Floor {
     id: i64,

@@ -86,18 +86,24 @@ async fn an_event_too_large_for_the_bus_still_arrives_in_order() {
     assert_eq!(got, [(1, 5), (2, 64 * 1024), (3, 3)]);
 }
 
-/// How many outbox rows match `filter`.
-async fn rows(conn: &mut diesel_async::AsyncPgConnection, filter: &str) -> i64 {
+/// One `bigint` the statement `sql` returns (as `n`).
+async fn scalar(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct N {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let n: N = diesel::sql_query(format!("SELECT count(*) AS n FROM outbox WHERE {filter}"))
-        .get_result(conn)
-        .await
-        .unwrap();
+    let n: N = diesel::sql_query(sql).get_result(conn).await.unwrap();
     n.n
+}
+
+/// How many outbox rows match `filter`.
+async fn rows(conn: &mut diesel_async::AsyncPgConnection, filter: &str) -> i64 {
+    scalar(
+        conn,
+        &format!("SELECT count(*) AS n FROM outbox WHERE {filter}"),
+    )
+    .await
 }
 
 async fn count(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
@@ -284,16 +290,11 @@ async fn a_row_written_early_and_committed_after_many_relay_rounds_is_still_publ
 
 /// The transaction that last wrote the relay's cursor row.
 async fn cursor_writer(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let n: N = diesel::sql_query("SELECT xmin::text::bigint AS n FROM outbox_relay WHERE id = 1")
-        .get_result(conn)
-        .await
-        .unwrap();
-    n.n
+    scalar(
+        conn,
+        "SELECT xmin::text::bigint AS n FROM outbox_relay WHERE id = 1",
+    )
+    .await
 }
 
 #[actix_web::test]
@@ -304,16 +305,23 @@ async fn an_idle_relay_writes_nothing_and_wakes_for_the_next_row() {
     let mut conn = node.conn().await;
     mark(&mut conn, alice.id, "first").await;
     assert_eq!(ws.dispatch("MARKER").await["d"]["label"], "first");
-    // The floor reaches the last id and is stored within a few polls (5 ms here).
-    let mut writer = cursor_writer(&mut conn).await;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = cursor_writer(&mut conn).await;
-        if now == writer {
+    // The floor reaches the last id handed out and is stored (once every transaction
+    // of the cluster that was running when the row was numbered has ended).
+    let mut behind = -1;
+    for _ in 0..300 {
+        behind = scalar(
+            &mut conn,
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
+             FROM outbox_id_seq) - floor AS n FROM outbox_relay WHERE id = 1",
+        )
+        .await;
+        if behind == 0 {
             break;
         }
-        writer = now;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(behind, 0, "the stored floor reaches the last id");
+    let writer = cursor_writer(&mut conn).await;
     // Then, idle, it numbers nothing: the cursor's row is not written again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
