@@ -10,7 +10,7 @@ mod prepared;
 pub mod schema;
 
 pub use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-pub use pipelined::{Closing, transaction as pipelined};
+pub use pipelined::{Closing, outcome_unknown, transaction as pipelined};
 pub use pool::{
     Lender, Pool, PooledConn, SessionLimits, conn, connect, connect_with, create_database,
     database_exists, drop_database, lazy, revert_migrations, run_migrations,

@@ -121,6 +121,13 @@ where
     }
 }
 
+/// Whether a [`transaction`] that failed on `conn` may have committed: its `COMMIT`
+/// went out and no answer came back (or its `BEGIN` failed under statements that ran
+/// on their own). `false`: it was rolled back, nothing of it stands.
+pub fn outcome_unknown(conn: &mut AsyncPgConnection) -> bool {
+    matches!(status_of(conn), TransactionManagerStatus::InError)
+}
+
 fn status_of(conn: &mut AsyncPgConnection) -> &mut TransactionManagerStatus {
     <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(
         conn,

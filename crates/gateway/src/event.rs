@@ -249,6 +249,24 @@ pub async fn lock_topic(mut conn: &AsyncPgConnection, topic: Topic) -> diesel::Q
     Ok(())
 }
 
+/// Takes now the locks [`append`] takes for `topics`, in its order (so a transaction
+/// that writes to several topics never deadlocks with another that does), held to
+/// commit; see [`lock_topic`].
+pub async fn lock_topics(
+    mut conn: &AsyncPgConnection,
+    topics: &[Topic],
+) -> diesel::QueryResult<()> {
+    let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
+    synctalk_db::sql(
+        "SELECT pg_advisory_xact_lock(k) FROM \
+         (SELECT DISTINCT hashtextextended(t, 7307) AS k FROM unnest($1::text[]) AS t ORDER BY k) AS keys",
+    )
+    .bind::<Array<Text>, _>(topics)
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
 /// An outbox row after the relay gave it its position.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {

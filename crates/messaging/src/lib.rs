@@ -5,6 +5,7 @@
 //! decided by `synctalk_channels::access`.
 
 pub mod attachments;
+pub mod batch;
 pub mod dto;
 pub mod events;
 pub mod gateway;

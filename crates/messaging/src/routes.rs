@@ -188,8 +188,7 @@ pub(crate) async fn send_message(
 ) -> AppResult<HttpResponse> {
     let new = checked(body.into_inner()?)?;
     let channel = path.into_inner();
-    let mut conn = synctalk_db::conn(&pool).await?;
-    let (message, made) = service::send(&mut conn, auth.user_id, channel, new).await?;
+    let (message, made) = crate::batch::send(&pool, auth.user_id, channel, new).await?;
     typing.stopped(auth.user_id, channel);
     Ok(if made {
         HttpResponse::Created().json(message)

@@ -315,106 +315,169 @@ pub async fn send(
 ) -> AppResult<(Message, bool)> {
     // BEGIN goes with the first reads, the MESSAGE_CREATE append with COMMIT.
     event::transaction(conn, async |shared: &AsyncPgConnection| {
-        let conn = shared;
-        // A message sent before with the nonce is looked for with the access check
-        // (one round trip), and used only once it allows.
-        let (access, earlier) =
-            futures_util::join!(access::load(shared, channel, author, false), async {
-                match &new.nonce {
-                    Some(nonce) => by_nonce(shared, channel, author, nonce).await,
-                    None => Ok(None),
-                }
-            },);
-        let access = access?;
-        if let Some(row) = earlier? {
-            return Ok((retried(conn, &access, author, row).await?, Vec::new()));
+        match prepare(shared, author, channel, new).await? {
+            Prepared::Retried(message) => Ok(((*message, false), Vec::new())),
+            Prepared::Ready(ready) => write(shared, *ready).await,
         }
-        holds_messages(&access)?;
-        access.require(Permissions::SEND_MESSAGES, "send messages here")?;
-        if !new.attachment_ids.is_empty() {
-            access.require(Permissions::ATTACH_FILES, "attach files here")?;
-        }
-        not_blocked(conn, &access, author).await?;
-        if let Some(reply) = new.reply_to
-            && read::one(conn, channel, reply, false).await?.is_none()
-        {
-            return Err(AppError::not_found("message to reply to"));
-        }
-        let (mentions, mention_roles, mention_everyone) =
-            mentions_in(conn, &access, &new.content).await?;
-        // Who asked for every message of the channel (for its notifications) is read
-        // with the id, in one round trip.
-        let (id, wanting_all) = futures_util::try_join!(next_id(shared, channel), async {
-            match &access.guild {
-                Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
-                    shared,
-                    channel.0,
-                    guild.guild.id.0,
-                )
-                .await?),
-                None => Ok(Vec::new()),
-            }
-        })?;
-        let insert = diesel::insert_into(messages::table)
-            .values((
-                messages::channel_id.eq(channel),
-                messages::id.eq(id),
-                messages::author_id.eq(author),
-                messages::content.eq(&new.content),
-                messages::nonce.eq(&new.nonce),
-                messages::reply_to.eq(new.reply_to),
-                messages::mentions.eq(&mentions),
-                messages::mention_roles.eq(&mention_roles),
-                messages::mention_everyone.eq(mention_everyone),
-                messages::has_attachments.eq(!new.attachment_ids.is_empty()),
-            ))
-            .on_conflict_do_nothing()
-            .returning(MessageRow::as_returning());
-        let stored = read::Stored::New {
-            attachments: !new.attachment_ids.is_empty(),
-        };
-        let mut people = vec![author];
-        people.extend(mentions.iter().flatten().map(|u| UserId(*u)));
-        let wanted = read::Wanted::new(vec![id], people, new.reply_to.into_iter().collect());
-        // Without files, what the message is shown with (its author, mentions and
-        // the message it answers) is read in the INSERT's round trip.
-        let (inserted, related) = if new.attachment_ids.is_empty() {
-            let related = read::Related::load(shared, channel, Some(author), &wanted, stored);
-            let mut shared = shared;
-            let inserted = async { insert.get_result(&mut shared).await.optional() };
-            let (inserted, related) = futures_util::try_join!(inserted, related)?;
-            (inserted, Some(related))
-        } else {
-            let mut shared = shared;
-            (insert.get_result(&mut shared).await.optional()?, None)
-        };
-        let Some(row) = inserted else {
-            // The same nonce, sent at the same moment by a retry that committed first.
-            let nonce = new.nonce.as_deref().unwrap_or_default();
-            let row = by_nonce(conn, channel, author, nonce)
-                .await?
-                .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
-            return Ok((retried(conn, &access, author, row).await?, Vec::new()));
-        };
-        attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
-        receipts::create(conn, &access, id, author).await?;
-        let related = match related {
-            Some(related) => related,
-            None => read::Related::load(conn, channel, Some(author), &wanted, stored).await?,
-        };
-        let message = related
-            .assemble(vec![row], access.row.guild_id)?
-            .pop()
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
-        // The message's event, then its notifications', appended with COMMIT.
-        let mut events = vec![Outgoing::event(
-            Topic::Channel(channel),
-            &MessageCreate(message.clone()),
-        )?];
-        events.extend(notify(conn, &access, &message, wanting_all).await?);
-        Ok(((message, true), events))
     })
     .await
+}
+
+/// A send after its checks: the answer to a retry, or what to write.
+pub(crate) enum Prepared {
+    /// Its nonce names a message sent before: that message, as it is now.
+    Retried(Box<Message>),
+    /// Allowed: the message to write.
+    Ready(Box<Ready>),
+}
+
+/// A send that may be written: who, where, what, and the mentions that count.
+pub(crate) struct Ready {
+    author: UserId,
+    channel: ChannelId,
+    new: NewMessage,
+    access: ChannelAccess,
+    mentions: Vec<Option<Uuid>>,
+    mention_roles: Vec<Option<Uuid>>,
+    mention_everyone: bool,
+}
+
+/// A send's reads and checks, in its transaction: the access, an earlier message with
+/// its nonce, a block, the message it answers, its mentions. Writes nothing.
+pub(crate) async fn prepare(
+    shared: &AsyncPgConnection,
+    author: UserId,
+    channel: ChannelId,
+    new: NewMessage,
+) -> AppResult<Prepared> {
+    let conn = shared;
+    // A message sent before with the nonce is looked for with the access check (one
+    // round trip), and used only once it allows.
+    let (access, earlier) =
+        futures_util::join!(access::load(shared, channel, author, false), async {
+            match &new.nonce {
+                Some(nonce) => by_nonce(shared, channel, author, nonce).await,
+                None => Ok(None),
+            }
+        },);
+    let access = access?;
+    if let Some(row) = earlier? {
+        return Ok(Prepared::Retried(Box::new(
+            retried(conn, &access, author, row).await?.0,
+        )));
+    }
+    holds_messages(&access)?;
+    access.require(Permissions::SEND_MESSAGES, "send messages here")?;
+    if !new.attachment_ids.is_empty() {
+        access.require(Permissions::ATTACH_FILES, "attach files here")?;
+    }
+    not_blocked(conn, &access, author).await?;
+    if let Some(reply) = new.reply_to
+        && read::one(conn, channel, reply, false).await?.is_none()
+    {
+        return Err(AppError::not_found("message to reply to"));
+    }
+    let (mentions, mention_roles, mention_everyone) =
+        mentions_in(conn, &access, &new.content).await?;
+    Ok(Prepared::Ready(Box::new(Ready {
+        author,
+        channel,
+        new,
+        access,
+        mentions,
+        mention_roles,
+        mention_everyone,
+    })))
+}
+
+/// Writes a prepared send, in its transaction: its id under the channel topic's lock,
+/// the row, its files and receipts; the message and the events to append (its
+/// MESSAGE_CREATE, then its notifications').
+pub(crate) async fn write(
+    shared: &AsyncPgConnection,
+    ready: Ready,
+) -> AppResult<((Message, bool), Vec<Outgoing>)> {
+    let conn = shared;
+    let Ready {
+        author,
+        channel,
+        new,
+        access,
+        mentions,
+        ..
+    } = ready;
+    let (mention_roles, mention_everyone) = (ready.mention_roles, ready.mention_everyone);
+    // Who asked for every message of the channel (for its notifications) is read with
+    // the id, in one round trip.
+    let (id, wanting_all) = futures_util::try_join!(next_id(shared, channel), async {
+        match &access.guild {
+            Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
+                shared,
+                channel.0,
+                guild.guild.id.0,
+            )
+            .await?),
+            None => Ok(Vec::new()),
+        }
+    })?;
+    let insert = diesel::insert_into(messages::table)
+        .values((
+            messages::channel_id.eq(channel),
+            messages::id.eq(id),
+            messages::author_id.eq(author),
+            messages::content.eq(&new.content),
+            messages::nonce.eq(&new.nonce),
+            messages::reply_to.eq(new.reply_to),
+            messages::mentions.eq(&mentions),
+            messages::mention_roles.eq(&mention_roles),
+            messages::mention_everyone.eq(mention_everyone),
+            messages::has_attachments.eq(!new.attachment_ids.is_empty()),
+        ))
+        .on_conflict_do_nothing()
+        .returning(MessageRow::as_returning());
+    let stored = read::Stored::New {
+        attachments: !new.attachment_ids.is_empty(),
+    };
+    let mut people = vec![author];
+    people.extend(mentions.iter().flatten().map(|u| UserId(*u)));
+    let wanted = read::Wanted::new(vec![id], people, new.reply_to.into_iter().collect());
+    // Without files, what the message is shown with (its author, mentions and the
+    // message it answers) is read in the INSERT's round trip.
+    let (inserted, related) = if new.attachment_ids.is_empty() {
+        let related = read::Related::load(shared, channel, Some(author), &wanted, stored);
+        let mut shared = shared;
+        let inserted = async { insert.get_result(&mut shared).await.optional() };
+        let (inserted, related) = futures_util::try_join!(inserted, related)?;
+        (inserted, Some(related))
+    } else {
+        let mut shared = shared;
+        (insert.get_result(&mut shared).await.optional()?, None)
+    };
+    let Some(row) = inserted else {
+        // The same nonce, sent at the same moment by a retry that committed first.
+        let nonce = new.nonce.as_deref().unwrap_or_default();
+        let row = by_nonce(conn, channel, author, nonce)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
+        return Ok((retried(conn, &access, author, row).await?, Vec::new()));
+    };
+    attachments::attach(conn, author, channel, id, &new.attachment_ids).await?;
+    receipts::create(conn, &access, id, author).await?;
+    let related = match related {
+        Some(related) => related,
+        None => read::Related::load(conn, channel, Some(author), &wanted, stored).await?,
+    };
+    let message = related
+        .assemble(vec![row], access.row.guild_id)?
+        .pop()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
+    // The message's event, then its notifications', appended with COMMIT.
+    let mut events = vec![Outgoing::event(
+        Topic::Channel(channel),
+        &MessageCreate(message.clone()),
+    )?];
+    events.extend(notify(conn, &access, &message, wanting_all).await?);
+    Ok(((message, true), events))
 }
 
 /// The most members a role mention or `@everyone` pages (a guild's size).

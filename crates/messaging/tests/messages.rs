@@ -1382,3 +1382,156 @@ async fn gateway_commands_share_the_users_rest_rate_limit() {
         .await;
     assert_eq!(res.status, Status::TOO_MANY_REQUESTS);
 }
+
+/// Holds `channel`'s topic lock from outside (as a long send would) until dropped
+/// through [`release`].
+async fn hold_channel(app: &TestApp, channel: &str) -> diesel_async::AsyncPgConnection {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 7307))")
+        .bind::<diesel::sql_types::Text, _>(format!("channel:{channel}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn release(mut conn: diesel_async::AsyncPgConnection) {
+    use diesel_async::RunQueryDsl;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    diesel::sql_query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// How many transactions wrote the messages of `channel`.
+async fn writers(app: &TestApp, channel: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query(
+        "SELECT count(DISTINCT xmin::text) AS n FROM messages WHERE channel_id = $1::uuid",
+    )
+    .bind::<diesel::sql_types::Text, _>(channel)
+    .get_result(&mut app.db.connect().await)
+    .await
+    .unwrap();
+    n.n
+}
+
+#[actix_web::test]
+async fn sends_that_wait_together_commit_together_and_each_gets_its_own_answer() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let mut members = Vec::new();
+    for i in 0..4 {
+        members.push(app.register(&format!("member{i}")).await);
+    }
+    let outsider = app.register("outsider").await;
+    let joined: Vec<&TestUser> = members.iter().collect();
+    let (_, general) = app.guild_with(&owner, &joined).await;
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let path = messages(&general);
+    // While a long transaction holds the channel, the sends queue on the worker;
+    // then they go in one transaction.
+    let held = hold_channel(&app, &general).await;
+    let sends = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                m,
+                json!({"content": format!("m{i}"), "nonce": format!("n{i}")}),
+            )
+        })
+        .chain([(&outsider, json!({"content": "not mine to write"}))])
+        .chain([(&members[0], json!({"content": "m0 again", "nonce": "n0"}))]);
+    let (answers, ()) = futures_util::future::join(
+        futures_util::future::join_all(
+            sends.map(|(who, body)| app.post(&path, Some(&who.access_token), body)),
+        ),
+        release(held),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses, [201, 201, 201, 201, 404, 200], "{answers:?}");
+    assert_eq!(
+        answers[5].body["id"], answers[0].body["id"],
+        "a retry in the same batch finds the first"
+    );
+    let list = app.get(&path, Some(&owner.access_token)).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 4, "{}", list.text);
+    assert!(
+        writers(&app, &general).await < 4,
+        "some of the sends shared a transaction"
+    );
+    // Their events come in id order, each once.
+    let mut created = Vec::new();
+    while created.len() < 4 {
+        let frame = ws.dispatch("MESSAGE_CREATE").await;
+        created.push(frame["d"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut sorted = created.clone();
+    sorted.sort();
+    assert_eq!(created, sorted);
+    assert!(ws.recv_within(QUIET).await.is_none(), "nothing more");
+}
+
+#[actix_web::test]
+async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (_, general) = app.guild_with(&owner, &[&member]).await;
+    // A fault for one message only: the database refuses its row.
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.content = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages \
+         FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let path = messages(&general);
+    let held = hold_channel(&app, &general).await;
+    let contents = ["a", "b", "boom", "c", "d"];
+    let (answers, ()) = futures_util::future::join(
+        futures_util::future::join_all(
+            contents
+                .iter()
+                .map(|c| app.post(&path, Some(&member.access_token), json!({"content": c}))),
+        ),
+        release(held),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses, [201, 201, 500, 201, 201], "{answers:?}");
+    let list = app.get(&path, Some(&owner.access_token)).await;
+    let mut stored: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, ["a", "b", "c", "d"]);
+    let mut created = 0;
+    while ws.recv_within(QUIET).await.is_some() {
+        created += 1;
+    }
+    assert_eq!(created, 4, "one MESSAGE_CREATE per message made");
+}
