@@ -13,11 +13,12 @@
 //! Sends with files go alone: attaching them can refuse after the row is written.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use diesel_async::AsyncPgConnection;
 use synctalk_db::Pool;
 use synctalk_gateway::{Outgoing, Topic, event};
-use synctalk_kernel::{AppError, AppResult, ChannelId, UserId};
+use synctalk_kernel::{AppError, AppResult, ChannelId, MessageId, UserId};
 use tokio::sync::oneshot;
 
 use crate::dto::Message;
@@ -168,10 +169,13 @@ async fn together(
     items: Vec<(UserId, ChannelId, NewMessage)>,
 ) -> AppResult<Vec<Answer>> {
     event::transaction(conn, async |shared: &AsyncPgConnection| {
-        let topics: Vec<Topic> = items.iter().map(|(_, c, _)| Topic::Channel(*c)).collect();
-        // The locks go out first, right after BEGIN, then every send's checks.
-        let (locked, prepared) = futures_util::join!(
+        let channels: Vec<ChannelId> = items.iter().map(|(_, c, _)| *c).collect();
+        let topics: Vec<Topic> = channels.iter().map(|c| Topic::Channel(*c)).collect();
+        // The locks go out first, right after BEGIN, then the channels' newest ids
+        // (read under the locks), then every send's checks: one round trip.
+        let (locked, newest, prepared) = futures_util::join!(
             event::lock_topics(shared, &topics),
+            service::newest_ids(shared, &channels),
             futures_util::future::join_all(
                 items
                     .into_iter()
@@ -179,14 +183,18 @@ async fn together(
             ),
         );
         locked?;
+        // Ids in the order of the batch, each above the one before in its channel.
+        let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(prepared.len());
         let mut ready = Vec::new();
         for (i, prepared) in prepared.into_iter().enumerate() {
             match prepared {
                 Ok(Prepared::Retried(message)) => answers.push(Some(Ok((*message, false)))),
                 Ok(Prepared::Ready(send)) => {
+                    let id = service::id_after(newest.get(&send.channel).copied());
+                    newest.insert(send.channel, id);
                     answers.push(None);
-                    ready.push((i, *send));
+                    ready.push((i, *send, id));
                 }
                 // A refusal answers that send; it wrote nothing.
                 Err(refused) if refused.code().status().is_client_error() => {
@@ -195,12 +203,11 @@ async fn together(
                 Err(failed) => return Err(failed),
             }
         }
-        let written = futures_util::future::join_all(
-            ready
-                .into_iter()
-                .map(|(i, send)| async move { (i, service::write(shared, send).await) }),
-        )
-        .await;
+        let written =
+            futures_util::future::join_all(ready.into_iter().map(|(i, send, id)| async move {
+                (i, service::write(shared, send, Some(id)).await)
+            }))
+            .await;
         let mut events: Vec<Outgoing> = Vec::new();
         for (i, written) in written {
             let (answer, more) = written?;

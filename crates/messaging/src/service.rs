@@ -298,11 +298,45 @@ async fn next_id(shared: &AsyncPgConnection, channel: ChannelId) -> AppResult<Me
     };
     let ((), newest) =
         futures_util::try_join!(event::lock_topic(shared, Topic::Channel(channel)), newest)?;
+    Ok(id_after(newest))
+}
+
+/// A new id above `newest` (the channel's newest, read under its lock): a fresh
+/// time-ordered one, or `newest + 1` when the clock is behind it.
+pub(crate) fn id_after(newest: Option<MessageId>) -> MessageId {
     let id = MessageId::new();
-    Ok(match newest {
+    match newest {
         Some(newest) if newest.0 >= id.0 => MessageId(Uuid::from_u128(newest.0.as_u128() + 1)),
         _ => id,
-    })
+    }
+}
+
+/// The newest message id of each of `channels` (those that have one), read in one
+/// statement; under their locks, as [`next_id`] reads one.
+pub(crate) async fn newest_ids(
+    mut conn: &AsyncPgConnection,
+    channels: &[ChannelId],
+) -> AppResult<Vec<(ChannelId, MessageId)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Newest {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        channel_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let channels: Vec<Uuid> = channels.iter().map(|c| c.0).collect();
+    let rows: Vec<Newest> = synctalk_db::sql(
+        "SELECT c.channel_id, n.id FROM unnest($1::uuid[]) AS c(channel_id) \
+         CROSS JOIN LATERAL (SELECT m.id FROM messages m WHERE m.channel_id = c.channel_id \
+                             ORDER BY m.id DESC LIMIT 1) AS n",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(channels)
+    .load(&mut conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (ChannelId(r.channel_id), MessageId(r.id)))
+        .collect())
 }
 
 /// Sends a message; `true` when it was made now, `false` when its nonce names one
@@ -317,7 +351,7 @@ pub async fn send(
     event::transaction(conn, async |shared: &AsyncPgConnection| {
         match prepare(shared, author, channel, new).await? {
             Prepared::Retried(message) => Ok(((*message, false), Vec::new())),
-            Prepared::Ready(ready) => write(shared, *ready).await,
+            Prepared::Ready(ready) => write(shared, *ready, None).await,
         }
     })
     .await
@@ -334,7 +368,8 @@ pub(crate) enum Prepared {
 /// A send that may be written: who, where, what, and the mentions that count.
 pub(crate) struct Ready {
     author: UserId,
-    channel: ChannelId,
+    /// Where it goes.
+    pub(crate) channel: ChannelId,
     new: NewMessage,
     access: ChannelAccess,
     mentions: Vec<Option<Uuid>>,
@@ -393,9 +428,12 @@ pub(crate) async fn prepare(
 /// Writes a prepared send, in its transaction: its id under the channel topic's lock,
 /// the row, its files and receipts; the message and the events to append (its
 /// MESSAGE_CREATE, then its notifications').
+/// `id`: the message's id when the caller took it under the channel's lock (a batch),
+/// else it is taken here.
 pub(crate) async fn write(
     shared: &AsyncPgConnection,
     ready: Ready,
+    id: Option<MessageId>,
 ) -> AppResult<((Message, bool), Vec<Outgoing>)> {
     let conn = shared;
     let Ready {
@@ -409,7 +447,13 @@ pub(crate) async fn write(
     let (mention_roles, mention_everyone) = (ready.mention_roles, ready.mention_everyone);
     // Who asked for every message of the channel (for its notifications) is read with
     // the id, in one round trip.
-    let (id, wanting_all) = futures_util::try_join!(next_id(shared, channel), async {
+    let id = async {
+        match id {
+            Some(id) => Ok(id),
+            None => next_id(shared, channel).await,
+        }
+    };
+    let (id, wanting_all) = futures_util::try_join!(id, async {
         match &access.guild {
             Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
                 shared,

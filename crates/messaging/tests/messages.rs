@@ -1535,3 +1535,55 @@ async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
     }
     assert_eq!(created, 4, "one MESSAGE_CREATE per message made");
 }
+
+#[actix_web::test]
+async fn a_batch_takes_ids_above_a_newest_id_from_a_clock_ahead() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    // A message whose id is far ahead of this node's clock (written by a node whose
+    // clock ran fast): new ids must still sort after it.
+    diesel::sql_query(
+        "INSERT INTO messages (channel_id, id, author_id, content) \
+         SELECT $1::uuid, ('ff' || substr(md5(random()::text), 3, 10) || '7' || \
+                substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid, \
+                $2::uuid, 'from the future'",
+    )
+    .bind::<diesel::sql_types::Text, _>(&general)
+    .bind::<diesel::sql_types::Text, _>(&owner.id)
+    .execute(&mut app.db.connect().await)
+    .await
+    .unwrap();
+    let path = messages(&general);
+    let list = app.get(&path, Some(&owner.access_token)).await;
+    let ahead = list.body[0]["id"].as_str().unwrap().to_owned();
+    let held = hold_channel(&app, &general).await;
+    let (answers, ()) = futures_util::future::join(
+        futures_util::future::join_all((0..5).map(|i| {
+            app.post(
+                &path,
+                Some(&owner.access_token),
+                json!({"content": format!("m{i}")}),
+            )
+        })),
+        release(held),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| a.status == Status::CREATED),
+        "{answers:?}"
+    );
+    let mut made: Vec<String> = answers
+        .iter()
+        .map(|a| a.body["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(made.iter().all(|id| *id > ahead), "{made:?} after {ahead}");
+    made.sort();
+    made.dedup();
+    assert_eq!(made.len(), 5, "distinct ids");
+    assert!(
+        writers(&app, &general).await < 6,
+        "the sends after the first shared a transaction"
+    );
+}
