@@ -50,8 +50,11 @@ pub async fn row(
         .filter(channels::id.eq(id))
         .filter(channels::deleted_at.is_null())
         .select(ChannelRow::as_select());
+    // FOR NO KEY UPDATE: nothing here changes a key, and a message's foreign key (a
+    // key-share lock on the channel) must not wait on it while it waits on the
+    // channel's topic lock that the sending transaction holds.
     if lock {
-        query.for_update().first(&mut conn).await.optional()
+        query.for_no_key_update().first(&mut conn).await.optional()
     } else {
         query.first(&mut conn).await.optional()
     }

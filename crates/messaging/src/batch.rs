@@ -1,16 +1,22 @@
-//! Sends that arrive together are written together: a send that comes while another
-//! send of its thread (an HTTP worker) is committing waits, and the sends that waited
-//! go in one transaction, their statements pipelined over one connection: one `BEGIN`,
-//! one `COMMIT` (one WAL flush) and four round trips for all of them instead of for
-//! each. A send that comes while nothing is committing goes at once, alone.
+//! Sends that arrive together are written together: a send that comes while this
+//! thread's (an HTTP worker's) drivers are busy committing waits, and the sends that
+//! waited go in one transaction, their statements pipelined over one connection: one
+//! `BEGIN`, one `COMMIT` (one WAL flush), one outbox append and four round trips for
+//! all of them instead of for each. A send that comes while a driver is free goes at
+//! once, alone.
 //!
-//! Each send is checked on its own (`service::prepare`): a refusal (403, 404, 409) is
-//! that send's answer and writes nothing, the others go on. If anything else fails in
-//! the shared transaction, it is rolled back and each of its sends runs again on its
-//! own, so a send is never lost or refused because of another. Every channel of the
-//! batch is locked first, in the outbox's fixed order, so batches on different
-//! connections never deadlock; within a channel, ids still increase in commit order.
-//! Sends with files go alone: attaching them can refuse after the row is written.
+//! Each send is checked on its own first (`service::prepare`, no locks): a refusal
+//! (403, 404, 409) is that send's answer and writes nothing. Only then are the channels
+//! of the allowed sends locked, in the outbox's fixed order (so batches on different
+//! connections never deadlock), and their newest ids read; ids are given in the batch,
+//! each above the one before in its channel. A send that notifies anyone (a DM or group
+//! DM, a mention, a channel someone follows at "all messages") runs alone instead:
+//! its notifications lock its recipients' topics, and locks taken send by send inside
+//! one transaction could cross another transaction's. Files go alone too (attaching
+//! them can refuse after the row is written). If anything fails in the shared
+//! transaction, it is rolled back and each of its sends runs again alone, so no send
+//! is refused or lost because of another; if the `COMMIT` went out unanswered, each
+//! answers 503 (it may stand: a retry with the nonce finds it).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,10 +28,12 @@ use synctalk_kernel::{AppError, AppResult, ChannelId, MessageId, UserId};
 use tokio::sync::oneshot;
 
 use crate::dto::Message;
-use crate::service::{self, NewMessage, Prepared};
+use crate::service::{self, NewMessage, Prepared, Taken};
 
 /// The most sends one transaction takes.
 const MAX: usize = 64;
+/// Transactions of sends a thread runs at once.
+const DRIVERS: usize = 2;
 
 type Answer = AppResult<(Message, bool)>;
 
@@ -39,8 +47,8 @@ struct Pending {
 #[derive(Default)]
 struct Queue {
     pending: Vec<Pending>,
-    /// A task of this thread is writing batches.
-    driving: bool,
+    /// Tasks of this thread writing batches.
+    drivers: usize,
 }
 
 thread_local! {
@@ -57,8 +65,7 @@ pub async fn send(
     new: NewMessage,
 ) -> AppResult<(Message, bool)> {
     if !new.attachment_ids.is_empty() {
-        let mut conn = synctalk_db::conn(pool).await?;
-        return service::send(&mut conn, author, channel, new).await;
+        return alone(pool, author, channel, new).await;
     }
     let (answer, answered) = oneshot::channel();
     let start = QUEUE.with_borrow_mut(|queue| {
@@ -68,10 +75,16 @@ pub async fn send(
             new,
             answer,
         });
-        !std::mem::replace(&mut queue.driving, true)
+        let start = queue.drivers < DRIVERS;
+        if start {
+            queue.drivers += 1;
+        }
+        start
     });
     if start {
-        actix_web::rt::spawn(drive(pool.clone()));
+        // Counted before it is spawned: if it never runs, its drop still uncounts it.
+        let driving = Driving;
+        actix_web::rt::spawn(drive(pool.clone(), driving));
     }
     answered.await.unwrap_or_else(|_| {
         Err(AppError::internal(anyhow::anyhow!(
@@ -80,18 +93,39 @@ pub async fn send(
     })
 }
 
-/// Marks the thread's queue undriven when its driver ends, however it ends.
+/// One driver of the thread's queue, uncounted when it ends, however it ends. The last
+/// to end with sends still queued (after a panic) answers them 503.
 struct Driving;
 
 impl Drop for Driving {
     fn drop(&mut self) {
-        QUEUE.with_borrow_mut(|queue| queue.driving = false);
+        let stranded = QUEUE
+            .try_with(|queue| {
+                let mut queue = queue.borrow_mut();
+                queue.drivers = queue.drivers.saturating_sub(1);
+                if queue.drivers == 0 {
+                    std::mem::take(&mut queue.pending)
+                } else {
+                    Vec::new()
+                }
+            })
+            .unwrap_or_default();
+        for pending in stranded {
+            let _ = pending.answer.send(Err(unavailable()));
+        }
     }
 }
 
+fn unavailable() -> AppError {
+    AppError::unavailable(
+        "the send could not be made now; retry (with its nonce)",
+        1000,
+    )
+}
+
 /// Writes the waiting sends, a batch at a time, until none wait.
-async fn drive(pool: Pool) {
-    let _driving = Driving;
+async fn drive(pool: Pool, driving: Driving) {
+    let _driving = driving;
     loop {
         // Sends already under way on this thread join this batch.
         tokio::task::yield_now().await;
@@ -102,59 +136,85 @@ async fn drive(pool: Pool) {
         if batch.is_empty() {
             return;
         }
+        // A send whose client has gone is not made.
+        let batch: Vec<Pending> = batch
+            .into_iter()
+            .filter(|p| !p.answer.is_closed())
+            .collect();
         run(&pool, batch).await;
     }
 }
 
 async fn run(pool: &Pool, mut batch: Vec<Pending>) {
-    if batch.len() == 1 {
+    if batch.len() <= 1 {
         if let Some(one) = batch.pop() {
             let answer = alone(pool, one.author, one.channel, one.new).await;
             let _ = one.answer.send(answer);
         }
         return;
     }
-    metrics::counter!("message_sends_batched_total").increment(batch.len() as u64);
     let items: Vec<(UserId, ChannelId, NewMessage)> = batch
         .iter()
         .map(|p| (p.author, p.channel, p.new.clone()))
         .collect();
-    let outcome = match synctalk_db::conn(pool).await {
-        Ok(mut conn) => match together(&mut conn, items).await {
-            Ok(answers) => Ok(answers),
-            // Its COMMIT went out unanswered: it may stand, so nothing runs again (a
-            // send without a nonce would be made twice); each answers 503, as a send
-            // alone would, and a client retries with its nonce.
-            Err(error) if synctalk_db::outcome_unknown(&mut conn) => Err(Some(error)),
-            Err(_) => Err(None),
-        },
-        Err(_) => Err(None),
+    let mut conn = match synctalk_db::conn(pool).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            // Nothing began: every send answers as a send alone would.
+            let error = AppError::from(error);
+            tracing::warn!(%error, sends = batch.len(), "no connection for a batch of sends");
+            for pending in batch {
+                let _ = pending.answer.send(Err(unavailable()));
+            }
+            return;
+        }
     };
-    match outcome {
+    match together(&mut conn, items).await {
         Ok(answers) => {
+            let made = answers
+                .iter()
+                .filter(|a| matches!(a, Some(Ok((_, true)))))
+                .count();
+            metrics::counter!("message_sends_batched_total").increment(made as u64);
             for (pending, answer) in batch.into_iter().zip(answers) {
-                let _ = pending.answer.send(answer);
+                match answer {
+                    Some(answer) => {
+                        let _ = pending.answer.send(answer);
+                    }
+                    None => spawn_alone(pool, pending),
+                }
             }
         }
-        Err(Some(error)) => {
+        // Its COMMIT went out unanswered: it may stand, so nothing runs again (a send
+        // without a nonce would be made twice); each answers 503, and a client retries
+        // with its nonce.
+        Err(error) if synctalk_db::outcome_unknown(&mut conn) => {
             tracing::warn!(%error, sends = batch.len(), "a batch of sends ended unanswered");
             for pending in batch {
-                let _ = pending.answer.send(Err(AppError::unavailable(
-                    "the database did not answer; retry with the same nonce",
-                    1000,
-                )));
+                let _ = pending.answer.send(Err(unavailable()));
             }
         }
-        Err(None) => {
-            // Rolled back (or never begun): each on its own, none refused because of
-            // another.
+        Err(_) => {
+            // Rolled back: each on its own, none refused because of another.
             metrics::counter!("message_send_batches_failed_total").increment(1);
+            drop(conn);
             for pending in batch {
-                let answer = alone(pool, pending.author, pending.channel, pending.new).await;
-                let _ = pending.answer.send(answer);
+                spawn_alone(pool, pending);
             }
         }
     }
+}
+
+/// Runs one send alone, in a task of its own (a slow one holds up no batch).
+fn spawn_alone(pool: &Pool, pending: Pending) {
+    if pending.answer.is_closed() {
+        return;
+    }
+    let pool = pool.clone();
+    actix_web::rt::spawn(async move {
+        let answer = alone(&pool, pending.author, pending.channel, pending.new).await;
+        let _ = pending.answer.send(answer);
+    });
 }
 
 async fn alone(pool: &Pool, author: UserId, channel: ChannelId, new: NewMessage) -> Answer {
@@ -162,39 +222,30 @@ async fn alone(pool: &Pool, author: UserId, channel: ChannelId, new: NewMessage)
     service::send(&mut conn, author, channel, new).await
 }
 
-/// The sends in one transaction: each one's answer, or an error when the transaction
-/// failed (nothing was written).
+/// The sends in one transaction: each one's answer (`None`: it notifies someone, run
+/// it alone), or an error when the transaction failed (nothing was written).
 async fn together(
     conn: &mut AsyncPgConnection,
     items: Vec<(UserId, ChannelId, NewMessage)>,
-) -> AppResult<Vec<Answer>> {
+) -> AppResult<Vec<Option<Answer>>> {
     event::transaction(conn, async |shared: &AsyncPgConnection| {
-        let channels: Vec<ChannelId> = items.iter().map(|(_, c, _)| *c).collect();
-        let topics: Vec<Topic> = channels.iter().map(|c| Topic::Channel(*c)).collect();
-        // The locks go out first, right after BEGIN, then the channels' newest ids
-        // (read under the locks), then every send's checks: one round trip.
-        let (locked, newest, prepared) = futures_util::join!(
-            event::lock_topics(shared, &topics),
-            service::newest_ids(shared, &channels),
-            futures_util::future::join_all(
-                items
-                    .into_iter()
-                    .map(|(author, channel, new)| service::prepare(shared, author, channel, new)),
-            ),
-        );
-        locked?;
-        // Ids in the order of the batch, each above the one before in its channel.
-        let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
+        // Every send's checks, with BEGIN: one round trip, no locks.
+        let prepared = futures_util::future::join_all(
+            items
+                .into_iter()
+                .map(|(author, channel, new)| service::prepare(shared, author, channel, new)),
+        )
+        .await;
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(prepared.len());
         let mut ready = Vec::new();
         for (i, prepared) in prepared.into_iter().enumerate() {
             match prepared {
                 Ok(Prepared::Retried(message)) => answers.push(Some(Ok((*message, false)))),
+                // It runs alone (after this transaction).
+                Ok(Prepared::Ready(send)) if send.notifies() => answers.push(None),
                 Ok(Prepared::Ready(send)) => {
-                    let id = service::id_after(newest.get(&send.channel).copied());
-                    newest.insert(send.channel, id);
                     answers.push(None);
-                    ready.push((i, *send, id));
+                    ready.push((i, *send));
                 }
                 // A refusal answers that send; it wrote nothing.
                 Err(refused) if refused.code().status().is_client_error() => {
@@ -203,9 +254,42 @@ async fn together(
                 Err(failed) => return Err(failed),
             }
         }
+        // The allowed sends' channels locked, then (under the locks) their newest ids
+        // and who follows them at "all messages": one round trip.
+        let channels: Vec<ChannelId> = ready.iter().map(|(_, r)| r.channel).collect();
+        let topics: Vec<Topic> = channels.iter().map(|c| Topic::Channel(*c)).collect();
+        let (locked, newest, following) = futures_util::join!(
+            event::lock_topics(shared, &topics),
+            service::newest_ids(shared, &channels),
+            futures_util::future::join_all(ready.iter().map(|(_, r)| async {
+                match r.guild() {
+                    Some(guild) => {
+                        synctalk_notifications::settings::wanting_all(shared, r.channel.0, guild.0)
+                            .await
+                    }
+                    None => Ok(Vec::new()),
+                }
+            })),
+        );
+        locked?;
+        let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
+        // Ids in the order of the batch, each above the one before in its channel.
+        let mut writes = Vec::with_capacity(ready.len());
+        for ((i, send), following) in ready.into_iter().zip(following) {
+            if !following?.is_empty() {
+                continue; // it notifies its followers: alone
+            }
+            let id = service::id_after(newest.get(&send.channel).copied());
+            newest.insert(send.channel, id);
+            writes.push((i, send, id));
+        }
         let written =
-            futures_util::future::join_all(ready.into_iter().map(|(i, send, id)| async move {
-                (i, service::write(shared, send, Some(id)).await)
+            futures_util::future::join_all(writes.into_iter().map(|(i, send, id)| async move {
+                let taken = Taken {
+                    id,
+                    wanting_all: Vec::new(),
+                };
+                (i, service::write(shared, send, Some(taken)).await)
             }))
             .await;
         let mut events: Vec<Outgoing> = Vec::new();
@@ -214,12 +298,6 @@ async fn together(
             events.extend(more);
             answers[i] = Some(Ok(answer));
         }
-        let answers = answers
-            .into_iter()
-            .map(|a| {
-                a.unwrap_or_else(|| Err(AppError::internal(anyhow::anyhow!("a send unanswered"))))
-            })
-            .collect();
         Ok((answers, events))
     })
     .await

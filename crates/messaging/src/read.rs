@@ -147,8 +147,11 @@ pub async fn one(
         .filter(messages::id.eq(id))
         .filter(messages::deleted_at.is_null())
         .select(MessageRow::as_select());
+    // FOR NO KEY UPDATE: edits and deletes change no key, and a reply's foreign key
+    // (a key-share lock) must not wait on them while they wait on the channel's lock
+    // that the replying send holds.
     if lock {
-        query.for_update().first(&mut conn).await.optional()
+        query.for_no_key_update().first(&mut conn).await.optional()
     } else {
         query.first(&mut conn).await.optional()
     }

@@ -428,12 +428,35 @@ pub(crate) async fn prepare(
 /// Writes a prepared send, in its transaction: its id under the channel topic's lock,
 /// the row, its files and receipts; the message and the events to append (its
 /// MESSAGE_CREATE, then its notifications').
-/// `id`: the message's id when the caller took it under the channel's lock (a batch),
-/// else it is taken here.
+/// What a batch read for a send under its channel's lock: its id, and who asked for
+/// every message of the channel.
+pub(crate) struct Taken {
+    pub(crate) id: MessageId,
+    pub(crate) wanting_all: Vec<UserId>,
+}
+
+impl Ready {
+    /// Whether it notifies anyone beyond those who asked for every message: a message
+    /// in a DM or group DM, or one that mentions someone.
+    pub(crate) fn notifies(&self) -> bool {
+        self.access.guild.is_none()
+            || !self.mentions.is_empty()
+            || !self.mention_roles.is_empty()
+            || self.mention_everyone
+    }
+
+    /// Its channel's guild, if it is a guild channel.
+    pub(crate) fn guild(&self) -> Option<synctalk_kernel::GuildId> {
+        self.access.guild.as_ref().map(|g| g.guild.id)
+    }
+}
+
+/// `taken`: what the caller read under the channel's lock (a batch); else it is read
+/// here.
 pub(crate) async fn write(
     shared: &AsyncPgConnection,
     ready: Ready,
-    id: Option<MessageId>,
+    taken: Option<Taken>,
 ) -> AppResult<((Message, bool), Vec<Outgoing>)> {
     let conn = shared;
     let Ready {
@@ -447,23 +470,20 @@ pub(crate) async fn write(
     let (mention_roles, mention_everyone) = (ready.mention_roles, ready.mention_everyone);
     // Who asked for every message of the channel (for its notifications) is read with
     // the id, in one round trip.
-    let id = async {
-        match id {
-            Some(id) => Ok(id),
-            None => next_id(shared, channel).await,
-        }
+    let (id, wanting_all) = match taken {
+        Some(taken) => (taken.id, taken.wanting_all),
+        None => futures_util::try_join!(next_id(shared, channel), async {
+            match &access.guild {
+                Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
+                    shared,
+                    channel.0,
+                    guild.guild.id.0,
+                )
+                .await?),
+                None => Ok(Vec::new()),
+            }
+        })?,
     };
-    let (id, wanting_all) = futures_util::try_join!(id, async {
-        match &access.guild {
-            Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
-                shared,
-                channel.0,
-                guild.guild.id.0,
-            )
-            .await?),
-            None => Ok(Vec::new()),
-        }
-    })?;
     let insert = diesel::insert_into(messages::table)
         .values((
             messages::channel_id.eq(channel),

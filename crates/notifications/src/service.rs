@@ -57,13 +57,10 @@ async fn insert(
     }
     // Each user's topic is locked before their notifications are made, as before their
     // unread count is read (`updated`): a count is never taken beside a notification
-    // made at the same moment. Sorted, so two makers never wait on each other.
-    let mut users: Vec<UserId> = items.iter().map(|(n, _)| n.user).collect();
-    users.sort_unstable();
-    users.dedup();
-    for user in &users {
-        event::lock_topic(conn, Topic::User(*user)).await?;
-    }
+    // made at the same moment. In one statement, in the outbox's order, so two makers
+    // (or a maker and an append) never wait on each other.
+    let users: Vec<Topic> = items.iter().map(|(n, _)| Topic::User(n.user)).collect();
+    event::lock_topics(conn, &users).await?;
     let now = Utc::now();
     let rows: Vec<_> = items
         .iter()
