@@ -57,7 +57,8 @@ thread_local! {
 
 /// Sends a message as [`service::send`] does, in a transaction shared with the sends
 /// of this thread that wait for one. Call it on an actix-web worker (or any thread
-/// with a local task set).
+/// with a local task set), always with that worker's own pool: the thread's batches
+/// run on the pool of the send that started their driver.
 pub async fn send(
     pool: &Pool,
     author: UserId,
@@ -276,7 +277,7 @@ async fn together(
         // Ids in the order of the batch, each above the one before in its channel.
         let mut writes = Vec::with_capacity(ready.len());
         for ((i, send), following) in ready.into_iter().zip(following) {
-            if !following?.is_empty() {
+            if following?.iter().any(|u| *u != send.author) {
                 continue; // it notifies its followers: alone
             }
             let id = service::id_after(newest.get(&send.channel).copied());

@@ -109,13 +109,12 @@ impl GatewayDomain for MessagingGateway {
                         attachment_ids: command.attachment_ids,
                         nonce: command.nonce,
                     })?;
-                    let (message, _) = crate::batch::send(
-                        ctx.hub.pool(),
-                        ctx.auth.user_id,
-                        command.channel_id,
-                        new,
-                    )
-                    .await?;
+                    // Alone, on the node's pool: the batches of a worker run on its
+                    // own pool (and a socket sends one command at a time anyway).
+                    let mut conn = synctalk_db::conn(ctx.hub.pool()).await?;
+                    let (message, _) =
+                        crate::service::send(&mut conn, ctx.auth.user_id, command.channel_id, new)
+                            .await?;
                     self.typing.stopped(ctx.auth.user_id, command.channel_id);
                     serde_json::to_value(message)
                         .map_err(|e| AppError::internal(anyhow::anyhow!(e)))

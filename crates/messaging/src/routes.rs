@@ -177,7 +177,7 @@ pub(crate) async fn list_messages(
         (status = 409, description = "`conflict`: a category holds no messages", body = ErrorResponse),
         (status = 422, description = "Invalid fields", body = ErrorResponse),
         (status = 429, description = "Rate limited", body = ErrorResponse),
-        (status = 503, description = "`service_unavailable`: the database stopped answering while the send was committing (it may have been made): retry with the same `nonce`", body = ErrorResponse),
+        (status = 503, description = "`service_unavailable`: the database did not answer, or stopped answering while the send was committing (it may have been made): retry with the same `nonce`", body = ErrorResponse),
     )
 )]
 pub(crate) async fn send_message(

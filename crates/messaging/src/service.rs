@@ -367,7 +367,8 @@ pub(crate) enum Prepared {
 
 /// A send that may be written: who, where, what, and the mentions that count.
 pub(crate) struct Ready {
-    author: UserId,
+    /// Who sends it.
+    pub(crate) author: UserId,
     /// Where it goes.
     pub(crate) channel: ChannelId,
     new: NewMessage,
@@ -425,9 +426,6 @@ pub(crate) async fn prepare(
     })))
 }
 
-/// Writes a prepared send, in its transaction: its id under the channel topic's lock,
-/// the row, its files and receipts; the message and the events to append (its
-/// MESSAGE_CREATE, then its notifications').
 /// What a batch read for a send under its channel's lock: its id, and who asked for
 /// every message of the channel.
 pub(crate) struct Taken {
@@ -451,6 +449,10 @@ impl Ready {
     }
 }
 
+/// Writes a prepared send, in its transaction: its id under the channel topic's lock,
+/// the row, its files and receipts; the message and the events to append (its
+/// MESSAGE_CREATE, then its notifications').
+///
 /// `taken`: what the caller read under the channel's lock (a batch); else it is read
 /// here.
 pub(crate) async fn write(

@@ -217,6 +217,9 @@ pub async fn message_deleted(
     for (id, user) in gone {
         by_user.entry(user).or_default().push(id);
     }
+    // Every user's topic at once, in the outbox's order (as a maker locks them).
+    let topics: Vec<Topic> = by_user.keys().map(|u| Topic::User(*u)).collect();
+    event::lock_topics(conn, &topics).await?;
     for (user, ids) in by_user {
         updated(conn, user, ids, false, true).await?;
     }
@@ -230,6 +233,8 @@ pub async fn withdraw_friend_requests(
     a: UserId,
     b: UserId,
 ) -> AppResult<()> {
+    // Both users' topics at once, in the outbox's order (as a maker locks them).
+    event::lock_topics(conn, &[Topic::User(a), Topic::User(b)]).await?;
     for (user, from) in [(a, b), (b, a)] {
         let ids: Vec<Uuid> = diesel::update(
             notifications::table
