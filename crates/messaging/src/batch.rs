@@ -8,7 +8,8 @@
 //! Each send is checked on its own first (`service::prepare`, no locks): a refusal
 //! (403, 404, 409) is that send's answer and writes nothing. Only then are the channels
 //! of the allowed sends locked, in the outbox's fixed order (so batches on different
-//! connections never deadlock), and their newest ids read; ids are given in the batch,
+//! connections never deadlock; waiting at most `LOCK_WAIT`), and their newest ids
+//! read; ids are given in the batch,
 //! each above the one before in its channel. A send that notifies anyone (a DM or group
 //! DM, a mention, a channel someone follows at "all messages") runs alone instead:
 //! its notifications lock its recipients' topics, and locks taken send by send inside
@@ -21,7 +22,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use synctalk_db::Pool;
 use synctalk_gateway::{Outgoing, Topic, event};
 use synctalk_kernel::{AppError, AppResult, ChannelId, MessageId, UserId};
@@ -34,6 +35,8 @@ use crate::service::{self, NewMessage, Prepared, Taken};
 const MAX: usize = 64;
 /// Transactions of sends a thread runs at once.
 const DRIVERS: usize = 2;
+/// How long a batch waits for its channels' locks (for the rest of its transaction).
+const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
 
 type Answer = AppResult<(Message, bool)>;
 
@@ -259,7 +262,11 @@ async fn together(
         // and who follows them at "all messages": one round trip.
         let channels: Vec<ChannelId> = ready.iter().map(|(_, r)| r.channel).collect();
         let topics: Vec<Topic> = channels.iter().map(|c| Topic::Channel(*c)).collect();
-        let (locked, newest, following) = futures_util::join!(
+        // A batch waits for its channels' locks only so long: a channel held longer
+        // (a slow transaction) must not hold up the worker's other sends; the batch
+        // then runs again send by send, each waiting as long as a send alone does.
+        let (bounded, locked, newest, following) = futures_util::join!(
+            synctalk_db::sql(LOCK_WAIT).execute(&mut &*shared),
             event::lock_topics(shared, &topics),
             service::newest_ids(shared, &channels),
             futures_util::future::join_all(ready.iter().map(|(_, r)| async {
@@ -272,6 +279,7 @@ async fn together(
                 }
             })),
         );
+        bounded?;
         locked?;
         let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
         // Ids in the order of the batch, each above the one before in its channel.

@@ -1651,3 +1651,61 @@ async fn a_batch_takes_ids_above_a_newest_id_from_a_clock_ahead() {
         "the sends after the first shared a transaction"
     );
 }
+
+#[actix_web::test]
+async fn a_batch_waits_for_a_held_channel_only_so_long() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (guild, general) = app.guild_with(&owner, &[]).await;
+    let mut made = Vec::new();
+    for name in ["blocked", "free"] {
+        let res = app
+            .post(
+                &format!("/api/v1/guilds/{guild}/channels"),
+                Some(&owner.access_token),
+                json!({"name": name}),
+            )
+            .await;
+        made.push(res.body["id"].as_str().unwrap().to_owned());
+    }
+    let (blocked, free) = (&made[0], &made[1]);
+    let (client, token) = (&app, owner.access_token.as_str());
+    let post = |channel: &str, content: &str| {
+        let (path, body) = (messages(channel), json!({"content": content}));
+        async move { client.post(&path, Some(token), body).await }
+    };
+    // Two sends wait on `general` (the worker's two send transactions); behind them a
+    // send to `blocked`, which a slow transaction holds, and one to `free` queue as
+    // one batch.
+    let mut gate = hold_channel(&app, &general).await;
+    let mut slow = hold_channel(&app, blocked).await;
+    let (first, (second, (to_blocked, to_free))) =
+        futures_util::future::join(post(&general, "g1"), async {
+            wait_for_waiters(&mut gate, 1).await;
+            futures_util::future::join(post(&general, "g2"), async {
+                wait_for_waiters(&mut gate, 2).await;
+                let to_free = async {
+                    // It is answered while `blocked` is still held: the batch gave up
+                    // waiting for it and its sends went alone.
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(7), post(free, "f")).await;
+                    diesel::sql_query("SELECT pg_advisory_unlock_all()")
+                        .execute(&mut slow)
+                        .await
+                        .unwrap();
+                    answer
+                };
+                let queued = futures_util::future::join(post(blocked, "b"), to_free);
+                futures_util::future::join(queued, release(gate)).await.0
+            })
+            .await
+        })
+        .await;
+    let to_free = to_free.expect("the send to a free channel waited for a held one");
+    let statuses: Vec<u16> = [&first, &second, &to_blocked, &to_free]
+        .iter()
+        .map(|a| a.status.as_u16())
+        .collect();
+    assert_eq!(statuses, [201, 201, 201, 201]);
+}
