@@ -29,7 +29,7 @@ use synctalk_kernel::{AppError, AppResult, ChannelId, MessageId, UserId};
 use tokio::sync::oneshot;
 
 use crate::dto::Message;
-use crate::service::{self, NewMessage, Prepared, Taken};
+use crate::service::{self, NewMessage, Prepared};
 
 /// The most sends one transaction takes.
 const MAX: usize = 64;
@@ -269,15 +269,7 @@ async fn together(
             synctalk_db::sql(LOCK_WAIT).execute(&mut &*shared),
             event::lock_topics(shared, &topics),
             service::newest_ids(shared, &channels),
-            futures_util::future::join_all(ready.iter().map(|(_, r)| async {
-                match r.guild() {
-                    Some(guild) => {
-                        synctalk_notifications::settings::wanting_all(shared, r.channel.0, guild.0)
-                            .await
-                    }
-                    None => Ok(Vec::new()),
-                }
-            })),
+            futures_util::future::join_all(ready.iter().map(|(_, r)| r.followers(shared))),
         );
         bounded?;
         locked?;
@@ -294,11 +286,7 @@ async fn together(
         }
         let written =
             futures_util::future::join_all(writes.into_iter().map(|(i, send, id)| async move {
-                let taken = Taken {
-                    id,
-                    wanting_all: Vec::new(),
-                };
-                (i, service::write(shared, send, Some(taken)).await)
+                (i, service::write(shared, send, Some(id)).await)
             }))
             .await;
         let mut events: Vec<Outgoing> = Vec::new();

@@ -426,13 +426,6 @@ pub(crate) async fn prepare(
     })))
 }
 
-/// What a batch read for a send under its channel's lock: its id, and who asked for
-/// every message of the channel.
-pub(crate) struct Taken {
-    pub(crate) id: MessageId,
-    pub(crate) wanting_all: Vec<UserId>,
-}
-
 impl Ready {
     /// Whether it notifies anyone beyond those who asked for every message: a message
     /// in a DM or group DM, or one that mentions someone.
@@ -443,9 +436,20 @@ impl Ready {
             || self.mention_everyone
     }
 
-    /// Its channel's guild, if it is a guild channel.
-    pub(crate) fn guild(&self) -> Option<synctalk_kernel::GuildId> {
-        self.access.guild.as_ref().map(|g| g.guild.id)
+    /// Who asked for every message of its channel (a guild channel's followers; none
+    /// in a DM).
+    pub(crate) async fn followers(&self, shared: &AsyncPgConnection) -> AppResult<Vec<UserId>> {
+        Ok(match &self.access.guild {
+            Some(guild) => {
+                synctalk_notifications::settings::wanting_all(
+                    shared,
+                    self.channel.0,
+                    guild.guild.id.0,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        })
     }
 }
 
@@ -453,14 +457,20 @@ impl Ready {
 /// the row, its files and receipts; the message and the events to append (its
 /// MESSAGE_CREATE, then its notifications').
 ///
-/// `taken`: what the caller read under the channel's lock (a batch); else it is read
-/// here.
+/// `id`: the id a batch gave it under the channel's lock, having found no followers
+/// to notify but the author; else the id and the followers are read here.
 pub(crate) async fn write(
     shared: &AsyncPgConnection,
     ready: Ready,
-    taken: Option<Taken>,
+    id: Option<MessageId>,
 ) -> AppResult<((Message, bool), Vec<Outgoing>)> {
     let conn = shared;
+    // Who asked for every message of the channel (for its notifications) is read with
+    // the id, in one round trip.
+    let (id, wanting_all) = match id {
+        Some(id) => (id, Vec::new()),
+        None => futures_util::try_join!(next_id(shared, ready.channel), ready.followers(shared))?,
+    };
     let Ready {
         author,
         channel,
@@ -470,22 +480,6 @@ pub(crate) async fn write(
         ..
     } = ready;
     let (mention_roles, mention_everyone) = (ready.mention_roles, ready.mention_everyone);
-    // Who asked for every message of the channel (for its notifications) is read with
-    // the id, in one round trip.
-    let (id, wanting_all) = match taken {
-        Some(taken) => (taken.id, taken.wanting_all),
-        None => futures_util::try_join!(next_id(shared, channel), async {
-            match &access.guild {
-                Some(guild) => Ok(synctalk_notifications::settings::wanting_all(
-                    shared,
-                    channel.0,
-                    guild.guild.id.0,
-                )
-                .await?),
-                None => Ok(Vec::new()),
-            }
-        })?,
-    };
     let insert = diesel::insert_into(messages::table)
         .values((
             messages::channel_id.eq(channel),
