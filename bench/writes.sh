@@ -24,6 +24,7 @@
 #   POOL (24, the server's DATABASE_POOL_SIZE, as in `just bench`)
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: before each run wait, up to QUIET_WAIT s, until the machine is idle)
+#   PERF (1: profile the first server run with perf; bench/results/<name>-<date>-profile.txt)
 # Results: bench/results/writes-<date>.json and a line in bench/results/summary.md.
 # Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -202,9 +203,26 @@ run_server() {
   sql "CHECKPOINT"
   db_snap "$data/$name.db-before"
   cpu_snap "$data/$name.cpu-before"
+  local perf=""
+  if [ "${PERF:-0}" = 1 ] && [ ! -e "$data/profile.data" ]; then
+    # The first server run is profiled: every process on the server's CPU (the server and
+    # PostgreSQL), sampled by the clock, from the end of the warm-up to the end of the run.
+    ( sleep "$WARMUP"; exec perf record -q -C "$SERVER_CPU" -F 1999 -o "$data/profile.data" -- sleep "$DURATION" ) &
+    perf=$!
+  fi
   { time taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --accounts "$data/accounts.json" --request "$REQUEST" \
     --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --out "$data/$name.json" >/dev/null 2>"$data/$name.err"; } 2>"$data/$name.time"
   cpu_snap "$data/$name.cpu-after"
+  if [ -n "$perf" ]; then
+    wait "$perf" || true
+    profile="bench/results/$results_name-$stamp-profile.txt"
+    { echo "# perf record -C $SERVER_CPU (server and PostgreSQL) during $name, $REQUEST requests; self time by process and symbol"
+      perf report -i "$data/profile.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -vE '^#|^$' | head -n 80
+      echo "# by process and object"
+      perf report -i "$data/profile.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -vE '^#|^$' | head -n 20
+    } >"$profile"
+    echo "  profile: $profile"
+  fi
   sleep 1
   db_snap "$data/$name.db-after"
   drain "$name"

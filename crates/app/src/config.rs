@@ -172,6 +172,10 @@ pub struct Settings {
     /// Largest JSON body, in bytes.
     #[arg(long, env = "JSON_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub json_body_limit: usize,
+    /// Memory for channels' newest messages, kept rendered for history pages, in MiB
+    /// (0: every page read from the database).
+    #[arg(long, env = "MESSAGE_CACHE_MB", default_value_t = 64)]
+    pub message_cache_mb: u64,
     /// Serve Swagger UI at /docs (default: on in development, off in production).
     #[arg(long, env = "SYNCTALK_DOCS", action = clap::ArgAction::Set)]
     pub docs: Option<bool>,

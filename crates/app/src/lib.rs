@@ -112,6 +112,9 @@ impl Application {
                 .listen(url.expose().to_owned(), pool.clone()),
         );
         let typing = synctalk_messaging::typing::Typing::new(&hub, pool.clone());
+        let tails = web::Data::new(synctalk_messaging::tail::Tails::new(
+            settings.message_cache_mb.saturating_mul(1024 * 1024),
+        ));
         let attachments = synctalk_messaging::attachments::Store::open(
             &settings.attachments_store(),
             settings.upload_max_bytes,
@@ -273,6 +276,7 @@ impl Application {
                 .app_data(bus_data.clone())
                 .app_data(presences.clone())
                 .app_data(typing.clone())
+                .app_data(tails.clone())
                 .app_data(attachments.clone())
                 .app_data(push_config.clone())
                 .app_data(kernel_http::json_config(json_limit))

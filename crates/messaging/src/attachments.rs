@@ -126,7 +126,7 @@ impl AttachmentRow {
 
     /// The wire form, with a URL signed now.
     pub fn to_attachment(&self, now: DateTime<Utc>) -> Attachment {
-        let expires = (now.timestamp() + URL_TTL_SECS + 3599) / 3600 * 3600;
+        let expires = url_expiry(now);
         let name = percent_encoding::utf8_percent_encode(&self.filename, PATH_SEGMENT);
         Attachment {
             id: self.id,
@@ -141,6 +141,12 @@ impl AttachmentRow {
             duration_ms: self.duration_ms,
         }
     }
+}
+
+/// When URLs signed at `now` expire: on the hour, at least `URL_TTL_SECS` later (so
+/// every URL signed within one hour is the same).
+pub fn url_expiry(now: DateTime<Utc>) -> i64 {
+    (now.timestamp() + URL_TTL_SECS + 3599) / 3600 * 3600
 }
 
 /// What a path segment must escape: everything but unreserved characters.

@@ -19,6 +19,7 @@ pub mod receipts;
 mod routes;
 pub mod search;
 pub mod service;
+pub mod tail;
 pub mod typing;
 
 use actix_web::web;

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::RunQueryDsl;
@@ -170,21 +172,24 @@ struct ReactionCount {
     me: bool,
 }
 
-/// Users by id, deleted ones too (an old message keeps its author).
+/// Users by id, deleted ones too (an old message keeps its author), with when each
+/// was last changed (by id).
 async fn users_by_id(
     mut conn: &AsyncPgConnection,
     ids: &[UserId],
-) -> QueryResult<HashMap<UserId, User>> {
+) -> QueryResult<(HashMap<UserId, User>, Vec<(UserId, DateTime<Utc>)>)> {
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), Vec::new()));
     }
     // What others see of them: no email, no password hash.
-    let rows: Vec<User> = users::table
+    let rows: Vec<(User, DateTime<Utc>)> = users::table
         .filter(users::id.eq_any(ids))
-        .select(User::as_select())
+        .select((User::as_select(), users::updated_at))
         .load(&mut conn)
         .await?;
-    Ok(rows.into_iter().map(|u| (u.id, u)).collect())
+    let mut seen: Vec<(UserId, DateTime<Utc>)> = rows.iter().map(|(u, at)| (u.id, *at)).collect();
+    seen.sort_unstable_by_key(|(id, _)| *id);
+    Ok((rows.into_iter().map(|(u, _)| (u.id, u)).collect(), seen))
 }
 
 /// The summaries of the messages some messages reply to (deleted ones as "deleted").
@@ -342,6 +347,8 @@ impl Wanted {
 /// The other rows some messages are shown with.
 pub struct Related {
     users: HashMap<UserId, User>,
+    /// When each of `users` was last changed, by id.
+    pub seen: Vec<(UserId, DateTime<Utc>)>,
     summaries: HashMap<MessageId, ReplySummary>,
     counted: Vec<ReactionCount>,
     files: HashMap<MessageId, Vec<crate::attachments::Attachment>>,
@@ -365,7 +372,7 @@ impl Related {
             reacted,
             filed,
         } = wanted;
-        let (users, summaries, counted, files) = futures_util::try_join!(
+        let ((users, seen), summaries, counted, files) = futures_util::try_join!(
             users_by_id(shared, people),
             reply_summaries(shared, channel, replied),
             // Stored rows say whether they have reactions or files: a page with
@@ -392,6 +399,7 @@ impl Related {
         )?;
         Ok(Self {
             users,
+            seen,
             summaries,
             counted,
             files,
@@ -406,6 +414,7 @@ impl Related {
     ) -> AppResult<Vec<Message>> {
         let Self {
             users,
+            seen: _,
             summaries,
             counted,
             mut files,

@@ -15,6 +15,7 @@ use crate::dto::{EditMessage, Message, MessageQuery, SendMessage};
 use crate::read_states::ReadState;
 use crate::search::{self, SearchQuery};
 use crate::service::{self, NewMessage, parse_content, parse_nonce};
+use crate::tail::Tails;
 use crate::typing::Typing;
 use crate::{attachments, pins, reactions};
 
@@ -146,13 +147,16 @@ pub(crate) fn checked(body: SendMessage) -> AppResult<NewMessage> {
 pub(crate) async fn list_messages(
     auth: AuthUser,
     pool: web::Data<Pool>,
+    tails: web::Data<Tails>,
     path: web::Path<ChannelId>,
     query: web::Query<MessageQuery>,
-) -> AppResult<web::Json<Vec<Message>>> {
+) -> AppResult<HttpResponse> {
     let page = query.parse()?;
     let mut conn = synctalk_db::conn(&pool).await?;
-    let messages = service::list(&mut conn, auth.user_id, path.into_inner(), page).await?;
-    Ok(web::Json(messages))
+    let body = service::list(&mut conn, &tails, auth.user_id, path.into_inner(), page).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 /// Send a message

@@ -771,19 +771,21 @@ pub async fn delete(
     .await
 }
 
-/// A page of messages, newest first: READ_MESSAGE_HISTORY.
+/// A page of messages, newest first, as JSON: READ_MESSAGE_HISTORY. From the node's
+/// memory of the channel's newest messages when the database confirms it is current
+/// (see [`crate::tail`]).
 pub async fn list(
     conn: &mut AsyncPgConnection,
+    tails: &crate::tail::Tails,
     viewer: UserId,
     channel: ChannelId,
     page: read::MessagePage,
-) -> AppResult<Vec<Message>> {
+) -> AppResult<crate::tail::Body> {
     // The page is read only once the check allows: read beside it, its time would tell
     // someone who cannot read the channel whether it holds messages in a range of ids.
     let access = access::load(conn, channel, viewer, false).await?;
     access.require(Permissions::READ_MESSAGE_HISTORY, "read messages here")?;
-    let rows = read::page(conn, channel, page).await?;
-    read::hydrate(conn, channel, access.row.guild_id, Some(viewer), rows).await
+    crate::tail::page(conn, tails, channel, access.row.guild_id, viewer, page).await
 }
 
 /// One message: READ_MESSAGE_HISTORY.

@@ -1709,3 +1709,203 @@ async fn a_batch_waits_for_a_held_channel_only_so_long() {
         .collect();
     assert_eq!(statuses, [201, 201, 201, 201]);
 }
+
+/// Runs `sql` on the app's database behind its back (no event, no outbox row).
+async fn behind_its_back(app: &TestApp, sql: &str) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+}
+
+async fn page(app: &TestApp, who: &TestUser, channel: &str, query: &str) -> Value {
+    let res = app
+        .get(
+            &format!("{}?{query}", messages(channel)),
+            Some(&who.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    res.body
+}
+
+#[actix_web::test]
+async fn a_page_comes_from_memory_only_while_the_database_confirms_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let mut sent = Vec::new();
+    for n in 1..=3 {
+        sent.push(send(&app, &owner, &general, json!({"content": format!("m{n}")})).await);
+    }
+    let [m1, m2, m3] = [0, 1, 2].map(|i| sent[i]["id"].as_str().unwrap().to_owned());
+    let first = page(&app, &member, &general, "limit=50").await;
+    assert_eq!(ids(&first), [m3.clone(), m2.clone(), m1.clone()]);
+
+    // A change no event announces is not seen: the page is the node's.
+    behind_its_back(
+        &app,
+        &format!("UPDATE messages SET content = 'behind' WHERE id = '{m3}'"),
+    )
+    .await;
+    let again = page(&app, &member, &general, "limit=50").await;
+    assert_eq!(again, first, "the second page comes from memory");
+    assert_eq!(
+        page(&app, &member, &general, "limit=2").await,
+        json!(first.as_array().unwrap()[..2])
+    );
+
+    // Every change through the API is seen at once.
+    let res = app
+        .patch(
+            &format!("{}/{m2}", messages(&general)),
+            Some(&owner.access_token),
+            json!({"content": "m2 edited"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let list = page(&app, &member, &general, "limit=50").await;
+    assert_eq!(list[1]["content"], "m2 edited");
+    assert_eq!(list[0]["content"], "behind", "read from the table again");
+
+    // The author's profile, shown on each message.
+    let res = app
+        .patch(
+            "/api/v1/users/@me",
+            Some(&owner.access_token),
+            json!({"display_name": "Boss"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let list = page(&app, &member, &general, "limit=50").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["author"]["display_name"] == "Boss"),
+        "{list}"
+    );
+
+    // Reactions: counts for all, `me` for each reader.
+    let thumbs = format!("{}/{m1}/reactions/%F0%9F%91%8D/@me", messages(&general));
+    let res = app.put(&thumbs, Some(&member.access_token), None).await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    for _ in 0..2 {
+        let mine = page(&app, &member, &general, "limit=50").await;
+        assert_eq!(
+            mine[2]["reactions"],
+            json!([{"emoji": "👍", "count": 1, "me": true}])
+        );
+        let theirs = page(&app, &owner, &general, "limit=50").await;
+        assert_eq!(
+            theirs[2]["reactions"],
+            json!([{"emoji": "👍", "count": 1, "me": false}])
+        );
+    }
+    // A new message, then a deleted one.
+    let m4 = send(&app, &member, &general, json!({"content": "m4"})).await;
+    assert_eq!(
+        page(&app, &owner, &general, "limit=1").await[0]["id"],
+        m4["id"]
+    );
+    let res = app
+        .delete(
+            &format!("{}/{m1}", messages(&general)),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let list = page(&app, &owner, &general, "limit=50").await;
+    assert_eq!(ids(&list), [m4["id"].as_str().unwrap(), &m3, &m2]);
+
+    // Who may read is asked every time: kicked, the member reads nothing more.
+    page(&app, &member, &general, "limit=50").await;
+    let res = app
+        .delete(
+            &format!("/api/v1/guilds/{guild}/members/{}", member.id),
+            Some(&owner.access_token),
+        )
+        .await;
+    assert_eq!(res.status, Status::NO_CONTENT, "{}", res.text);
+    let res = app
+        .get(&messages(&general), Some(&member.access_token))
+        .await;
+    assert_eq!(res.status, Status::NOT_FOUND, "{}", res.text);
+}
+
+#[actix_web::test]
+async fn pages_from_memory_and_from_the_table_agree_at_every_cursor() {
+    let db = std::sync::Arc::new(synctalk_testkit::TestDb::migrated().await);
+    let app = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let table = TestApp::spawn_on(db, |s| s.message_cache_mb = 0).await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let mut newest_first = Vec::new();
+    for n in 0..130 {
+        newest_first.push(app.send_message(&owner, &general, &format!("n{n}")).await);
+    }
+    newest_first.reverse();
+    // Fill the tail, then walk back by `before` with every size of page.
+    page(&app, &owner, &general, "limit=1").await;
+    for limit in [1, 7, 50, 100] {
+        let mut walked = Vec::new();
+        let mut query = format!("limit={limit}");
+        loop {
+            let mine = page(&app, &owner, &general, &query).await;
+            let theirs = page(&table, &owner, &general, &query).await;
+            assert_eq!(mine, theirs, "{query}");
+            let got = ids(&mine);
+            let Some(last) = got.last().cloned() else {
+                break;
+            };
+            walked.extend(got);
+            query = format!("limit={limit}&before={last}");
+        }
+        assert_eq!(walked, newest_first, "limit {limit}");
+    }
+    // Cursors that are no message's id, and the other cursors.
+    let unknown = "00000000-0000-7000-8000-000000000000";
+    for query in [
+        format!("before={unknown}"),
+        "before=ffffffff-ffff-7fff-bfff-ffffffffffff&limit=3".to_owned(),
+        format!("after={}&limit=5", newest_first[10]),
+        format!("around={}&limit=4", newest_first[60]),
+    ] {
+        assert_eq!(
+            page(&app, &owner, &general, &query).await,
+            page(&table, &owner, &general, &query).await,
+            "{query}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_change_on_one_node_shows_in_the_next_page_on_another() {
+    let nodes = TestApp::cluster(2, |_| {}).await;
+    let owner = nodes[0].register("owner").await;
+    let member = nodes[0].register("member").await;
+    let (_, general) = nodes[0].guild_with(&owner, &[&member]).await;
+    let id = nodes[0].send_message(&owner, &general, "before").await;
+    assert_eq!(
+        page(&nodes[1], &member, &general, "limit=5").await[0]["content"],
+        "before"
+    );
+    let res = nodes[0]
+        .patch(
+            &format!("{}/{id}", messages(&general)),
+            Some(&owner.access_token),
+            json!({"content": "after"}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    // No waiting for the event to cross: the next page asks the database.
+    assert_eq!(
+        page(&nodes[1], &member, &general, "limit=5").await[0]["content"],
+        "after"
+    );
+    let next = nodes[0].send_message(&owner, &general, "newer").await;
+    assert_eq!(
+        page(&nodes[1], &member, &general, "limit=5").await[0]["id"],
+        next.as_str()
+    );
+}

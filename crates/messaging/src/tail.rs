@@ -1,0 +1,424 @@
+//! Node memory of each channel's newest messages, for history pages.
+//!
+//! Opening a channel reads its newest page, the request clients make most. From the
+//! table it costs a page query, the users it shows, and rendering every message; from
+//! here, one small statement and a copy. A node keeps, for each channel it was asked for,
+//! its newest [`KEPT`] live messages rendered as JSON (a [`Tail`]), with what they were
+//! read at:
+//! - `version`: the newest outbox id of the channel's topic. Every change of what a page
+//!   shows (a message sent, edited, deleted, reacted to, pinned) appends an event to that
+//!   topic under the topic's lock, held to commit, so the topic's ids grow in commit
+//!   order: the same newest id means nothing changed since.
+//! - `seen`: when each user the messages show (authors, mentions) was last changed, since
+//!   a message carries its author's profile.
+//!
+//! Nothing is trusted that the database has not just confirmed. Every page request
+//! decides access from the database as before (the one statement every channel route
+//! runs); then, only for someone allowed to read, one statement reads the topic's newest
+//! id, those users' change times and the reader's own reactions on the kept messages, all
+//! in one snapshot. If they are the ones the tail was read at, the page is cut from
+//! memory; otherwise it is read from the table as before, and a newest page fills the
+//! tail again (with the version read before its rows, so a change between them only
+//! makes the tail look older than it is). So a change made on any node shows in the next
+//! page on every node, and no event needs to reach this node first.
+//!
+//! Only a write that appends no event to the topic (a statement by hand) goes unseen,
+//! and for at most [`MAX_AGE`]: a tail is read again that long after it was read.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use quick_cache::sync::Cache;
+use synctalk_db::AsyncPgConnection;
+use synctalk_gateway::Topic;
+use synctalk_kernel::{AppError, AppResult, ChannelId, GuildId, UserId};
+use uuid::Uuid;
+
+use crate::dto::Message;
+use crate::model::MessageRow;
+use crate::read::{self, MessagePage, Related, Stored, Wanted};
+
+/// How long a tail is served after it was read: bounds how long a change that appends no
+/// event (made by hand in the database) goes unseen.
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Messages kept per channel: the largest page.
+pub const KEPT: usize = synctalk_kernel::pagination::MAX_LIMIT as usize;
+
+/// The tails of the channels this node was asked for, at most a budget of bytes (least
+/// used first out).
+#[derive(Clone)]
+pub struct Tails {
+    cache: Option<Arc<Cache<ChannelId, Arc<Tail>, Weight>>>,
+}
+
+impl std::fmt::Debug for Tails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tails")
+            .field("channels", &self.cache.as_ref().map_or(0, |c| c.len()))
+            .field("bytes", &self.cache.as_ref().map_or(0, |c| c.weight()))
+            .finish()
+    }
+}
+
+impl Tails {
+    /// Tails of at most `bytes` in all; 0 keeps none (every page from the table).
+    pub fn new(bytes: u64) -> Self {
+        let cache = (bytes > 0).then(|| {
+            // A typical tail: 100 messages of a few hundred bytes.
+            let channels = usize::try_from(bytes / (32 * 1024)).unwrap_or(usize::MAX);
+            Arc::new(Cache::with_weighter(channels.max(16), bytes, Weight))
+        });
+        Self { cache }
+    }
+
+    fn get(&self, channel: ChannelId) -> Option<Arc<Tail>> {
+        self.cache.as_ref()?.get(&channel)
+    }
+
+    fn keep(&self, channel: ChannelId, tail: Tail) {
+        if let Some(cache) = &self.cache {
+            cache.insert(channel, Arc::new(tail));
+        }
+    }
+}
+
+/// A tail weighs its bytes.
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<ChannelId, Arc<Tail>> for Weight {
+    fn weight(&self, _channel: &ChannelId, tail: &Arc<Tail>) -> u64 {
+        tail.bytes
+    }
+}
+
+/// A channel's newest live messages, as read at `version` (see the module).
+#[derive(Debug)]
+struct Tail {
+    version: Option<i64>,
+    /// The users the messages show, by id, and when each was last changed.
+    people: Vec<Uuid>,
+    seen: Vec<DateTime<Utc>>,
+    /// The messages with reactions (`me` is the reader's own).
+    reacted: Vec<Uuid>,
+    /// When the attachment URLs in it expire, if it has any: a tail is not served once
+    /// URLs signed now would differ.
+    expires: Option<i64>,
+    /// Newest first.
+    messages: Vec<Kept>,
+    /// Whether `messages` is every live message of the channel.
+    complete: bool,
+    bytes: u64,
+    /// When it was read (it is not served after [`MAX_AGE`]).
+    read_at: std::time::Instant,
+}
+
+/// One message of a tail.
+#[derive(Debug)]
+struct Kept {
+    id: Uuid,
+    /// As anyone sees it (`me` false on every reaction).
+    json: Box<[u8]>,
+    /// Kept whole when it has reactions: rendered again for a reader who reacted.
+    message: Option<Box<Message>>,
+}
+
+/// The page's JSON body (an array of [`Message`]s, newest first).
+pub type Body = Vec<u8>;
+
+/// What the database says now of a tail: its topic's newest id, when its users were last
+/// changed, and the reader's own reactions on its messages with reactions.
+#[derive(diesel::QueryableByName)]
+struct Now {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    version: Option<i64>,
+    #[diesel(sql_type = Array<Timestamptz>)]
+    seen: Vec<DateTime<Utc>>,
+    #[diesel(sql_type = Array<diesel::sql_types::Uuid>)]
+    mine_messages: Vec<Uuid>,
+    #[diesel(sql_type = Array<Text>)]
+    mine_emojis: Vec<String>,
+}
+
+/// One statement, one snapshot (see [`Now`]); its plans kept prepared.
+async fn now(
+    mut conn: &AsyncPgConnection,
+    channel: ChannelId,
+    reader: UserId,
+    people: &[Uuid],
+    reacted: &[Uuid],
+) -> diesel::QueryResult<Now> {
+    synctalk_db::sql(
+        "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
+                ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($2) ORDER BY u.id) AS seen, \
+                ARRAY(SELECT r.message_id FROM reactions r \
+                      WHERE r.channel_id = $3 AND r.message_id = ANY($4) AND r.user_id = $5 \
+                      ORDER BY r.message_id, r.emoji) AS mine_messages, \
+                ARRAY(SELECT r.emoji FROM reactions r \
+                      WHERE r.channel_id = $3 AND r.message_id = ANY($4) AND r.user_id = $5 \
+                      ORDER BY r.message_id, r.emoji) AS mine_emojis",
+    )
+    .bind::<Text, _>(Topic::Channel(channel).to_string())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
+    .bind::<diesel::sql_types::Uuid, _>(channel.0)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(reacted.to_vec())
+    .bind::<diesel::sql_types::Uuid, _>(reader.0)
+    .get_result(&mut conn)
+    .await
+}
+
+/// A page of `channel` for `reader`, who may read its history (the caller checked): cut
+/// from the node's tail when the database confirms it, else read from the table (and a
+/// newest page kept).
+pub async fn page(
+    conn: &AsyncPgConnection,
+    tails: &Tails,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    reader: UserId,
+    page: MessagePage,
+) -> AppResult<Body> {
+    if tails.cache.is_none() {
+        let rows = read::page(conn, channel, page).await?;
+        let messages = read::hydrate(conn, channel, guild, Some(reader), rows).await?;
+        return render(&messages);
+    }
+    let tail = tails.get(channel);
+    let (people, reacted) = tail
+        .as_deref()
+        .map_or((&[][..], &[][..]), |t| (&t.people[..], &t.reacted[..]));
+    let now = now(conn, channel, reader, people, reacted).await?;
+    if let Some(tail) = &tail
+        && tail.read_at.elapsed() < MAX_AGE
+        && tail.version == now.version
+        && tail.seen == now.seen
+        && tail
+            .expires
+            .is_none_or(|e| e == crate::attachments::url_expiry(Utc::now()))
+        && let Some(body) = tail.cut(page, &now.mine_messages, &now.mine_emojis)
+    {
+        metrics::counter!("message_pages_total", "from" => "memory").increment(1);
+        return Ok(body);
+    }
+    metrics::counter!("message_pages_total", "from" => "table").increment(1);
+    let newest = page.before.is_none() && page.after.is_none() && page.around.is_none();
+    if !newest {
+        let rows = read::page(conn, channel, page).await?;
+        let messages = read::hydrate(conn, channel, guild, Some(reader), rows).await?;
+        return render(&messages);
+    }
+    // The newest page, as many as a tail keeps, read after the version.
+    let wanted = usize::try_from(page.limit).unwrap_or(KEPT).min(KEPT);
+    let all = MessagePage {
+        limit: KEPT as i64,
+        ..page
+    };
+    let rows = read::page(conn, channel, all).await?;
+    let (tail, messages) = Tail::read(conn, channel, guild, reader, now.version, rows).await?;
+    let body = render(&messages[..wanted.min(messages.len())]);
+    tails.keep(channel, tail);
+    body
+}
+
+fn render(messages: &[Message]) -> AppResult<Body> {
+    serde_json::to_vec(messages).map_err(AppError::internal)
+}
+
+impl Tail {
+    /// The tail of `rows` (a channel's newest, up to [`KEPT`]) read at `version`, and the
+    /// messages as `reader` sees them.
+    async fn read(
+        conn: &AsyncPgConnection,
+        channel: ChannelId,
+        guild: Option<GuildId>,
+        reader: UserId,
+        version: Option<i64>,
+        rows: Vec<MessageRow>,
+    ) -> AppResult<(Self, Vec<Message>)> {
+        let read_at = std::time::Instant::now();
+        let complete = rows.len() < KEPT;
+        let signed_at = Utc::now();
+        let related = Related::load(
+            conn,
+            channel,
+            Some(reader),
+            &Wanted::of(&rows),
+            Stored::Existing,
+        )
+        .await?;
+        let (people, seen) = related.seen.iter().map(|(id, at)| (id.0, *at)).unzip();
+        let filed = rows.iter().any(|r| r.has_attachments);
+        let messages = related.assemble(rows, guild)?;
+        let mut kept = Vec::with_capacity(messages.len());
+        let mut reacted = Vec::new();
+        let mut bytes = 0u64;
+        for message in &messages {
+            let mut anyone = message.clone();
+            for r in &mut anyone.reactions {
+                r.me = false;
+            }
+            let json = serde_json::to_vec(&anyone)
+                .map_err(AppError::internal)?
+                .into_boxed_slice();
+            let whole = if anyone.reactions.is_empty() {
+                None
+            } else {
+                reacted.push(anyone.id.0);
+                // Roughly what the message takes in memory beside its JSON.
+                bytes += json.len() as u64;
+                Some(Box::new(anyone))
+            };
+            bytes += json.len() as u64 + 64;
+            kept.push(Kept {
+                id: message.id.0,
+                json,
+                message: whole,
+            });
+        }
+        let tail = Self {
+            version,
+            people,
+            seen,
+            reacted,
+            expires: filed.then(|| crate::attachments::url_expiry(signed_at)),
+            messages: kept,
+            complete,
+            bytes: bytes.max(1),
+            read_at,
+        };
+        Ok((tail, messages))
+    }
+
+    /// The page (newest, or `before` a message) from memory, with `me` on the reader's
+    /// own reactions (`mine`: message and emoji, paired); `None` when the tail does not
+    /// hold all of it.
+    fn cut(&self, page: MessagePage, mine: &[Uuid], emojis: &[String]) -> Option<Body> {
+        if page.after.is_some() || page.around.is_some() {
+            return None;
+        }
+        let len = self.messages.len();
+        let start = page.before.map_or(0, |before| {
+            self.messages.partition_point(|m| m.id >= before)
+        });
+        let end = start.checked_add(usize::try_from(page.limit).ok()?)?;
+        if end > len && !self.complete {
+            return None;
+        }
+        let slice = &self.messages[start.min(len)..end.min(len)];
+        let mut body =
+            Vec::with_capacity(2 + slice.iter().map(|m| m.json.len() + 1).sum::<usize>());
+        body.push(b'[');
+        for (i, kept) in slice.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            match &kept.message {
+                Some(message) if mine.contains(&kept.id) => {
+                    let mut message = (**message).clone();
+                    for r in &mut message.reactions {
+                        r.me = mine
+                            .iter()
+                            .zip(emojis)
+                            .any(|(m, e)| *m == kept.id && *e == r.emoji);
+                    }
+                    serde_json::to_writer(&mut body, &message).ok()?;
+                }
+                _ => body.extend_from_slice(&kept.json),
+            }
+        }
+        body.push(b']');
+        Some(body)
+    }
+}
+
+impl Kept {
+    #[cfg(test)]
+    fn plain(id: Uuid) -> Self {
+        Self {
+            id,
+            json: format!("\"{id}\"").into_bytes().into_boxed_slice(),
+            message: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(n: u128, complete: bool) -> Tail {
+        // Newest first: ids n..1.
+        Tail {
+            version: Some(1),
+            people: Vec::new(),
+            seen: Vec::new(),
+            reacted: Vec::new(),
+            expires: None,
+            messages: (1..=n)
+                .rev()
+                .map(|i| Kept::plain(Uuid::from_u128(i)))
+                .collect(),
+            complete,
+            bytes: 1,
+            read_at: std::time::Instant::now(),
+        }
+    }
+
+    fn ids(body: &[u8]) -> Vec<u128> {
+        let list: Vec<Uuid> = serde_json::from_slice(body).unwrap_or_default();
+        list.into_iter().map(|u| u.as_u128()).collect()
+    }
+
+    fn page(limit: i64, before: Option<u128>) -> MessagePage {
+        MessagePage {
+            limit,
+            before: before.map(Uuid::from_u128),
+            after: None,
+            around: None,
+        }
+    }
+
+    #[test]
+    fn a_page_is_cut_only_when_the_tail_holds_all_of_it() {
+        let full = tail(100, false);
+        assert_eq!(
+            ids(&full.cut(page(3, None), &[], &[]).unwrap_or_default()),
+            [100, 99, 98]
+        );
+        assert_eq!(
+            ids(&full.cut(page(2, Some(50)), &[], &[]).unwrap_or_default()),
+            [49, 48]
+        );
+        // Below the id of no kept message: from the next older one.
+        assert_eq!(
+            ids(&full.cut(page(1, Some(1000)), &[], &[]).unwrap_or_default()),
+            [100]
+        );
+        // Older than the tail reaches: the table's.
+        assert!(full.cut(page(50, Some(40)), &[], &[]).is_none());
+        assert!(full.cut(page(1, Some(1)), &[], &[]).is_none());
+        // A channel with fewer messages than a tail keeps: all of it is here.
+        let small = tail(5, true);
+        assert_eq!(
+            ids(&small.cut(page(50, None), &[], &[]).unwrap_or_default()),
+            [5, 4, 3, 2, 1]
+        );
+        assert_eq!(
+            ids(&small.cut(page(50, Some(2)), &[], &[]).unwrap_or_default()),
+            [1]
+        );
+        assert_eq!(
+            small.cut(page(50, Some(1)), &[], &[]).as_deref(),
+            Some(&b"[]"[..])
+        );
+        // Other cursors: the table's.
+        let after = MessagePage {
+            after: Some(Uuid::from_u128(1)),
+            ..page(5, None)
+        };
+        assert!(small.cut(after, &[], &[]).is_none());
+    }
+}

@@ -1,0 +1,1 @@
+DROP INDEX outbox_newest_by_topic;
