@@ -216,10 +216,14 @@ run_server() {
   if [ -n "$perf" ]; then
     wait "$perf" || true
     profile="bench/results/$results_name-$stamp-profile.txt"
-    { echo "# perf record -C $SERVER_CPU (server and PostgreSQL) during $name, $REQUEST requests; self time by process and symbol"
-      perf report -i "$data/profile.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -vE '^#|^$' | head -n 80
-      echo "# by process and object"
-      perf report -i "$data/profile.data" --no-children --sort comm,dso --stdio 2>/dev/null | grep -vE '^#|^$' | head -n 20
+    # (Each report read whole into a file first: `head` closing a pipe would fail the run.)
+    perf report -i "$data/profile.data" --no-children --sort comm,dso --stdio >"$data/profile.dso" 2>/dev/null || true
+    perf report -i "$data/profile.data" --no-children --sort comm,dso,sym --stdio >"$data/profile.sym" 2>/dev/null || true
+    { echo "# perf record -C $SERVER_CPU (server and PostgreSQL) during $name, $REQUEST requests at $server_rev"
+      echo "# self time by process and object"
+      grep -vE '^#|^$' "$data/profile.dso" | sed -n 1,20p
+      echo "# self time by process, object and symbol"
+      grep -vE '^#|^$' "$data/profile.sym" | sed -n 1,80p
     } >"$profile"
     echo "  profile: $profile"
   fi

@@ -201,6 +201,51 @@ async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_ba
 }
 
 #[actix_web::test]
+async fn pruning_keeps_each_channel_topics_newest_row() {
+    let node = Node::spawn().await;
+    let mut conn = node.conn().await;
+    // Three old, published rows on each of two channel topics and a user topic.
+    let topics = [
+        format!("channel:{}", uuid::Uuid::now_v7()),
+        format!("channel:{}", uuid::Uuid::now_v7()),
+        format!("user:{}", uuid::Uuid::now_v7()),
+    ];
+    diesel::sql_query(
+        "INSERT INTO outbox (position, topic, kind, domain, name, payload, created_at) \
+         SELECT (SELECT position FROM outbox_relay) + row_number() OVER (), t, 'event', \
+                'messaging', 'MARKER', '{}'::jsonb, now() - interval '1 hour' \
+         FROM generate_series(1, 3) AS n, unnest($1::text[]) AS t",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(topics.to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE outbox_relay SET position = position + 9",
+        "UPDATE gateway_nodes SET position = (SELECT position FROM outbox_relay)",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    let newest = "SELECT count(*) AS n FROM outbox o WHERE o.topic LIKE 'channel:%' \
+                  AND o.id = (SELECT max(id) FROM outbox m WHERE m.topic = o.topic)";
+    assert_eq!(scalar(&mut conn, newest).await, 2);
+    let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 7, "all but each channel's newest");
+    assert_eq!(rows(&mut conn, "topic LIKE 'channel:%'").await, 2);
+    assert_eq!(scalar(&mut conn, newest).await, 2);
+    // Pruning again keeps them.
+    let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned, rows(&mut conn, "topic LIKE 'channel:%'").await),
+        (0, 2)
+    );
+}
+
+#[actix_web::test]
 async fn a_transaction_older_than_many_relay_rounds_still_gets_its_events_published() {
     let node = Node::spawn().await;
     let (alice, bob) = (node.user("alice").await, node.user("bob").await);

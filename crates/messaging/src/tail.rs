@@ -20,12 +20,18 @@
 //! memory; otherwise it is read from the table as before, and a newest page fills the
 //! tail again (with the version read before its rows, so a change between them only
 //! makes the tail look older than it is). So a change made on any node shows in the next
-//! page on every node, and no event needs to reach this node first.
+//! page on every node, and no event needs to reach this node first. (The relay's pruning
+//! keeps each channel topic's newest row, so that id never goes back.)
+//!
+//! A guild channel's tail serves all its readers; a DM's or group DM's is each reader's
+//! own (see [`Key`]). One request at a time fills a tail; others meanwhile read their
+//! page from the table. A tail weighs at most 1 MiB (fewer messages if they are long).
 //!
 //! Only a write that appends no event to the topic (a statement by hand) goes unseen,
 //! and for at most [`MAX_AGE`]: a tail is read again that long after it was read.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
@@ -44,20 +50,37 @@ use crate::read::{self, MessagePage, Related, Stored, Wanted};
 /// event (made by hand in the database) goes unseen.
 pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The heaviest tail, in bytes: a channel of long messages naming many people keeps
+/// fewer messages.
+const MOST_BYTES: u64 = 1024 * 1024;
+
 /// Messages kept per channel: the largest page.
 pub const KEPT: usize = synctalk_kernel::pagination::MAX_LIMIT as usize;
+
+/// Whose tail: a guild channel's is shared by its readers; a DM's or group DM's is each
+/// reader's own, so a quick page never tells one recipient that another has just read
+/// the conversation (which a block must keep from them, as it keeps receipts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    channel: ChannelId,
+    reader: Option<UserId>,
+}
 
 /// The tails of the channels this node was asked for, at most a budget of bytes (least
 /// used first out).
 #[derive(Clone)]
 pub struct Tails {
-    cache: Option<Arc<Cache<ChannelId, Arc<Tail>, Weight>>>,
+    cache: Option<Arc<Cache<Key, Arc<Tail>, Weight>>>,
+    /// The heaviest tail kept (heavier ones keep fewer messages).
+    most: u64,
+    /// Tails being read: one reader at a time fills a tail, the others read their page.
+    filling: Arc<Mutex<HashSet<Key>>>,
 }
 
 impl std::fmt::Debug for Tails {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tails")
-            .field("channels", &self.cache.as_ref().map_or(0, |c| c.len()))
+            .field("tails", &self.cache.as_ref().map_or(0, |c| c.len()))
             .field("bytes", &self.cache.as_ref().map_or(0, |c| c.weight()))
             .finish()
     }
@@ -68,20 +91,53 @@ impl Tails {
     pub fn new(bytes: u64) -> Self {
         let cache = (bytes > 0).then(|| {
             // A typical tail: 100 messages of a few hundred bytes.
-            let channels = usize::try_from(bytes / (32 * 1024)).unwrap_or(usize::MAX);
-            Arc::new(Cache::with_weighter(channels.max(16), bytes, Weight))
+            let tails = usize::try_from(bytes / (32 * 1024)).unwrap_or(usize::MAX);
+            Arc::new(Cache::with_weighter(tails.max(16), bytes, Weight))
         });
-        Self { cache }
-    }
-
-    fn get(&self, channel: ChannelId) -> Option<Arc<Tail>> {
-        self.cache.as_ref()?.get(&channel)
-    }
-
-    fn keep(&self, channel: ChannelId, tail: Tail) {
-        if let Some(cache) = &self.cache {
-            cache.insert(channel, Arc::new(tail));
+        Self {
+            cache,
+            // Well within one shard of the cache (it refuses an item heavier than that).
+            most: (bytes / 64).min(MOST_BYTES),
+            filling: Arc::default(),
         }
+    }
+
+    fn get(&self, key: Key) -> Option<Arc<Tail>> {
+        self.cache.as_ref()?.get(&key)
+    }
+
+    /// Keeps `tail` unless one read at a later version is there.
+    fn keep(&self, key: Key, tail: Tail) {
+        if let Some(cache) = &self.cache
+            && cache
+                .get(&key)
+                .is_none_or(|kept| kept.version <= tail.version)
+        {
+            cache.insert(key, Arc::new(tail));
+        }
+    }
+
+    /// The right to fill `key`'s tail, unless another request is filling it.
+    fn fill(&self, key: Key) -> Option<Filling<'_>> {
+        let mut filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        filling.insert(key).then_some(Filling { tails: self, key })
+    }
+}
+
+/// A tail being filled (see [`Tails::fill`]).
+struct Filling<'a> {
+    tails: &'a Tails,
+    key: Key,
+}
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        let mut filling = self
+            .tails
+            .filling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        filling.remove(&self.key);
     }
 }
 
@@ -89,8 +145,8 @@ impl Tails {
 #[derive(Clone)]
 struct Weight;
 
-impl quick_cache::Weighter<ChannelId, Arc<Tail>> for Weight {
-    fn weight(&self, _channel: &ChannelId, tail: &Arc<Tail>) -> u64 {
+impl quick_cache::Weighter<Key, Arc<Tail>> for Weight {
+    fn weight(&self, _key: &Key, tail: &Arc<Tail>) -> u64 {
         tail.bytes
     }
 }
@@ -181,12 +237,17 @@ pub async fn page(
     reader: UserId,
     page: MessagePage,
 ) -> AppResult<Body> {
-    if tails.cache.is_none() {
-        let rows = read::page(conn, channel, page).await?;
-        let messages = read::hydrate(conn, channel, guild, Some(reader), rows).await?;
-        return render(&messages);
+    let key = Key {
+        channel,
+        reader: guild.is_none().then_some(reader),
+    };
+    let newest = page.before.is_none() && page.after.is_none() && page.around.is_none();
+    let tail = tails.get(key);
+    // What no tail holds: `after` and `around` pages, and older pages with no tail.
+    let cuttable = page.after.is_none() && page.around.is_none() && (newest || tail.is_some());
+    if tails.cache.is_none() || !cuttable {
+        return from_table(conn, channel, guild, reader, page).await;
     }
-    let tail = tails.get(channel);
     let (people, reacted) = tail
         .as_deref()
         .map_or((&[][..], &[][..]), |t| (&t.people[..], &t.reacted[..]));
@@ -204,12 +265,9 @@ pub async fn page(
         return Ok(body);
     }
     metrics::counter!("message_pages_total", "from" => "table").increment(1);
-    let newest = page.before.is_none() && page.after.is_none() && page.around.is_none();
-    if !newest {
-        let rows = read::page(conn, channel, page).await?;
-        let messages = read::hydrate(conn, channel, guild, Some(reader), rows).await?;
-        return render(&messages);
-    }
+    let Some(_filling) = newest.then(|| tails.fill(key)).flatten() else {
+        return from_table(conn, channel, guild, reader, page).await;
+    };
     // The newest page, as many as a tail keeps, read after the version.
     let wanted = usize::try_from(page.limit).unwrap_or(KEPT).min(KEPT);
     let all = MessagePage {
@@ -217,10 +275,26 @@ pub async fn page(
         ..page
     };
     let rows = read::page(conn, channel, all).await?;
-    let (tail, messages) = Tail::read(conn, channel, guild, reader, now.version, rows).await?;
+    let (tail, messages) =
+        Tail::read(conn, channel, guild, reader, now.version, rows, tails.most).await?;
     let body = render(&messages[..wanted.min(messages.len())]);
-    tails.keep(channel, tail);
+    if let Some(tail) = tail {
+        tails.keep(key, tail);
+    }
     body
+}
+
+/// A page read from the table.
+async fn from_table(
+    conn: &AsyncPgConnection,
+    channel: ChannelId,
+    guild: Option<GuildId>,
+    reader: UserId,
+    page: MessagePage,
+) -> AppResult<Body> {
+    let rows = read::page(conn, channel, page).await?;
+    let messages = read::hydrate(conn, channel, guild, Some(reader), rows).await?;
+    render(&messages)
 }
 
 fn render(messages: &[Message]) -> AppResult<Body> {
@@ -228,8 +302,9 @@ fn render(messages: &[Message]) -> AppResult<Body> {
 }
 
 impl Tail {
-    /// The tail of `rows` (a channel's newest, up to [`KEPT`]) read at `version`, and the
-    /// messages as `reader` sees them.
+    /// The tail of `rows` (a channel's newest, up to [`KEPT`]) read at `version`, of at
+    /// most `most` bytes (`None` if it cannot be kept), and the messages as `reader` sees
+    /// them.
     async fn read(
         conn: &AsyncPgConnection,
         channel: ChannelId,
@@ -237,10 +312,11 @@ impl Tail {
         reader: UserId,
         version: Option<i64>,
         rows: Vec<MessageRow>,
-    ) -> AppResult<(Self, Vec<Message>)> {
+        most: u64,
+    ) -> AppResult<(Option<Self>, Vec<Message>)> {
         let read_at = std::time::Instant::now();
-        let complete = rows.len() < KEPT;
-        let signed_at = Utc::now();
+        let mut complete = rows.len() < KEPT;
+        let expires = crate::attachments::url_expiry(Utc::now());
         let related = Related::load(
             conn,
             channel,
@@ -249,12 +325,15 @@ impl Tail {
             Stored::Existing,
         )
         .await?;
-        let (people, seen) = related.seen.iter().map(|(id, at)| (id.0, *at)).unzip();
+        let signed = crate::attachments::url_expiry(Utc::now());
+        let (people, seen): (Vec<Uuid>, Vec<DateTime<Utc>>) =
+            related.seen.iter().map(|(id, at)| (id.0, *at)).unzip();
         let filed = rows.iter().any(|r| r.has_attachments);
         let messages = related.assemble(rows, guild)?;
+        // What a tail costs beside its messages (the cache's slot, the lists).
+        let mut bytes = (std::mem::size_of::<Self>() + 128 + people.len() * 32) as u64;
         let mut kept = Vec::with_capacity(messages.len());
         let mut reacted = Vec::new();
-        let mut bytes = 0u64;
         for message in &messages {
             let mut anyone = message.clone();
             for r in &mut anyone.reactions {
@@ -263,32 +342,37 @@ impl Tail {
             let json = serde_json::to_vec(&anyone)
                 .map_err(AppError::internal)?
                 .into_boxed_slice();
-            let whole = if anyone.reactions.is_empty() {
-                None
-            } else {
+            // A message kept whole (with reactions) takes about its JSON again.
+            let whole = !anyone.reactions.is_empty();
+            let weight =
+                (std::mem::size_of::<Kept>() + json.len() * (1 + usize::from(whole))) as u64;
+            if bytes + weight > most {
+                complete = false;
+                break;
+            }
+            bytes += weight;
+            if whole {
                 reacted.push(anyone.id.0);
-                // Roughly what the message takes in memory beside its JSON.
-                bytes += json.len() as u64;
-                Some(Box::new(anyone))
-            };
-            bytes += json.len() as u64 + 64;
+            }
             kept.push(Kept {
                 id: message.id.0,
                 json,
-                message: whole,
+                message: whole.then(|| Box::new(anyone)),
             });
         }
-        let tail = Self {
+        // URLs signed as the hour turned: which expiry they carry is not known.
+        let keep = (complete || !kept.is_empty()) && (!filed || expires == signed);
+        let tail = keep.then(|| Self {
             version,
             people,
             seen,
             reacted,
-            expires: filed.then(|| crate::attachments::url_expiry(signed_at)),
+            expires: filed.then_some(signed),
             messages: kept,
             complete,
-            bytes: bytes.max(1),
+            bytes,
             read_at,
-        };
+        });
         Ok((tail, messages))
     }
 

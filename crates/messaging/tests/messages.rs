@@ -1837,31 +1837,36 @@ async fn a_page_comes_from_memory_only_while_the_database_confirms_it() {
 async fn pages_from_memory_and_from_the_table_agree_at_every_cursor() {
     let db = std::sync::Arc::new(synctalk_testkit::TestDb::migrated().await);
     let app = TestApp::spawn_on(db.clone(), |_| {}).await;
-    let table = TestApp::spawn_on(db, |s| s.message_cache_mb = 0).await;
+    let table = TestApp::spawn_on(db.clone(), |s| s.message_cache_mb = 0).await;
+    // A cache of 1 MiB keeps tails of 16 KiB: 15 or so of these messages.
+    let small = TestApp::spawn_on(db, |s| s.message_cache_mb = 1).await;
     let owner = app.register("owner").await;
     let (_, general) = app.guild_with(&owner, &[]).await;
     let mut newest_first = Vec::new();
     for n in 0..130 {
-        newest_first.push(app.send_message(&owner, &general, &format!("n{n}")).await);
+        let long = format!("n{n} {}", "x".repeat(900));
+        newest_first.push(app.send_message(&owner, &general, &long).await);
     }
     newest_first.reverse();
-    // Fill the tail, then walk back by `before` with every size of page.
-    page(&app, &owner, &general, "limit=1").await;
-    for limit in [1, 7, 50, 100] {
-        let mut walked = Vec::new();
-        let mut query = format!("limit={limit}");
-        loop {
-            let mine = page(&app, &owner, &general, &query).await;
-            let theirs = page(&table, &owner, &general, &query).await;
-            assert_eq!(mine, theirs, "{query}");
-            let got = ids(&mine);
-            let Some(last) = got.last().cloned() else {
-                break;
-            };
-            walked.extend(got);
-            query = format!("limit={limit}&before={last}");
+    for node in [&app, &small] {
+        // Fill the tail, then walk back by `before` with every size of page.
+        page(node, &owner, &general, "limit=1").await;
+        for limit in [1, 7, 50, 100] {
+            let mut walked = Vec::new();
+            let mut query = format!("limit={limit}");
+            loop {
+                let mine = page(node, &owner, &general, &query).await;
+                let theirs = page(&table, &owner, &general, &query).await;
+                assert_eq!(mine, theirs, "{query}");
+                let got = ids(&mine);
+                let Some(last) = got.last().cloned() else {
+                    break;
+                };
+                walked.extend(got);
+                query = format!("limit={limit}&before={last}");
+            }
+            assert_eq!(walked, newest_first, "limit {limit}");
         }
-        assert_eq!(walked, newest_first, "limit {limit}");
     }
     // Cursors that are no message's id, and the other cursors.
     let unknown = "00000000-0000-7000-8000-000000000000";
@@ -1907,5 +1912,33 @@ async fn a_change_on_one_node_shows_in_the_next_page_on_another() {
     assert_eq!(
         page(&nodes[1], &member, &general, "limit=5").await[0]["id"],
         next.as_str()
+    );
+}
+
+#[actix_web::test]
+async fn a_dm_reader_is_never_served_another_readers_memory() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let dm = app.open_dm(&alice, &bob).await;
+    let id = app.send_message(&alice, &dm, "hello").await;
+    assert_eq!(
+        page(&app, &alice, &dm, "limit=5").await[0]["content"],
+        "hello"
+    );
+    behind_its_back(
+        &app,
+        &format!("UPDATE messages SET content = 'behind' WHERE id = '{id}'"),
+    )
+    .await;
+    // Alice's page is her memory of the DM; Bob's first is his own, from the table: how
+    // quickly his page comes tells him nothing of whether Alice has read.
+    assert_eq!(
+        page(&app, &alice, &dm, "limit=5").await[0]["content"],
+        "hello"
+    );
+    assert_eq!(
+        page(&app, &bob, &dm, "limit=5").await[0]["content"],
+        "behind"
     );
 }
