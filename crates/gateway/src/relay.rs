@@ -405,9 +405,9 @@ pub async fn publish(bus: &Bus, prev: i64, records: Vec<Record>) {
 }
 
 /// Deletes published rows older than `retention` that no live node still has to
-/// deliver and no resumable session may replay, a batch at a time. A channel topic's
-/// newest row stays: its id tells whether the channel changed (messaging's history pages
-/// compare it), so it must never go back to an older one.
+/// deliver and no resumable session may replay, a batch at a time. A channel's or a
+/// guild's topic keeps its newest row: its id tells whether the channel or guild changed
+/// (messaging's history pages compare it), so it must never go back to an older one.
 pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow::Result<usize> {
     // How far every reader is, read once per round: the minimum over every session
     // is a scan of them all, too dear to repeat for each batch. Readers only move
@@ -436,7 +436,7 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
                SELECT o.id FROM outbox o \
                WHERE o.position <= $1 \
                  AND o.created_at < now() - make_interval(secs => $2) \
-                 AND (o.topic NOT LIKE 'channel:%' \
+                 AND (split_part(o.topic, ':', 1) NOT IN ('channel', 'guild') \
                       OR EXISTS (SELECT 1 FROM outbox n WHERE n.topic = o.topic AND n.id > o.id)) \
                ORDER BY o.position LIMIT $3 \
              )",

@@ -201,13 +201,13 @@ async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_ba
 }
 
 #[actix_web::test]
-async fn pruning_keeps_each_channel_topics_newest_row() {
+async fn pruning_keeps_each_channel_and_guild_topics_newest_row() {
     let node = Node::spawn().await;
     let mut conn = node.conn().await;
-    // Three old, published rows on each of two channel topics and a user topic.
+    // Three old, published rows on a channel's, a guild's and a user's topic.
     let topics = [
         format!("channel:{}", uuid::Uuid::now_v7()),
-        format!("channel:{}", uuid::Uuid::now_v7()),
+        format!("guild:{}", uuid::Uuid::now_v7()),
         format!("user:{}", uuid::Uuid::now_v7()),
     ];
     diesel::sql_query(
@@ -226,21 +226,21 @@ async fn pruning_keeps_each_channel_topics_newest_row() {
     ] {
         diesel::sql_query(sql).execute(&mut conn).await.unwrap();
     }
-    let newest = "SELECT count(*) AS n FROM outbox o WHERE o.topic LIKE 'channel:%' \
+    let newest = "SELECT count(*) AS n FROM outbox o WHERE o.topic NOT LIKE 'user:%' \
                   AND o.id = (SELECT max(id) FROM outbox m WHERE m.topic = o.topic)";
     assert_eq!(scalar(&mut conn, newest).await, 2);
     let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(pruned, 7, "all but each channel's newest");
-    assert_eq!(rows(&mut conn, "topic LIKE 'channel:%'").await, 2);
+    assert_eq!(pruned, 7, "all but the channel's and the guild's newest");
+    assert_eq!(rows(&mut conn, "topic NOT LIKE 'user:%'").await, 2);
     assert_eq!(scalar(&mut conn, newest).await, 2);
     // Pruning again keeps them.
     let pruned = synctalk_gateway::relay::prune(&mut conn, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(
-        (pruned, rows(&mut conn, "topic LIKE 'channel:%'").await),
+        (pruned, rows(&mut conn, "topic NOT LIKE 'user:%'").await),
         (0, 2)
     );
 }

@@ -3,7 +3,7 @@
 //! Opening a channel reads its newest page, the request clients make most. From the
 //! table it costs a page query, the users it shows, and rendering every message; from
 //! here, one small statement and a copy. A node keeps, for each channel it was asked for,
-//! its newest [`KEPT`] live messages rendered as JSON (a [`Tail`]), with what they were
+//! its newest [`KEPT`] live messages rendered as JSON (a `Tail`), with what they were
 //! read at:
 //! - `version`: the newest outbox id of the channel's topic. Every change of what a page
 //!   shows (a message sent, edited, deleted, reacted to, pinned) appends an event to that
@@ -12,23 +12,27 @@
 //! - `seen`: when each user the messages show (authors, mentions) was last changed, since
 //!   a message carries its author's profile.
 //!
-//! Nothing is trusted that the database has not just confirmed. Every page request
-//! decides access from the database as before (the one statement every channel route
-//! runs); then, only for someone allowed to read, one statement reads the topic's newest
-//! id, those users' change times and the reader's own reactions on the kept messages, all
-//! in one snapshot. If they are the ones the tail was read at, the page is cut from
-//! memory; otherwise it is read from the table as before, and a newest page fills the
-//! tail again (with the version read before its rows, so a change between them only
-//! makes the tail look older than it is). So a change made on any node shows in the next
-//! page on every node, and no event needs to reach this node first. (The relay's pruning
-//! keeps each channel topic's newest row, so that id never goes back.)
+//! Nothing is trusted that the database has not just confirmed. Access is decided from
+//! the database (the statement every channel route runs) the first times a reader asks;
+//! once they are found allowed in a guild channel, the decision is remembered with the
+//! newest outbox ids of the guild's topic and the channel's, read before it (see
+//! `Known`). Then one statement reads, in one snapshot: those two ids, the tail's
+//! users' change times and the reader's own reactions on the kept messages. If the ids
+//! are the ones the decision was made at, it holds; if the ids and times are the ones the
+//! tail was read at, the page is cut from memory. Otherwise access is decided and the
+//! page read from the table as before, and a newest page fills the tail again (with the
+//! version read before its rows, so a change between them only makes the tail look older
+//! than it is). So a change made on any node shows in the next page on every node, and
+//! no event needs to reach this node first. (The relay's pruning keeps each channel's and
+//! guild's topic's newest row, so those ids never go back.) What the statement reads for a
+//! tail it reads only for a reader found allowed: its time tells no one else anything.
 //!
 //! A guild channel's tail serves all its readers; a DM's or group DM's is each reader's
-//! own (see [`Key`]). One request at a time fills a tail; others meanwhile read their
+//! own (see `Key`). One request at a time fills a tail; others meanwhile read their
 //! page from the table. A tail weighs at most 1 MiB (fewer messages if they are long).
 //!
-//! Only a write that appends no event to the topic (a statement by hand) goes unseen,
-//! and for at most [`MAX_AGE`]: a tail is read again that long after it was read.
+//! Only a write that appends no event to those topics (a statement by hand) goes unseen,
+//! and for at most [`MAX_AGE`]: a tail or a decision is made again that long after.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,8 +41,10 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use quick_cache::sync::Cache;
+use synctalk_channels::access;
 use synctalk_db::AsyncPgConnection;
 use synctalk_gateway::Topic;
+use synctalk_guilds::permissions::Permissions;
 use synctalk_kernel::{AppError, AppResult, ChannelId, GuildId, UserId};
 use uuid::Uuid;
 
@@ -75,6 +81,33 @@ pub struct Tails {
     most: u64,
     /// Tails being read: one reader at a time fills a tail, the others read their page.
     filling: Arc<Mutex<HashSet<Key>>>,
+    /// Readers found allowed to read a guild channel's history (see [`Known`]).
+    known: Option<Arc<Cache<(ChannelId, UserId), Known>>>,
+    /// Each guild channel's guild (a channel never changes guild).
+    guild_of: Option<Arc<Cache<ChannelId, GuildId>>>,
+}
+
+/// That a reader may read a guild channel's history, as decided from the database when
+/// the newest outbox ids of the guild's topic and the channel's were these. Every change
+/// that decides who sees what in a guild channel appends to one of the two topics in its
+/// transaction: membership, roles, member roles, the guild's owner or deletion on the
+/// guild's; the channel's permission overwrites on the channel's. So while both ids stay
+/// the same (and for at most [`MAX_AGE`]) so does the decision, and a page needs no other
+/// statement than the one reading them.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    guild: GuildId,
+    guild_version: Option<i64>,
+    channel_version: Option<i64>,
+    at: std::time::Instant,
+}
+
+impl Known {
+    fn holds(&self, now: &Now) -> bool {
+        self.at.elapsed() < MAX_AGE
+            && self.guild_version == now.guild_version
+            && self.channel_version == now.version
+    }
 }
 
 impl std::fmt::Debug for Tails {
@@ -94,12 +127,22 @@ impl Tails {
             let tails = usize::try_from(bytes / (32 * 1024)).unwrap_or(usize::MAX);
             Arc::new(Cache::with_weighter(tails.max(16), bytes, Weight))
         });
+        // Readers and channels: a hundred bytes or so each.
+        let entries = usize::try_from(bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .max(1024);
         Self {
+            known: cache.is_some().then(|| Arc::new(Cache::new(entries))),
+            guild_of: cache.is_some().then(|| Arc::new(Cache::new(entries))),
             cache,
             // Well within one shard of the cache (it refuses an item heavier than that).
             most: (bytes / 64).min(MOST_BYTES),
             filling: Arc::default(),
         }
+    }
+
+    fn known(&self, channel: ChannelId, reader: UserId) -> Option<Known> {
+        self.known.as_ref()?.get(&(channel, reader))
     }
 
     fn get(&self, key: Key) -> Option<Arc<Tail>> {
@@ -185,12 +228,15 @@ struct Kept {
 /// The page's JSON body (an array of [`Message`]s, newest first).
 pub type Body = Vec<u8>;
 
-/// What the database says now of a tail: its topic's newest id, when its users were last
-/// changed, and the reader's own reactions on its messages with reactions.
+/// What the database says now: the newest outbox ids of the channel's topic and of its
+/// guild's, when the users a tail shows were last changed (by id), and the reader's own
+/// reactions on its messages with reactions (message and emoji, paired).
 #[derive(diesel::QueryableByName)]
 struct Now {
     #[diesel(sql_type = Nullable<BigInt>)]
     version: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    guild_version: Option<i64>,
     #[diesel(sql_type = Array<Timestamptz>)]
     seen: Vec<DateTime<Utc>>,
     #[diesel(sql_type = Array<diesel::sql_types::Uuid>)]
@@ -199,59 +245,166 @@ struct Now {
     mine_emojis: Vec<String>,
 }
 
-/// One statement, one snapshot (see [`Now`]); its plans kept prepared.
+/// One statement, one snapshot (see [`Now`]), of what `tail` needs (only the ids without
+/// one); each of its three forms kept prepared.
 async fn now(
     mut conn: &AsyncPgConnection,
+    guild: Option<GuildId>,
     channel: ChannelId,
     reader: UserId,
-    people: &[Uuid],
-    reacted: &[Uuid],
+    tail: Option<&Tail>,
 ) -> diesel::QueryResult<Now> {
-    synctalk_db::sql(
-        "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
-                ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($2) ORDER BY u.id) AS seen, \
-                ARRAY(SELECT r.message_id FROM reactions r \
-                      WHERE r.channel_id = $3 AND r.message_id = ANY($4) AND r.user_id = $5 \
-                      ORDER BY r.message_id, r.emoji) AS mine_messages, \
-                ARRAY(SELECT r.emoji FROM reactions r \
-                      WHERE r.channel_id = $3 AND r.message_id = ANY($4) AND r.user_id = $5 \
-                      ORDER BY r.message_id, r.emoji) AS mine_emojis",
-    )
-    .bind::<Text, _>(Topic::Channel(channel).to_string())
-    .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
-    .bind::<diesel::sql_types::Uuid, _>(channel.0)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(reacted.to_vec())
-    .bind::<diesel::sql_types::Uuid, _>(reader.0)
-    .get_result(&mut conn)
-    .await
+    let topic = Topic::Channel(channel).to_string();
+    let guild_topic = guild.map(|g| Topic::Guild(g).to_string());
+    let (people, reacted) = tail.map_or((&[][..], &[][..]), |t| (&t.people[..], &t.reacted[..]));
+    let query = if people.is_empty() {
+        synctalk_db::sql(
+            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
+                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
+                    '{}'::timestamptz[] AS seen, '{}'::uuid[] AS mine_messages, \
+                    '{}'::text[] AS mine_emojis",
+        )
+        .bind::<Text, _>(topic)
+        .bind::<Nullable<Text>, _>(guild_topic)
+    } else if reacted.is_empty() {
+        synctalk_db::sql(
+            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
+                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
+                    ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
+                    '{}'::uuid[] AS mine_messages, '{}'::text[] AS mine_emojis",
+        )
+        .bind::<Text, _>(topic)
+        .bind::<Nullable<Text>, _>(guild_topic)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
+    } else {
+        synctalk_db::sql(
+            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
+                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
+                    ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
+                    ARRAY(SELECT r.message_id FROM reactions r \
+                          WHERE r.channel_id = $4 AND r.message_id = ANY($5) AND r.user_id = $6 \
+                          ORDER BY r.message_id, r.emoji) AS mine_messages, \
+                    ARRAY(SELECT r.emoji FROM reactions r \
+                          WHERE r.channel_id = $4 AND r.message_id = ANY($5) AND r.user_id = $6 \
+                          ORDER BY r.message_id, r.emoji) AS mine_emojis",
+        )
+        .bind::<Text, _>(topic)
+        .bind::<Nullable<Text>, _>(guild_topic)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
+        .bind::<diesel::sql_types::Uuid, _>(channel.0)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(reacted.to_vec())
+        .bind::<diesel::sql_types::Uuid, _>(reader.0)
+    };
+    query.get_result(&mut conn).await
 }
 
-/// A page of `channel` for `reader`, who may read its history (the caller checked): cut
-/// from the node's tail when the database confirms it, else read from the table (and a
-/// newest page kept).
+/// Whether a page could be cut from a tail (`after` and `around` pages never are; older
+/// pages only from a tail there is).
+fn cuttable(page: MessagePage, tail: bool) -> bool {
+    page.after.is_none() && page.around.is_none() && (page.before.is_none() || tail)
+}
+
+/// A page of `channel` for `reader`: 404 unless they can see the channel, 403 without
+/// READ_MESSAGE_HISTORY. Cut from the node's tail when the database confirms it, else
+/// read from the table (and a newest page kept). A reader already found allowed in a
+/// guild channel is confirmed by the same one statement (see `Known`).
 pub async fn page(
     conn: &AsyncPgConnection,
     tails: &Tails,
-    channel: ChannelId,
-    guild: Option<GuildId>,
     reader: UserId,
+    channel: ChannelId,
     page: MessagePage,
 ) -> AppResult<Body> {
+    if tails.cache.is_none() {
+        let access = access::load(conn, channel, reader, false).await?;
+        access.require(Permissions::READ_MESSAGE_HISTORY, READ)?;
+        return from_table(conn, channel, access.row.guild_id, reader, page).await;
+    }
+    let shared = |channel| Key {
+        channel,
+        reader: None,
+    };
+    if let Some(known) = tails.known(channel, reader) {
+        let tail = tails.get(shared(channel)).filter(|_| cuttable(page, true));
+        let now = now(conn, Some(known.guild), channel, reader, tail.as_deref()).await?;
+        if known.holds(&now) {
+            metrics::counter!("message_page_access_total", "from" => "memory").increment(1);
+            return serve(
+                conn,
+                tails,
+                shared(channel),
+                tail,
+                now,
+                Some(known.guild),
+                reader,
+                page,
+            )
+            .await;
+        }
+        if let Some(known_readers) = &tails.known {
+            known_readers.remove(&(channel, reader));
+        }
+    }
+    metrics::counter!("message_page_access_total", "from" => "table").increment(1);
+    // The page is read only once the check allows: read beside it, its time would tell
+    // someone who cannot read the channel whether it holds messages in a range of ids.
+    // Of a guild channel seen before, the topics' ids are read first (constant work), so
+    // that a decision remembered at them is no newer than they are.
+    let guild = tails.guild_of.as_ref().and_then(|g| g.get(&channel));
+    let before = match guild {
+        Some(guild) => Some(now(conn, Some(guild), channel, reader, None).await?),
+        None => None,
+    };
+    let access = access::load(conn, channel, reader, false).await?;
+    access.require(Permissions::READ_MESSAGE_HISTORY, READ)?;
+    let guild = access.row.guild_id;
+    if let (Some(guild), Some(guild_of)) = (guild, &tails.guild_of) {
+        guild_of.insert(channel, guild);
+    }
+    if let (Some(guild), Some(before), Some(known)) = (guild, &before, &tails.known) {
+        known.insert(
+            (channel, reader),
+            Known {
+                guild,
+                guild_version: before.guild_version,
+                channel_version: before.version,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
     let key = Key {
         channel,
         reader: guild.is_none().then_some(reader),
     };
-    let newest = page.before.is_none() && page.after.is_none() && page.around.is_none();
     let tail = tails.get(key);
-    // What no tail holds: `after` and `around` pages, and older pages with no tail.
-    let cuttable = page.after.is_none() && page.around.is_none() && (newest || tail.is_some());
-    if tails.cache.is_none() || !cuttable {
+    if !cuttable(page, tail.is_some()) {
         return from_table(conn, channel, guild, reader, page).await;
     }
-    let (people, reacted) = tail
-        .as_deref()
-        .map_or((&[][..], &[][..]), |t| (&t.people[..], &t.reacted[..]));
-    let now = now(conn, channel, reader, people, reacted).await?;
+    // The ids read before the check do when they already tell the tail is stale.
+    let now = match before {
+        Some(before) if tail.as_ref().is_none_or(|t| t.version != before.version) => before,
+        _ => now(conn, guild, channel, reader, tail.as_deref()).await?,
+    };
+    serve(conn, tails, key, tail, now, guild, reader, page).await
+}
+
+/// What a page needs: READ_MESSAGE_HISTORY.
+const READ: &str = "read messages here";
+
+/// The page from `tail` if `now` confirms it, else from the table (a newest page filling
+/// the tail, unless another request is).
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    conn: &AsyncPgConnection,
+    tails: &Tails,
+    key: Key,
+    tail: Option<Arc<Tail>>,
+    now: Now,
+    guild: Option<GuildId>,
+    reader: UserId,
+    page: MessagePage,
+) -> AppResult<Body> {
+    let channel = key.channel;
     if let Some(tail) = &tail
         && tail.read_at.elapsed() < MAX_AGE
         && tail.version == now.version
@@ -265,6 +418,7 @@ pub async fn page(
         return Ok(body);
     }
     metrics::counter!("message_pages_total", "from" => "table").increment(1);
+    let newest = page.before.is_none() && page.after.is_none() && page.around.is_none();
     let Some(_filling) = newest.then(|| tails.fill(key)).flatten() else {
         return from_table(conn, channel, guild, reader, page).await;
     };

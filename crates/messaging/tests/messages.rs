@@ -1942,3 +1942,74 @@ async fn a_dm_reader_is_never_served_another_readers_memory() {
         "behind"
     );
 }
+
+#[actix_web::test]
+async fn a_readers_access_is_remembered_only_while_their_guild_and_channel_are_unchanged() {
+    const READ_MESSAGE_HISTORY: u64 = 1 << 16;
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    app.send_message(&owner, &general, "hi").await;
+    let status = |who: &TestUser| {
+        let (app, general, token) = (&app, &general, who.access_token.clone());
+        async move { app.get(&messages(general), Some(&token)).await.status }
+    };
+    // The first page learns the channel's guild, the second remembers the decision.
+    for _ in 0..3 {
+        assert_eq!(status(&member).await, Status::OK);
+    }
+    // A change by hand, which no event announces, is not seen: the decision is memory.
+    let everyone_role =
+        format!("UPDATE roles SET permissions = permissions # {VIEW_CHANNEL} WHERE id = '{guild}'");
+    behind_its_back(&app, &everyone_role).await;
+    assert_eq!(status(&member).await, Status::OK, "remembered");
+    behind_its_back(&app, &everyone_role).await;
+
+    // Every change through the API is seen by the next page: an overwrite of the channel…
+    let overwrite = format!("/api/v1/channels/{general}/permissions/{}", member.id);
+    let res = app
+        .put(
+            &overwrite,
+            Some(&owner.access_token),
+            Some(json!({"type": "member", "deny": READ_MESSAGE_HISTORY.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(status(&member).await, Status::FORBIDDEN);
+    let res = app.delete(&overwrite, Some(&owner.access_token)).await;
+    assert!(res.status.is_success(), "{}", res.text);
+    for _ in 0..2 {
+        assert_eq!(status(&member).await, Status::OK);
+    }
+    // …and a role of the guild.
+    let roles = app
+        .get(
+            &format!("/api/v1/guilds/{guild}/roles"),
+            Some(&owner.access_token),
+        )
+        .await;
+    let everyone = roles
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == guild.as_str())
+        .unwrap();
+    let allowed: u64 = everyone["permissions"].as_str().unwrap().parse().unwrap();
+    let role = format!("/api/v1/guilds/{guild}/roles/{guild}");
+    let res = app
+        .patch(
+            &role,
+            Some(&owner.access_token),
+            json!({"permissions": (allowed & !VIEW_CHANNEL).to_string()}),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    assert_eq!(status(&member).await, Status::NOT_FOUND);
+    assert_eq!(
+        status(&owner).await,
+        Status::OK,
+        "the owner sees everything"
+    );
+}
