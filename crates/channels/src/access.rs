@@ -151,13 +151,64 @@ pub async fn load(
     }
 }
 
+/// The statement `standing` runs (channel `$1`, user `$2`): [`Standing`]'s columns,
+/// then those `$extra` names (a literal starting with a comma, that may use the aliases
+/// `c` for the channel and `g` for its live guild; empty for none). For a route that
+/// reads more beside the standing in one snapshot and round trip; its text fixed at
+/// compile time, so it is kept prepared like this one.
+#[macro_export]
+macro_rules! standing_sql {
+    ($extra:literal) => {
+        concat!(
+            "SELECT c.id, c.kind, c.guild_id, c.name, c.topic, c.parent_id, c.position, \
+            c.owner_id, c.created_at, \
+            g.name AS guild_name, g.owner_id AS guild_owner, \
+            g.icon_url AS guild_icon, g.created_at AS guild_created, \
+            CASE WHEN c.guild_id IS NULL \
+            THEN EXISTS (SELECT 1 FROM channel_recipients cr \
+            WHERE cr.channel_id = c.id AND cr.user_id = $2) \
+            ELSE EXISTS (SELECT 1 FROM members m \
+            WHERE m.guild_id = c.guild_id AND m.user_id = $2) \
+            END AS belongs, \
+            ARRAY(SELECT mr.role_id FROM member_roles mr \
+            WHERE mr.guild_id = c.guild_id AND mr.user_id = $2) AS member_roles, \
+            coalesce(r.ids, '{}') AS role_ids, \
+            coalesce(r.names, '{}') AS role_names, \
+            coalesce(r.colors, '{}') AS role_colors, \
+            coalesce(r.permissions, '{}') AS role_permissions, \
+            coalesce(r.positions, '{}') AS role_positions, \
+            coalesce(o.targets, '{}') AS overwrite_targets, \
+            coalesce(o.kinds, '{}') AS overwrite_kinds, \
+            coalesce(o.allows, '{}') AS overwrite_allows, \
+            coalesce(o.denies, '{}') AS overwrite_denies",
+            $extra,
+            " FROM channels c \
+            LEFT JOIN guilds g ON g.id = c.guild_id AND g.deleted_at IS NULL \
+            LEFT JOIN LATERAL ( \
+            SELECT array_agg(x.id ORDER BY x.position, x.id) AS ids, \
+            array_agg(x.name ORDER BY x.position, x.id) AS names, \
+            array_agg(x.color ORDER BY x.position, x.id) AS colors, \
+            array_agg(x.permissions ORDER BY x.position, x.id) AS permissions, \
+            array_agg(x.position ORDER BY x.position, x.id) AS positions \
+            FROM roles x WHERE x.guild_id = g.id) r ON true \
+            LEFT JOIN LATERAL ( \
+            SELECT array_agg(w.target_id ORDER BY w.target_id) AS targets, \
+            array_agg(w.kind ORDER BY w.target_id) AS kinds, \
+            array_agg(w.allow ORDER BY w.target_id) AS allows, \
+            array_agg(w.deny ORDER BY w.target_id) AS denies \
+            FROM channel_overwrites w WHERE w.channel_id = c.id AND g.id IS NOT NULL) o ON true \
+            WHERE c.id = $1 AND c.deleted_at IS NULL"
+        )
+    };
+}
+
 /// Everything that decides a user's access to a channel, read in one statement (one
 /// plan, one round trip, the statement kept prepared): the channel; for a guild
 /// channel its live guild, whether the user is a member, their roles, the guild's
 /// roles and the channel's overwrites; for a DM whether they are a recipient. The
 /// same rows [`load`] reads one by one when it takes locks.
 #[derive(QueryableByName)]
-struct Standing {
+pub struct Standing {
     #[diesel(sql_type = sql_types::Uuid)]
     id: uuid::Uuid,
     #[diesel(sql_type = sql_types::Text)]
@@ -216,56 +267,18 @@ async fn standing(
     user: UserId,
 ) -> QueryResult<Option<Standing>> {
     // Roles by position, overwrites by target: the orders `load` reads them in.
-    synctalk_db::sql(
-        "SELECT c.id, c.kind, c.guild_id, c.name, c.topic, c.parent_id, c.position, \
-                c.owner_id, c.created_at, \
-                g.name AS guild_name, g.owner_id AS guild_owner, \
-                g.icon_url AS guild_icon, g.created_at AS guild_created, \
-                CASE WHEN c.guild_id IS NULL \
-                     THEN EXISTS (SELECT 1 FROM channel_recipients cr \
-                                  WHERE cr.channel_id = c.id AND cr.user_id = $2) \
-                     ELSE EXISTS (SELECT 1 FROM members m \
-                                  WHERE m.guild_id = c.guild_id AND m.user_id = $2) \
-                END AS belongs, \
-                ARRAY(SELECT mr.role_id FROM member_roles mr \
-                      WHERE mr.guild_id = c.guild_id AND mr.user_id = $2) AS member_roles, \
-                coalesce(r.ids, '{}') AS role_ids, \
-                coalesce(r.names, '{}') AS role_names, \
-                coalesce(r.colors, '{}') AS role_colors, \
-                coalesce(r.permissions, '{}') AS role_permissions, \
-                coalesce(r.positions, '{}') AS role_positions, \
-                coalesce(o.targets, '{}') AS overwrite_targets, \
-                coalesce(o.kinds, '{}') AS overwrite_kinds, \
-                coalesce(o.allows, '{}') AS overwrite_allows, \
-                coalesce(o.denies, '{}') AS overwrite_denies \
-         FROM channels c \
-         LEFT JOIN guilds g ON g.id = c.guild_id AND g.deleted_at IS NULL \
-         LEFT JOIN LATERAL ( \
-             SELECT array_agg(x.id ORDER BY x.position, x.id) AS ids, \
-                    array_agg(x.name ORDER BY x.position, x.id) AS names, \
-                    array_agg(x.color ORDER BY x.position, x.id) AS colors, \
-                    array_agg(x.permissions ORDER BY x.position, x.id) AS permissions, \
-                    array_agg(x.position ORDER BY x.position, x.id) AS positions \
-             FROM roles x WHERE x.guild_id = g.id) r ON true \
-         LEFT JOIN LATERAL ( \
-             SELECT array_agg(w.target_id ORDER BY w.target_id) AS targets, \
-                    array_agg(w.kind ORDER BY w.target_id) AS kinds, \
-                    array_agg(w.allow ORDER BY w.target_id) AS allows, \
-                    array_agg(w.deny ORDER BY w.target_id) AS denies \
-             FROM channel_overwrites w WHERE w.channel_id = c.id AND g.id IS NOT NULL) o ON true \
-         WHERE c.id = $1 AND c.deleted_at IS NULL",
-    )
-    .bind::<sql_types::Uuid, _>(id.0)
-    .bind::<sql_types::Uuid, _>(user.0)
-    .get_result(&mut conn)
-    .await
-    .optional()
+    synctalk_db::sql(standing_sql!(""))
+        .bind::<sql_types::Uuid, _>(id.0)
+        .bind::<sql_types::Uuid, _>(user.0)
+        .get_result(&mut conn)
+        .await
+        .optional()
 }
 
 impl Standing {
     /// The access it grants: `None` (404) for a channel of a deleted guild, one the
     /// user does not belong to, or one they cannot view.
-    fn decide(self, user: UserId) -> Option<ChannelAccess> {
+    pub fn decide(self, user: UserId) -> Option<ChannelAccess> {
         let kind = ChannelKind::parse(&self.kind)?;
         if !self.belongs {
             return None;

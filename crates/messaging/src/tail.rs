@@ -13,10 +13,10 @@
 //!   a message carries its author's profile.
 //!
 //! Nothing is trusted that the database has not just confirmed. Access is decided from
-//! the database (the statement every channel route runs) the first times a reader asks;
-//! once they are found allowed in a guild channel, the decision is remembered with the
-//! newest outbox ids of the guild's topic and the channel's, read before it (see
-//! `Known`). Then one statement reads, in one snapshot: those two ids, the tail's
+//! the database (the statement every channel route runs, with the newest outbox ids of
+//! the channel's topic and its guild's beside it, in one snapshot) the first time a
+//! reader asks; once they are found allowed in a guild channel, the decision is
+//! remembered with those ids (see `Known`). Then one statement reads, in one snapshot: those two ids, the tail's
 //! users' change times and the reader's own reactions on the kept messages. If the ids
 //! are the ones the decision was made at, it holds; if the ids and times are the ones the
 //! tail was read at, the page is cut from memory. Otherwise access is decided and the
@@ -38,6 +38,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use quick_cache::sync::Cache;
@@ -83,8 +84,6 @@ pub struct Tails {
     filling: Arc<Mutex<HashSet<Key>>>,
     /// Readers found allowed to read a guild channel's history (see [`Known`]).
     known: Option<Arc<Cache<(ChannelId, UserId), Known>>>,
-    /// Each guild channel's guild (a channel never changes guild).
-    guild_of: Option<Arc<Cache<ChannelId, GuildId>>>,
 }
 
 /// That a reader may read a guild channel's history, as decided from the database when
@@ -127,13 +126,12 @@ impl Tails {
             let tails = usize::try_from(bytes / (32 * 1024)).unwrap_or(usize::MAX);
             Arc::new(Cache::with_weighter(tails.max(16), bytes, Weight))
         });
-        // Readers and channels: a hundred bytes or so each.
+        // Readers' decisions, a hundred bytes or so each: a tenth of the budget more.
         let entries = usize::try_from(bytes / 1024)
             .unwrap_or(usize::MAX)
             .max(1024);
         Self {
             known: cache.is_some().then(|| Arc::new(Cache::new(entries))),
-            guild_of: cache.is_some().then(|| Arc::new(Cache::new(entries))),
             cache,
             // Well within one shard of the cache (it refuses an item heavier than that).
             most: (bytes / 64).min(MOST_BYTES),
@@ -231,7 +229,7 @@ pub type Body = Vec<u8>;
 /// What the database says now: the newest outbox ids of the channel's topic and of its
 /// guild's, when the users a tail shows were last changed (by id), and the reader's own
 /// reactions on its messages with reactions (message and emoji, paired).
-#[derive(diesel::QueryableByName)]
+#[derive(QueryableByName)]
 struct Now {
     #[diesel(sql_type = Nullable<BigInt>)]
     version: Option<i64>,
@@ -304,6 +302,37 @@ fn cuttable(page: MessagePage, tail: bool) -> bool {
     page.after.is_none() && page.around.is_none() && (page.before.is_none() || tail)
 }
 
+/// A reader's standing in a channel, with the newest outbox ids of the channel's topic
+/// and of its guild's, all read in one snapshot.
+#[derive(QueryableByName)]
+struct Checked {
+    #[diesel(embed)]
+    standing: access::Standing,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    version: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    guild_version: Option<i64>,
+}
+
+/// The statement every channel route decides access with, and the two ids beside it (two
+/// index probes, the same work for anyone who asks).
+async fn checked(
+    mut conn: &AsyncPgConnection,
+    channel: ChannelId,
+    reader: UserId,
+) -> diesel::QueryResult<Option<Checked>> {
+    use diesel::OptionalExtension;
+    synctalk_db::sql(synctalk_channels::standing_sql!(
+        ", (SELECT max(t.id) FROM outbox t WHERE t.topic = 'channel:' || c.id::text) AS version, \
+           (SELECT max(t.id) FROM outbox t WHERE t.topic = 'guild:' || c.guild_id::text) AS guild_version"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(channel.0)
+    .bind::<diesel::sql_types::Uuid, _>(reader.0)
+    .get_result(&mut conn)
+    .await
+    .optional()
+}
+
 /// A page of `channel` for `reader`: 404 unless they can see the channel, 403 without
 /// READ_MESSAGE_HISTORY. Cut from the node's tail when the database confirms it, else
 /// read from the table (and a newest page kept). A reader already found allowed in a
@@ -320,19 +349,19 @@ pub async fn page(
         access.require(Permissions::READ_MESSAGE_HISTORY, READ)?;
         return from_table(conn, channel, access.row.guild_id, reader, page).await;
     }
-    let shared = |channel| Key {
+    let shared = Key {
         channel,
         reader: None,
     };
     if let Some(known) = tails.known(channel, reader) {
-        let tail = tails.get(shared(channel)).filter(|_| cuttable(page, true));
+        let tail = tails.get(shared).filter(|_| cuttable(page, true));
         let now = now(conn, Some(known.guild), channel, reader, tail.as_deref()).await?;
         if known.holds(&now) {
             metrics::counter!("message_page_access_total", "from" => "memory").increment(1);
             return serve(
                 conn,
                 tails,
-                shared(channel),
+                shared,
                 tail,
                 now,
                 Some(known.guild),
@@ -348,42 +377,43 @@ pub async fn page(
     metrics::counter!("message_page_access_total", "from" => "table").increment(1);
     // The page is read only once the check allows: read beside it, its time would tell
     // someone who cannot read the channel whether it holds messages in a range of ids.
-    // Of a guild channel seen before, the topics' ids are read first (constant work), so
-    // that a decision remembered at them is no newer than they are.
-    let guild = tails.guild_of.as_ref().and_then(|g| g.get(&channel));
-    let before = match guild {
-        Some(guild) => Some(now(conn, Some(guild), channel, reader, None).await?),
-        None => None,
-    };
-    let access = access::load(conn, channel, reader, false).await?;
+    let at = std::time::Instant::now();
+    let not_found = || AppError::not_found("channel");
+    let Checked {
+        standing,
+        version,
+        guild_version,
+    } = checked(conn, channel, reader)
+        .await?
+        .ok_or_else(not_found)?;
+    let access = standing.decide(reader).ok_or_else(not_found)?;
     access.require(Permissions::READ_MESSAGE_HISTORY, READ)?;
     let guild = access.row.guild_id;
-    if let (Some(guild), Some(guild_of)) = (guild, &tails.guild_of) {
-        guild_of.insert(channel, guild);
-    }
-    if let (Some(guild), Some(before), Some(known)) = (guild, &before, &tails.known) {
-        known.insert(
-            (channel, reader),
-            Known {
-                guild,
-                guild_version: before.guild_version,
-                channel_version: before.version,
-                at: std::time::Instant::now(),
-            },
-        );
+    if let (Some(guild), Some(known)) = (guild, &tails.known) {
+        let decided = Known {
+            guild,
+            guild_version,
+            channel_version: version,
+            at,
+        };
+        known.insert((channel, reader), decided);
     }
     let key = Key {
         channel,
         reader: guild.is_none().then_some(reader),
     };
-    let tail = tails.get(key);
-    if !cuttable(page, tail.is_some()) {
-        return from_table(conn, channel, guild, reader, page).await;
-    }
-    // The ids read before the check do when they already tell the tail is stale.
-    let now = match before {
-        Some(before) if tail.as_ref().is_none_or(|t| t.version != before.version) => before,
-        _ => now(conn, guild, channel, reader, tail.as_deref()).await?,
+    let tail = tails.get(key).filter(|_| cuttable(page, true));
+    // A tail at the channel's version is confirmed by its users and the reader's
+    // reactions; any other is stale, and the ids read with the check will do.
+    let now = match &tail {
+        Some(t) if t.version == version => now(conn, guild, channel, reader, Some(t)).await?,
+        _ => Now {
+            version,
+            guild_version,
+            seen: Vec::new(),
+            mine_messages: Vec::new(),
+            mine_emojis: Vec::new(),
+        },
     };
     serve(conn, tails, key, tail, now, guild, reader, page).await
 }
