@@ -388,6 +388,7 @@ mod tests {
         assert!(settings.docs_enabled());
         assert!(settings.auto_migrate);
         assert_eq!(settings.json_body_limit, 1024 * 1024);
+        assert_eq!(settings.message_cache_mb, 64);
     }
 
     #[test]

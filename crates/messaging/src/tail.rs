@@ -16,16 +16,17 @@
 //! the database (the statement every channel route runs, with the newest outbox ids of
 //! the channel's topic and its guild's beside it, in one snapshot) the first time a
 //! reader asks; once they are found allowed in a guild channel, the decision is
-//! remembered with those ids (see `Known`). Then one statement reads, in one snapshot: those two ids, the tail's
-//! users' change times and the reader's own reactions on the kept messages. If the ids
-//! are the ones the decision was made at, it holds; if the ids and times are the ones the
-//! tail was read at, the page is cut from memory. Otherwise access is decided and the
-//! page read from the table as before, and a newest page fills the tail again (with the
-//! version read before its rows, so a change between them only makes the tail look older
-//! than it is). So a change made on any node shows in the next page on every node, and
-//! no event needs to reach this node first. (The relay's pruning keeps each channel's and
-//! guild's topic's newest row, so those ids never go back.) What the statement reads for a
-//! tail it reads only for a reader found allowed: its time tells no one else anything.
+//! remembered with those ids (see `Known`). Then one statement reads, in one snapshot:
+//! those two ids, the tail's users' change times and the reader's own reactions on the
+//! kept messages. If the ids are the ones the decision was made at, it holds; if the ids
+//! and times are the ones the tail was read at, the page is cut from memory. Otherwise
+//! access is decided and the page read from the table as before, and a newest page
+//! fills the tail again (with the version read before its rows, so a change between
+//! them only makes the tail look older than it is). So a change made on any node shows
+//! in the next page on every node, and no event needs to reach this node first. (The
+//! relay's pruning keeps each channel's and guild's topic's newest row, so those ids
+//! never go back.) What the statement reads for a tail it reads only for a reader found
+//! allowed (a moment ago): its time tells no one else anything.
 //!
 //! A guild channel's tail serves all its readers; a DM's or group DM's is each reader's
 //! own (see `Key`). One request at a time fills a tail; others meanwhile read their
@@ -345,6 +346,8 @@ pub async fn page(
     page: MessagePage,
 ) -> AppResult<Body> {
     if tails.cache.is_none() {
+        metrics::counter!("message_page_access_total", "from" => "table").increment(1);
+        metrics::counter!("message_pages_total", "from" => "table").increment(1);
         let access = access::load(conn, channel, reader, false).await?;
         access.require(Permissions::READ_MESSAGE_HISTORY, READ)?;
         return from_table(conn, channel, access.row.guild_id, reader, page).await;
