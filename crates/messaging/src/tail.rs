@@ -244,6 +244,15 @@ struct Now {
     mine_emojis: Vec<String>,
 }
 
+/// The start of each form of [`now`]'s statement: the channel topic's (`$1`) and the
+/// guild topic's (`$2`) newest ids.
+macro_rules! ids {
+    () => {
+        "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
+                (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, "
+    };
+}
+
 /// One statement, one snapshot (see [`Now`]), of what `tail` needs (only the ids without
 /// one); each of its three forms kept prepared.
 async fn now(
@@ -257,36 +266,33 @@ async fn now(
     let guild_topic = guild.map(|g| Topic::Guild(g).to_string());
     let (people, reacted) = tail.map_or((&[][..], &[][..]), |t| (&t.people[..], &t.reacted[..]));
     let query = if people.is_empty() {
-        synctalk_db::sql(
-            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
-                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
-                    '{}'::timestamptz[] AS seen, '{}'::uuid[] AS mine_messages, \
+        synctalk_db::sql(concat!(
+            ids!(),
+            "'{}'::timestamptz[] AS seen, '{}'::uuid[] AS mine_messages, \
                     '{}'::text[] AS mine_emojis",
-        )
+        ))
         .bind::<Text, _>(topic)
         .bind::<Nullable<Text>, _>(guild_topic)
     } else if reacted.is_empty() {
-        synctalk_db::sql(
-            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
-                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
-                    ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
+        synctalk_db::sql(concat!(
+            ids!(),
+            "ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
                     '{}'::uuid[] AS mine_messages, '{}'::text[] AS mine_emojis",
-        )
+        ))
         .bind::<Text, _>(topic)
         .bind::<Nullable<Text>, _>(guild_topic)
         .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
     } else {
-        synctalk_db::sql(
-            "SELECT (SELECT max(t.id) FROM outbox t WHERE t.topic = $1) AS version, \
-                    (SELECT max(g.id) FROM outbox g WHERE g.topic = $2) AS guild_version, \
-                    ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
+        synctalk_db::sql(concat!(
+            ids!(),
+            "ARRAY(SELECT u.updated_at FROM users u WHERE u.id = ANY($3) ORDER BY u.id) AS seen, \
                     ARRAY(SELECT r.message_id FROM reactions r \
                           WHERE r.channel_id = $4 AND r.message_id = ANY($5) AND r.user_id = $6 \
                           ORDER BY r.message_id, r.emoji) AS mine_messages, \
                     ARRAY(SELECT r.emoji FROM reactions r \
                           WHERE r.channel_id = $4 AND r.message_id = ANY($5) AND r.user_id = $6 \
                           ORDER BY r.message_id, r.emoji) AS mine_emojis",
-        )
+        ))
         .bind::<Text, _>(topic)
         .bind::<Nullable<Text>, _>(guild_topic)
         .bind::<Array<diesel::sql_types::Uuid>, _>(people.to_vec())
