@@ -159,6 +159,11 @@ pub async fn load(
 #[macro_export]
 macro_rules! standing_sql {
     ($extra:literal) => {
+        $crate::standing_sql!("$1", "$2", "", $extra)
+    };
+    // Channel `$channel`, user `$user` (SQL expressions), with `$from` (empty, or
+    // items ending with a comma) before the channel in the `FROM` list.
+    ($channel:literal, $user:literal, $from:literal, $extra:literal) => {
         concat!(
             "SELECT c.id, c.kind, c.guild_id, c.name, c.topic, c.parent_id, c.position, \
             c.owner_id, c.created_at, \
@@ -166,12 +171,16 @@ macro_rules! standing_sql {
             g.icon_url AS guild_icon, g.created_at AS guild_created, \
             CASE WHEN c.guild_id IS NULL \
             THEN EXISTS (SELECT 1 FROM channel_recipients cr \
-            WHERE cr.channel_id = c.id AND cr.user_id = $2) \
-            ELSE EXISTS (SELECT 1 FROM members m \
-            WHERE m.guild_id = c.guild_id AND m.user_id = $2) \
-            END AS belongs, \
+            WHERE cr.channel_id = c.id AND cr.user_id = ",
+            $user,
+            ") ELSE EXISTS (SELECT 1 FROM members m \
+            WHERE m.guild_id = c.guild_id AND m.user_id = ",
+            $user,
+            ") END AS belongs, \
             ARRAY(SELECT mr.role_id FROM member_roles mr \
-            WHERE mr.guild_id = c.guild_id AND mr.user_id = $2) AS member_roles, \
+            WHERE mr.guild_id = c.guild_id AND mr.user_id = ",
+            $user,
+            ") AS member_roles, \
             coalesce(r.ids, '{}') AS role_ids, \
             coalesce(r.names, '{}') AS role_names, \
             coalesce(r.colors, '{}') AS role_colors, \
@@ -182,7 +191,9 @@ macro_rules! standing_sql {
             coalesce(o.allows, '{}') AS overwrite_allows, \
             coalesce(o.denies, '{}') AS overwrite_denies",
             $extra,
-            " FROM channels c \
+            " FROM ",
+            $from,
+            " channels c \
             LEFT JOIN guilds g ON g.id = c.guild_id AND g.deleted_at IS NULL \
             LEFT JOIN LATERAL ( \
             SELECT array_agg(x.id ORDER BY x.position, x.id) AS ids, \
@@ -197,7 +208,9 @@ macro_rules! standing_sql {
             array_agg(w.allow ORDER BY w.target_id) AS allows, \
             array_agg(w.deny ORDER BY w.target_id) AS denies \
             FROM channel_overwrites w WHERE w.channel_id = c.id AND g.id IS NOT NULL) o ON true \
-            WHERE c.id = $1 AND c.deleted_at IS NULL"
+            WHERE c.id = ",
+            $channel,
+            " AND c.deleted_at IS NULL"
         )
     };
 }
@@ -273,6 +286,41 @@ async fn standing(
         .get_result(&mut conn)
         .await
         .optional()
+}
+
+/// Each `(channel, user)` pair's access, as [`load`] without locks decides it (`None`:
+/// 404), in one statement: the standing statement once over all pairs.
+pub async fn load_many(
+    mut conn: &AsyncPgConnection,
+    pairs: &[(ChannelId, UserId)],
+) -> QueryResult<Vec<Option<ChannelAccess>>> {
+    #[derive(QueryableByName)]
+    struct Numbered {
+        #[diesel(sql_type = sql_types::BigInt)]
+        n: i64,
+        #[diesel(embed)]
+        standing: Standing,
+    }
+    let (channels, users): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) =
+        pairs.iter().map(|(c, u)| (c.0, u.0)).unzip();
+    let rows: Vec<Numbered> = synctalk_db::sql(standing_sql!(
+        "q.channel_id",
+        "q.user_id",
+        "unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS q(channel_id, user_id, n),",
+        ", q.n"
+    ))
+    .bind::<sql_types::Array<sql_types::Uuid>, _>(channels)
+    .bind::<sql_types::Array<sql_types::Uuid>, _>(users)
+    .load(&mut conn)
+    .await?;
+    let mut decided: Vec<Option<ChannelAccess>> = vec![None; pairs.len()];
+    for row in rows {
+        let i = usize::try_from(row.n - 1).ok().filter(|i| *i < pairs.len());
+        if let Some(i) = i {
+            decided[i] = row.standing.decide(pairs[i].1);
+        }
+    }
+    Ok(decided)
 }
 
 impl Standing {

@@ -228,26 +228,53 @@ async fn alone(pool: &Pool, author: UserId, channel: ChannelId, new: NewMessage)
 
 /// The sends in one transaction: each one's answer (`None`: it notifies someone, run
 /// it alone), or an error when the transaction failed (nothing was written).
+///
+/// Set by set: the plain sends' checks (see [`service::plain`]) are two statements
+/// for all of them, their followers one, and the rows of those that notify no one one
+/// INSERT (with one read of their authors); a send that names more is checked and
+/// written as a send alone is, in the same round trips.
 async fn together(
     conn: &mut AsyncPgConnection,
     items: Vec<(UserId, ChannelId, NewMessage)>,
 ) -> AppResult<Vec<Option<Answer>>> {
     event::transaction(conn, async |shared: &AsyncPgConnection| {
         // Every send's checks, with BEGIN: one round trip, no locks.
-        let prepared = futures_util::future::join_all(
-            items
-                .into_iter()
-                .map(|(author, channel, new)| service::prepare(shared, author, channel, new)),
-        )
-        .await;
-        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(prepared.len());
+        let count = items.len();
+        let (plain, other): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .enumerate()
+            .partition(|(_, (_, _, new))| service::plain(new));
+        let (places, plain): (Vec<usize>, Vec<_>) = plain.into_iter().unzip();
+        let (checked, others) = futures_util::join!(
+            service::prepare_many(shared, plain),
+            futures_util::future::join_all(other.into_iter().map(
+                async |(i, (author, channel, new))| {
+                    let prepared = service::prepare(shared, author, channel, new).await;
+                    (i, prepared.map(Some))
+                }
+            )),
+        );
+        let mut prepared: Vec<Option<AppResult<Option<Prepared>>>> =
+            (0..count).map(|_| None).collect();
+        for (i, one) in places.into_iter().zip(checked?).chain(others) {
+            prepared[i] = Some(one);
+        }
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(count);
         let mut ready = Vec::new();
         for (i, prepared) in prepared.into_iter().enumerate() {
+            let prepared = prepared.unwrap_or_else(|| {
+                Err(AppError::internal(anyhow::anyhow!(
+                    "a send was not checked"
+                )))
+            });
             match prepared {
-                Ok(Prepared::Retried(message)) => answers.push(Some(Ok((*message, false)))),
+                Ok(Some(Prepared::Retried(message))) => {
+                    answers.push(Some(Ok((*message, false))));
+                }
                 // It runs alone (after this transaction).
-                Ok(Prepared::Ready(send)) if send.notifies() => answers.push(None),
-                Ok(Prepared::Ready(send)) => {
+                Ok(None) => answers.push(None),
+                Ok(Some(Prepared::Ready(send))) if send.notifies() => answers.push(None),
+                Ok(Some(Prepared::Ready(send))) => {
                     answers.push(None);
                     ready.push((i, *send));
                 }
@@ -259,43 +286,73 @@ async fn together(
             }
         }
         // The allowed sends' channels locked, then (under the locks) their newest ids
-        // and who follows them at "all messages": one round trip.
+        // and whether anyone else follows them at "all messages": one round trip.
         let channels: Vec<ChannelId> = ready.iter().map(|(_, r)| r.channel).collect();
         let topics: Vec<Topic> = channels.iter().map(|c| Topic::Channel(*c)).collect();
+        // (Every ready send is in a guild channel: one elsewhere notifies.)
+        let followed = ready
+            .iter()
+            .map(|(_, r)| {
+                r.followed().ok_or_else(|| {
+                    AppError::internal(anyhow::anyhow!(
+                        "a send that notifies no one outside a guild"
+                    ))
+                })
+            })
+            .collect::<AppResult<Vec<_>>>()?;
         // A batch waits for its channels' locks only so long: a channel held longer
         // (a slow transaction) must not hold up the worker's other sends; the batch
         // then runs again send by send, each waiting as long as a send alone does.
-        let (bounded, locked, newest, following) = futures_util::join!(
+        let (bounded, locked, newest, followed) = futures_util::join!(
             synctalk_db::sql(LOCK_WAIT).execute(&mut &*shared),
             event::lock_topics(shared, &topics),
             service::newest_ids(shared, &channels),
-            futures_util::future::join_all(ready.iter().map(|(_, r)| r.followers(shared))),
+            synctalk_notifications::settings::others_wanting_all(shared, &followed),
         );
         bounded?;
         locked?;
         let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
         // Ids in the order of the batch, each above the one before in its channel.
-        let mut writes = Vec::with_capacity(ready.len());
-        for ((i, send), following) in ready.into_iter().zip(following) {
-            if following?.iter().any(|u| *u != send.author) {
+        let (mut many, mut each) = (Vec::new(), Vec::new());
+        for ((i, send), followed) in ready.into_iter().zip(followed?) {
+            if followed {
                 continue; // it notifies its followers: alone
             }
             let id = service::id_after(newest.get(&send.channel).copied());
             newest.insert(send.channel, id);
-            writes.push((i, send, id));
+            if send.writes_with_others() {
+                many.push((i, send, id));
+            } else {
+                each.push((i, send, id));
+            }
         }
-        let written =
-            futures_util::future::join_all(writes.into_iter().map(|(i, send, id)| async move {
-                (i, service::write(shared, send, Some(id)).await)
-            }))
-            .await;
-        let mut events: Vec<Outgoing> = Vec::new();
-        for (i, written) in written {
+        let (places, many): (Vec<usize>, Vec<_>) = many
+            .into_iter()
+            .map(|(i, send, id)| (i, (send, id)))
+            .unzip();
+        let (written, alone) =
+            futures_util::join!(
+                async {
+                    if many.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        service::write_many(shared, many).await
+                    }
+                },
+                futures_util::future::join_all(each.into_iter().map(async |(i, send, id)| {
+                    (i, service::write(shared, send, Some(id)).await)
+                })),
+            );
+        // Events in the order of the batch (of the ids, in each channel).
+        let mut events: Vec<(usize, Vec<Outgoing>)> = Vec::new();
+        let written = places.into_iter().zip(written?).map(|(i, w)| (i, Ok(w)));
+        for (i, written) in written.chain(alone) {
             let (answer, more) = written?;
-            events.extend(more);
+            events.push((i, more));
             answers[i] = Some(Ok(answer));
         }
-        Ok((answers, events))
+        events.sort_unstable_by_key(|(i, _)| *i);
+        Ok((answers, events.into_iter().flat_map(|(_, e)| e).collect()))
     })
     .await
 }

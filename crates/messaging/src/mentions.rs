@@ -19,6 +19,13 @@ pub struct Parsed {
     pub everyone: bool,
 }
 
+impl Parsed {
+    /// Whether it mentions nothing.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.roles.is_empty() && !self.everyone
+    }
+}
+
 /// Finds the mentions in `content`.
 pub fn parse(content: &str) -> Parsed {
     let mut parsed = Parsed {

@@ -6,8 +6,19 @@ use synctalk_db::schema::messages;
 use synctalk_kernel::{ChannelId, MessageId, UserId};
 use uuid::Uuid;
 
+/// The columns of a [`MessageRow`], in its order, of `messages` aliased `m` (for
+/// statements written out).
+#[macro_export]
+macro_rules! message_columns {
+    () => {
+        "m.channel_id, m.id, m.author_id, m.content, m.nonce, m.reply_to, m.mentions, \
+         m.mention_roles, m.mention_everyone, m.pinned_at, m.created_at, m.edited_at, \
+         m.deleted_at, m.has_reactions, m.has_attachments"
+    };
+}
+
 /// A row of `messages` (without its search vector).
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages, check_for_backend(diesel::pg::Pg))]
 pub struct MessageRow {
     /// Channel.

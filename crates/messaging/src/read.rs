@@ -174,7 +174,7 @@ struct ReactionCount {
 
 /// Users by id, deleted ones too (an old message keeps its author), with when each
 /// was last changed (by id).
-async fn users_by_id(
+pub(crate) async fn users_by_id(
     mut conn: &AsyncPgConnection,
     ids: &[UserId],
 ) -> QueryResult<(HashMap<UserId, User>, Vec<(UserId, DateTime<Utc>)>)> {
@@ -355,6 +355,18 @@ pub struct Related {
 }
 
 impl Related {
+    /// What new messages that name nobody but their authors are shown with: `users`,
+    /// with their authors among them.
+    pub(crate) fn of_authors(users: HashMap<UserId, User>) -> Self {
+        Self {
+            users,
+            seen: Vec::new(),
+            summaries: HashMap::new(),
+            counted: Vec::new(),
+            files: HashMap::new(),
+        }
+    }
+
     /// Reads what `wanted` names, as `viewer` sees it (`me` on reactions), skipping the
     /// reads that `stored` says would find nothing: four reads that depend only on the
     /// messages, sent together in one round trip.

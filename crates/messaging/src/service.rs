@@ -2,6 +2,8 @@
 //! transaction, the event on the channel's topic (one outbox row, whatever the
 //! channel's size). Who may do what is decided by `synctalk_channels::access`.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -365,6 +367,126 @@ pub(crate) enum Prepared {
     Ready(Box<Ready>),
 }
 
+/// Whether a send names nothing but its channel (no reply, mention or file): its checks
+/// then need only its access and its nonce, which [`prepare_many`] reads for many
+/// sends in one statement each.
+pub(crate) fn plain(new: &NewMessage) -> bool {
+    new.reply_to.is_none()
+        && new.attachment_ids.is_empty()
+        && mentions::parse(&new.content).is_empty()
+}
+
+/// [`prepare`] of many [`plain`] sends at once: their access in one statement and
+/// their earlier messages with their nonces in another, sent together. Each send's
+/// answer as `prepare` gives it, but `None` for a DM's or group DM's, checked only in
+/// part: to run alone (all its checks then), as every send that notifies someone does.
+/// An error when a statement failed.
+pub(crate) async fn prepare_many(
+    shared: &AsyncPgConnection,
+    sends: Vec<(UserId, ChannelId, NewMessage)>,
+) -> AppResult<Vec<AppResult<Option<Prepared>>>> {
+    let pairs: Vec<(ChannelId, UserId)> = sends.iter().map(|(a, c, _)| (*c, *a)).collect();
+    let (accesses, earlier) =
+        futures_util::join!(access::load_many(shared, &pairs), by_nonces(shared, &sends));
+    let (accesses, mut earlier) = (accesses?, earlier?);
+    let mut answers = Vec::with_capacity(sends.len());
+    let mut retries = Vec::new();
+    for (i, ((author, channel, new), access)) in sends.into_iter().zip(accesses).enumerate() {
+        let Some(access) = access else {
+            answers.push(Err(AppError::not_found("channel")));
+            continue;
+        };
+        if let Some(row) = earlier.remove(&i) {
+            retries.push((i, access, author, row));
+            answers.push(Ok(None)); // answered below
+            continue;
+        }
+        answers.push(check_plain(author, channel, new, access));
+    }
+    // A retry's answer is its first message, read as a page would show it.
+    let retried =
+        futures_util::future::join_all(retries.iter().map(async |(i, access, author, row)| {
+            (*i, retried(shared, access, *author, row.clone()).await)
+        }))
+        .await;
+    for (i, retried) in retried {
+        answers[i] = retried.map(|(message, _)| Some(Prepared::Retried(Box::new(message))));
+    }
+    Ok(answers)
+}
+
+/// A plain send's checks once its access is known (and no earlier message has its
+/// nonce).
+fn check_plain(
+    author: UserId,
+    channel: ChannelId,
+    new: NewMessage,
+    access: ChannelAccess,
+) -> AppResult<Option<Prepared>> {
+    holds_messages(&access)?;
+    access.require(Permissions::SEND_MESSAGES, "send messages here")?;
+    if access.guild.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Prepared::Ready(Box::new(Ready {
+        author,
+        channel,
+        new,
+        access,
+        mentions: Vec::new(),
+        mention_roles: Vec::new(),
+        mention_everyone: false,
+    }))))
+}
+
+/// The messages sent before with the nonces of `sends` (those that have one), by the
+/// sends' places: one statement.
+async fn by_nonces(
+    mut conn: &AsyncPgConnection,
+    sends: &[(UserId, ChannelId, NewMessage)],
+) -> QueryResult<HashMap<usize, MessageRow>> {
+    #[derive(QueryableByName)]
+    struct Numbered {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(embed)]
+        row: MessageRow,
+    }
+    let mut places = Vec::new();
+    let (mut channels, mut authors, mut nonces) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (author, channel, new)) in sends.iter().enumerate() {
+        if let Some(nonce) = &new.nonce {
+            places.push(i);
+            channels.push(channel.0);
+            authors.push(author.0);
+            nonces.push(nonce.clone());
+        }
+    }
+    if places.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Numbered> = synctalk_db::sql(concat!(
+        "SELECT q.n, ",
+        crate::message_columns!(),
+        " FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY \
+         AS q(channel_id, author_id, nonce, n) \
+         JOIN messages m ON m.channel_id = q.channel_id AND m.author_id = q.author_id \
+         AND m.nonce = q.nonce"
+    ))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(channels)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(authors)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(nonces)
+    .load(&mut conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let place = places.get(usize::try_from(r.n - 1).ok()?)?;
+            Some((*place, r.row))
+        })
+        .collect())
+}
+
 /// A send that may be written: who, where, what, and the mentions that count.
 pub(crate) struct Ready {
     /// Who sends it.
@@ -434,6 +556,19 @@ impl Ready {
             || !self.mentions.is_empty()
             || !self.mention_roles.is_empty()
             || self.mention_everyone
+    }
+
+    /// Whether [`write_many`] may write it with others: it notifies no one (beyond
+    /// followers, which the batch checks) and answers no message.
+    pub(crate) fn writes_with_others(&self) -> bool {
+        !self.notifies() && self.new.reply_to.is_none() && self.new.attachment_ids.is_empty()
+    }
+
+    /// Its channel, guild and author, for
+    /// [`synctalk_notifications::settings::others_wanting_all`] (`None` in a DM).
+    pub(crate) fn followed(&self) -> Option<(Uuid, Uuid, Uuid)> {
+        let guild = self.access.guild.as_ref()?;
+        Some((self.channel.0, guild.guild.id.0, self.author.0))
     }
 
     /// Who asked for every message of its channel (a guild channel's followers; none
@@ -538,6 +673,87 @@ pub(crate) async fn write(
     )?];
     events.extend(notify(conn, &access, &message, wanting_all).await?);
     Ok(((message, true), events))
+}
+
+/// [`write`] of many sends with the ids a batch gave them under their channels' locks,
+/// each in a guild channel, answering no message and notifying no one (see
+/// [`Ready::writes_with_others`]): one INSERT of all their rows and one read of
+/// their authors, sent together. Each one's answer and events, in their order.
+pub(crate) async fn write_many(
+    shared: &AsyncPgConnection,
+    writes: Vec<(Ready, MessageId)>,
+) -> AppResult<Vec<((Message, bool), Vec<Outgoing>)>> {
+    let n = writes.len();
+    let (mut channels, mut ids, mut authors) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut contents, mut nonces) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (ready, id) in &writes {
+        channels.push(ready.channel.0);
+        ids.push(id.0);
+        authors.push(ready.author.0);
+        contents.push(ready.new.content.clone());
+        nonces.push(ready.new.nonce.clone());
+    }
+    let mut people: Vec<UserId> = writes.iter().map(|(r, _)| r.author).collect();
+    people.sort_unstable();
+    people.dedup();
+    let insert = async {
+        use diesel::sql_types::{Array, Nullable, Text, Uuid as SqlUuid};
+        let mut conn = shared;
+        synctalk_db::sql(concat!(
+            "INSERT INTO messages AS m (channel_id, id, author_id, content, nonce) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) \
+             ON CONFLICT DO NOTHING RETURNING ",
+            crate::message_columns!()
+        ))
+        .bind::<Array<SqlUuid>, _>(channels)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(authors)
+        .bind::<Array<Text>, _>(contents)
+        .bind::<Array<Nullable<Text>>, _>(nonces)
+        .load::<MessageRow>(&mut conn)
+        .await
+    };
+    let (rows, (users, _)) = futures_util::try_join!(insert, read::users_by_id(shared, &people))?;
+    let mut inserted: HashMap<MessageId, MessageRow> =
+        rows.into_iter().map(|row| (row.id, row)).collect();
+    let mut answers = Vec::with_capacity(n);
+    let mut lost = Vec::new();
+    for (i, (ready, id)) in writes.into_iter().enumerate() {
+        let Some(row) = inserted.remove(&id) else {
+            // The same nonce, sent at the same moment by a retry that committed first.
+            lost.push((i, ready));
+            answers.push(None);
+            continue;
+        };
+        let author = users
+            .get(&ready.author)
+            .cloned()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("message author missing")))?;
+        let message = read::Related::of_authors(HashMap::from([(ready.author, author)]))
+            .assemble(vec![row], ready.access.row.guild_id)?
+            .pop()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a message vanished")))?;
+        let event = Outgoing::event(
+            Topic::Channel(ready.channel),
+            &MessageCreate(message.clone()),
+        )?;
+        answers.push(Some(((message, true), vec![event])));
+    }
+    for (i, ready) in lost {
+        let nonce = ready.new.nonce.as_deref().unwrap_or_default();
+        let row = by_nonce(shared, ready.channel, ready.author, nonce)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::Conflict, "retry the send"))?;
+        answers[i] = Some((
+            retried(shared, &ready.access, ready.author, row).await?,
+            Vec::new(),
+        ));
+    }
+    Ok(answers.into_iter().flatten().collect())
 }
 
 /// The most members a role mention or `@everyone` pages (a guild's size).

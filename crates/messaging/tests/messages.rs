@@ -1544,6 +1544,155 @@ async fn sends_that_wait_together_commit_together_and_each_gets_its_own_answer()
 }
 
 #[actix_web::test]
+async fn a_batch_answers_every_kind_of_send_as_a_send_alone_would() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let (friend, outsider) = (app.register("friend").await, app.register("outsider").await);
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
+    let channel = |name: &str, kind: &str| {
+        let body = json!({"name": name, "kind": kind});
+        let path = format!("/api/v1/guilds/{guild}/channels");
+        let app = &app;
+        let token = owner.access_token.clone();
+        async move {
+            let res = app.post(&path, Some(&token), body).await;
+            assert_eq!(res.status, Status::CREATED, "{}", res.text);
+            res.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (other, quiet, followed) = (
+        channel("other", "text").await,
+        channel("quiet", "text").await,
+        channel("followed", "text").await,
+    );
+    let category = channel("cat", "category").await;
+    let res = app
+        .put(
+            &format!("/api/v1/channels/{quiet}/permissions/{guild}"),
+            Some(&owner.access_token),
+            Some(json!({"type": "role", "deny": SEND_MESSAGES.to_string()})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let res = app
+        .put(
+            &format!("/api/v1/users/@me/notification-settings/{followed}"),
+            Some(&owner.access_token),
+            Some(json!({"level": "all"})),
+        )
+        .await;
+    assert_eq!(res.status, Status::OK, "{}", res.text);
+    let dm = app.open_dm(&owner, &friend).await;
+    let earlier = send(
+        &app,
+        &member,
+        &other,
+        json!({"content": "earlier", "nonce": "old"}),
+    )
+    .await;
+    let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
+    let mention = format!("hey <@{}>", owner.id);
+    let queued: Vec<(&TestUser, &str, Value)> = vec![
+        (&member, &other, json!({"content": "plain"})),
+        (&member, &other, json!({"content": "twice", "nonce": "x"})),
+        (&member, &other, json!({"content": "twice", "nonce": "x"})),
+        (&member, &other, json!({"content": "again", "nonce": "old"})),
+        (&member, &category, json!({"content": "in a category"})),
+        (&member, &quiet, json!({"content": "not allowed"})),
+        (&outsider, &other, json!({"content": "not a member"})),
+        (
+            &member,
+            &other,
+            json!({"content": "a reply", "reply_to": earlier["id"]}),
+        ),
+        (&member, &other, json!({"content": mention})),
+        (&member, &followed, json!({"content": "followed"})),
+        (&owner, &dm, json!({"content": "direct"})),
+        (
+            &member,
+            &general,
+            json!({"content": "behind the held ones"}),
+        ),
+    ];
+    // Two sends wait on `general` (the worker's two send transactions); the rest queue
+    // behind them and go as one batch.
+    let mut held = hold_channel(&app, &general).await;
+    let post = |(who, channel, body): &(&TestUser, &str, Value)| {
+        let (path, token, body) = (messages(channel), who.access_token.clone(), body.clone());
+        let app = &app;
+        async move { app.post(&path, Some(&token), body).await }
+    };
+    let first = (&member, general.as_str(), json!({"content": "first"}));
+    let second = (&member, general.as_str(), json!({"content": "second"}));
+    let (_, (_, answers)) = futures_util::future::join(post(&first), async {
+        wait_for_waiters(&mut held, 1).await;
+        futures_util::future::join(post(&second), async {
+            wait_for_waiters(&mut held, 2).await;
+            let rest = futures_util::future::join_all(queued.iter().map(post));
+            futures_util::future::join(rest, release(held)).await.0
+        })
+        .await
+    })
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        [201, 201, 200, 200, 409, 403, 404, 201, 201, 201, 201, 201],
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers[2].body["id"], answers[1].body["id"],
+        "the same nonce once"
+    );
+    assert_eq!(answers[3].body, earlier, "a retry answers the first");
+    assert!(
+        writers(&app, &other).await < 5,
+        "the sends into `other` shared a transaction"
+    );
+    // Each answer is the message as a page shows it (author, guild, reply, mentions).
+    let mut made = 0;
+    for (answer, (_, channel, _)) in answers.iter().zip(&queued) {
+        if answer.status != Status::CREATED {
+            continue;
+        }
+        made += 1;
+        let page = app.get(&messages(channel), Some(&owner.access_token)).await;
+        let shown = page
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == answer.body["id"]);
+        assert_eq!(shown, Some(&answer.body), "{}", page.text);
+    }
+    assert_eq!(answers[0].body["author"]["id"], member.id.as_str());
+    assert_eq!(answers[0].body["guild_id"], guild.as_str());
+    assert_eq!(answers[7].body["reply_to"]["id"], earlier["id"]);
+    assert_eq!(answers[8].body["mentions"][0]["id"], owner.id.as_str());
+    // One MESSAGE_CREATE for each message made, in id order in each channel.
+    let mut created: Vec<(String, String)> = Vec::new();
+    while let Some(synctalk_testkit::Received::Frame(frame)) = ws.recv_within(QUIET).await {
+        if frame["t"] == "MESSAGE_CREATE" {
+            let d = &frame["d"];
+            created.push((
+                d["channel_id"].as_str().unwrap().into(),
+                d["id"].as_str().unwrap().into(),
+            ));
+        }
+    }
+    assert_eq!(created.len(), made + 2, "{created:?}");
+    for (channel, _) in &created {
+        let ids: Vec<&String> = created
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, id)| id)
+            .collect();
+        assert!(ids.is_sorted(), "{ids:?}");
+    }
+}
+
+#[actix_web::test]
 async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
     use diesel_async::RunQueryDsl;
     let app = TestApp::spawn().await;

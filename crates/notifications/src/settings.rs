@@ -146,6 +146,41 @@ pub async fn wanting_all(
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
 
+/// For each `(channel, guild, author)` of messages about to be sent in guild channels:
+/// whether anyone but the author asked to hear of every message there (as
+/// [`wanting_all`] finds them), in one statement.
+pub async fn others_wanting_all(
+    mut conn: &AsyncPgConnection,
+    sends: &[(Uuid, Uuid, Uuid)],
+) -> QueryResult<Vec<bool>> {
+    #[derive(QueryableByName)]
+    struct Wanted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        wanted: bool,
+    }
+    let mut columns: [Vec<Uuid>; 3] = Default::default();
+    for (channel, guild, author) in sends {
+        columns[0].push(*channel);
+        columns[1].push(*guild);
+        columns[2].push(*author);
+    }
+    let [channels, guilds, authors] = columns;
+    let rows: Vec<Wanted> = synctalk_db::sql(
+        "SELECT EXISTS (SELECT 1 FROM notification_settings s \
+         JOIN members m ON m.guild_id = q.guild_id AND m.user_id = s.user_id \
+         WHERE s.target_id IN (q.channel_id, q.guild_id) AND s.level = 'all' \
+         AND s.user_id <> q.author_id) AS wanted \
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY \
+         AS q(channel_id, guild_id, author_id, n) ORDER BY q.n",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(channels)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(guilds)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(authors)
+    .load(&mut conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.wanted).collect())
+}
+
 /// `user`'s settings, by target id.
 pub async fn list(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Setting>> {
     let rows: Vec<Row> = notification_settings::table
