@@ -25,6 +25,9 @@
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: before each run wait, up to QUIET_WAIT s, until the machine is idle)
 #   PERF (1: profile the first server run with perf; bench/results/<name>-<date>-profile.txt)
+#   STATEMENTS (1: load pg_stat_statements, and write what PostgreSQL's statements cost in
+#     the first server run to bench/results/<name>-<date>-statements.txt; the module costs
+#     a little on every statement, so such a run's ratio is not comparable)
 # Results: bench/results/writes-<date>.json and a line in bench/results/summary.md.
 # Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -68,15 +71,26 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
 # Everything the server starts (pg_ctl, the postmaster, its backends) inherits CPU 0.
-taskset -c "$SERVER_CPU" env MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-8} SYNCTALK_ENV=development \
-  RATE_LIMIT_AUTH_PER_MINUTE=10000000 RATE_LIMIT_USER_PER_MINUTE=10000000 GATEWAY_CONNECTS_PER_MINUTE=10000000 \
-  ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 DATABASE_POOL_SIZE="$POOL" LOG_LEVEL=warn \
-  ACCESS_TOKEN_TTL_SECS=7200 SYNCTALK_DATA_DIR="$data" \
-  JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 SYNCTALK_PORT="$port" \
-  "$server_bin" >"$data/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 600); do curl -sf "$url/ready" >/dev/null && break; sleep 0.1; done
-curl -sf "$url/ready" >/dev/null || { echo "the server did not start:"; cat "$data/server.log"; exit 1; }
+start_server() {
+  taskset -c "$SERVER_CPU" env MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-8} SYNCTALK_ENV=development \
+    RATE_LIMIT_AUTH_PER_MINUTE=10000000 RATE_LIMIT_USER_PER_MINUTE=10000000 GATEWAY_CONNECTS_PER_MINUTE=10000000 \
+    ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 DATABASE_POOL_SIZE="$POOL" LOG_LEVEL=warn \
+    ACCESS_TOKEN_TTL_SECS=7200 SYNCTALK_DATA_DIR="$data" \
+    JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 SYNCTALK_PORT="$port" \
+    "$server_bin" >>"$data/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 600); do curl -sf "$url/ready" >/dev/null && break; sleep 0.1; done
+  curl -sf "$url/ready" >/dev/null || { echo "the server did not start:"; cat "$data/server.log"; exit 1; }
+}
+start_server
+if [ "${STATEMENTS:-0}" = 1 ]; then
+  # Again with pg_stat_statements loaded: the server stops the cluster it started on
+  # its way out, and starts it again (with the module) on the way in.
+  kill "$server"; wait "$server" 2>/dev/null || true
+  printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\npg_stat_statements.track_planning = on\n" \
+    >>"$data/postgres/postgresql.conf"
+  start_server
+fi
 
 pin_postgres "$data"
 affinity="server $(taskset -p -c "$server" | awk '{print $NF}'), postmaster $(taskset -p -c "$postmaster" | awk '{print $NF}')"
@@ -86,6 +100,7 @@ pgport=$(cat "$data/port")
 export PGPASSWORD
 PGPASSWORD=$(cat "$data/password")
 sql() { "$psql" -h 127.0.0.1 -p "$pgport" -U synctalk -d synctalk -qAtX -c "$1"; }
+[ "${STATEMENTS:-0}" = 1 ] && sql "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 settings=$(sql "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method','commit_delay','max_connections','shared_buffers')")
 echo "postgres: $settings"
 
@@ -210,6 +225,11 @@ run_server() {
     ( sleep "$WARMUP"; exec perf record -q -C "$SERVER_CPU" -F 1999 -o "$data/profile.data" -- sleep "$DURATION" ) &
     perf=$!
   fi
+  local statements=""
+  if [ "${STATEMENTS:-0}" = 1 ] && [ ! -e "$data/statements.txt" ]; then
+    statements=1
+    sql "SELECT pg_stat_statements_reset()" >/dev/null
+  fi
   { time taskset -c "$LOAD_CPU" "$bin/synctalk-load" writes --url "$url" --accounts "$data/accounts.json" --request "$REQUEST" \
     --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --out "$data/$name.json" >/dev/null 2>"$data/$name.err"; } 2>"$data/$name.time"
   cpu_snap "$data/$name.cpu-after"
@@ -226,6 +246,18 @@ run_server() {
       grep -vE '^#|^$' "$data/profile.sym" | sed -n 1,80p
     } >"$profile"
     echo "  profile: $profile"
+  fi
+  if [ -n "$statements" ]; then
+    # (Warm-up included: the statistics span the whole load run.)
+    { echo "# pg_stat_statements during $name (warm-up included), $REQUEST requests at $server_rev:"
+      echo "# calls | execution ms | planning ms | ms per call | rows | statement"
+      sql "SELECT calls, round(total_exec_time::numeric, 1), round(total_plan_time::numeric, 1), \
+             round(((total_exec_time + total_plan_time) / calls)::numeric, 4), rows, \
+             left(regexp_replace(query, '\s+', ' ', 'g'), 200) \
+           FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 40"
+    } >"$data/statements.txt"
+    cp "$data/statements.txt" "bench/results/$results_name-$stamp-statements.txt"
+    echo "  statements: bench/results/$results_name-$stamp-statements.txt"
   fi
   sleep 1
   db_snap "$data/$name.db-after"

@@ -314,9 +314,17 @@ async fn together(
         let mut newest: HashMap<ChannelId, MessageId> = newest?.into_iter().collect();
         // Ids in the order of the batch, each above the one before in its channel.
         let (mut many, mut each) = (Vec::new(), Vec::new());
+        let mut nonces = std::collections::HashSet::new();
         for ((i, send), followed) in ready.into_iter().zip(followed?) {
             if followed {
                 continue; // it notifies its followers: alone
+            }
+            if let Some(nonce) = send.nonce()
+                && !nonces.insert((send.channel, send.author, nonce.to_owned()))
+            {
+                // The nonce of a send before it in this batch: alone, after this
+                // transaction, it finds that first message.
+                continue;
             }
             let id = service::id_after(newest.get(&send.channel).copied());
             newest.insert(send.channel, id);
@@ -345,7 +353,13 @@ async fn together(
             );
         // Events in the order of the batch (of the ids, in each channel).
         let mut events: Vec<(usize, Vec<Outgoing>)> = Vec::new();
-        let written = places.into_iter().zip(written?).map(|(i, w)| (i, Ok(w)));
+        let written = written?;
+        if written.len() != places.len() {
+            return Err(AppError::internal(anyhow::anyhow!(
+                "a batch's writes went unanswered"
+            )));
+        }
+        let written = places.into_iter().zip(written).map(|(i, w)| (i, Ok(w)));
         for (i, written) in written.chain(alone) {
             let (answer, more) = written?;
             events.push((i, more));

@@ -385,6 +385,9 @@ pub(crate) async fn prepare_many(
     shared: &AsyncPgConnection,
     sends: Vec<(UserId, ChannelId, NewMessage)>,
 ) -> AppResult<Vec<AppResult<Option<Prepared>>>> {
+    if sends.is_empty() {
+        return Ok(Vec::new());
+    }
     let pairs: Vec<(ChannelId, UserId)> = sends.iter().map(|(a, c, _)| (*c, *a)).collect();
     let (accesses, earlier) =
         futures_util::join!(access::load_many(shared, &pairs), by_nonces(shared, &sends));
@@ -556,6 +559,11 @@ impl Ready {
             || !self.mentions.is_empty()
             || !self.mention_roles.is_empty()
             || self.mention_everyone
+    }
+
+    /// Its retry key.
+    pub(crate) fn nonce(&self) -> Option<&str> {
+        self.new.nonce.as_deref()
     }
 
     /// Whether [`write_many`] may write it with others: it notifies no one (beyond
@@ -753,7 +761,10 @@ pub(crate) async fn write_many(
             Vec::new(),
         ));
     }
-    Ok(answers.into_iter().flatten().collect())
+    answers
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a write went unanswered")))
 }
 
 /// The most members a role mention or `@everyone` pages (a guild's size).

@@ -1614,6 +1614,18 @@ async fn a_batch_answers_every_kind_of_send_as_a_send_alone_would() {
             &general,
             json!({"content": "behind the held ones"}),
         ),
+        // The same nonce on a reply (written on its own) and then on a plain send
+        // (written with the others): the first is made, the second answers it.
+        (
+            &member,
+            &other,
+            json!({"content": "first y", "reply_to": earlier["id"], "nonce": "y"}),
+        ),
+        (
+            &member,
+            &other,
+            json!({"content": "second y", "nonce": "y"}),
+        ),
     ];
     // Two sends wait on `general` (the worker's two send transactions); the rest queue
     // behind them and go as one batch.
@@ -1638,9 +1650,13 @@ async fn a_batch_answers_every_kind_of_send_as_a_send_alone_would() {
     let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
     assert_eq!(
         statuses,
-        [201, 201, 200, 200, 409, 403, 404, 201, 201, 201, 201, 201],
-        "{answers:?}"
+        [
+            201, 201, 200, 200, 409, 403, 404, 201, 201, 201, 201, 201, 201, 200
+        ],
+        "{:?}",
+        answers.iter().map(|a| &a.text).collect::<Vec<_>>()
     );
+    assert_eq!(answers[13].body, answers[12].body, "the first with nonce y");
     assert_eq!(
         answers[2].body["id"], answers[1].body["id"],
         "the same nonce once"
