@@ -252,7 +252,7 @@ run_server() {
     { echo "# pg_stat_statements during $name (warm-up included), $REQUEST requests at $server_rev:"
       echo "# calls | execution ms | planning ms | ms per call | rows | statement"
       sql "SELECT calls, round(total_exec_time::numeric, 1), round(total_plan_time::numeric, 1), \
-             round(((total_exec_time + total_plan_time) / calls)::numeric, 4), rows, \
+             round(((total_exec_time + total_plan_time) / greatest(calls, 1))::numeric, 4), rows, \
              left(regexp_replace(query, '\s+', ' ', 'g'), 200) \
            FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 40"
     } >"$data/statements.txt"
