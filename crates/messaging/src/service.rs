@@ -689,7 +689,7 @@ pub(crate) async fn write(
 /// their authors, sent together. Each one's answer and events, in their order.
 pub(crate) async fn write_many(
     shared: &AsyncPgConnection,
-    writes: Vec<(Ready, MessageId)>,
+    mut writes: Vec<(Ready, MessageId)>,
 ) -> AppResult<Vec<((Message, bool), Vec<Outgoing>)>> {
     let n = writes.len();
     let (mut channels, mut ids, mut authors) = (
@@ -698,11 +698,12 @@ pub(crate) async fn write_many(
         Vec::with_capacity(n),
     );
     let (mut contents, mut nonces) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for (ready, id) in &writes {
+    for (ready, id) in &mut writes {
         channels.push(ready.channel.0);
         ids.push(id.0);
         authors.push(ready.author.0);
-        contents.push(ready.new.content.clone());
+        // Moved, not copied: the answer shows the content the row returns.
+        contents.push(std::mem::take(&mut ready.new.content));
         nonces.push(ready.new.nonce.clone());
     }
     let mut people: Vec<UserId> = writes.iter().map(|(r, _)| r.author).collect();
