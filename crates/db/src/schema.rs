@@ -237,13 +237,20 @@ diesel::table! {
 diesel::table! {
     outbox (id) {
         id -> Int8,
-        position -> Nullable<Int8>,
         topic -> Text,
         kind -> Text,
         domain -> Text,
         name -> Text,
-        payload -> Jsonb,
+        payload -> Json,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox_published (id) {
+        id -> Int8,
+        position -> Int8,
+        topic -> Text,
     }
 }
 
@@ -417,6 +424,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_settings,
     notifications,
     outbox,
+    outbox_published,
     outbox_relay,
     presences,
     push_subscriptions,

@@ -455,11 +455,13 @@ fn records(rows: Vec<Row>) -> Vec<Record> {
         .collect()
 }
 
-/// `SELECT` of the columns of a [`Record`], then `$rest`: one literal.
+/// `SELECT` of the columns of a [`Record`] from published rows (`p`, joined to their
+/// outbox rows `o`), then `$rest`: one literal.
 macro_rules! select_records {
     ($rest:literal) => {
         concat!(
-            "SELECT id, position, topic, kind, domain, name, payload::text AS payload ",
+            "SELECT o.id, p.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
+             FROM outbox_published p JOIN outbox o ON o.id = p.id ",
             $rest
         )
     };
@@ -473,7 +475,7 @@ pub async fn read_range(
     limit: i64,
 ) -> diesel::QueryResult<Vec<Record>> {
     let rows: Vec<Row> = synctalk_db::sql(select_records!(
-        "FROM outbox WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
+        "WHERE p.position > $1 AND p.position <= $2 ORDER BY p.position LIMIT $3"
     ))
     .bind::<BigInt, _>(after)
     .bind::<BigInt, _>(until)
@@ -497,8 +499,8 @@ pub async fn read_topics(
     // cannot tell a rare topic from a common one and may walk the position index over
     // the whole range instead of the topic index.
     let rows: Vec<Row> = diesel::sql_query(select_records!(
-        "FROM outbox WHERE topic = ANY($1) AND position > $2 AND position <= $3 \
-         ORDER BY position LIMIT $4"
+        "WHERE p.topic = ANY($1) AND p.position > $2 AND p.position <= $3 \
+         ORDER BY p.position LIMIT $4"
     ))
     .bind::<Array<Text>, _>(&topics)
     .bind::<BigInt, _>(after)
@@ -524,11 +526,12 @@ pub async fn subscribed_since(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let rows: Vec<Subject> = diesel::sql_query(
-        "SELECT payload #>> '{}' AS value FROM outbox \
-         WHERE kind = 'subscribe' AND topic = ANY($1) AND position > $2 \
-         UNION SELECT payload #>> '{}' FROM outbox \
-         WHERE kind = 'subscribe' AND topic = ANY($1) AND position IS NULL \
-         AND id > (SELECT floor FROM outbox_relay WHERE id = 1)",
+        "SELECT o.payload #>> '{}' AS value FROM outbox_published p JOIN outbox o ON o.id = p.id \
+         WHERE o.kind = 'subscribe' AND p.topic = ANY($1) AND p.position > $2 \
+         UNION SELECT o.payload #>> '{}' FROM outbox o \
+         WHERE o.kind = 'subscribe' AND o.topic = ANY($1) \
+         AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id)",
     )
     .bind::<Array<Text>, _>(&topics)
     .bind::<BigInt, _>(after)
@@ -552,8 +555,9 @@ pub async fn unpublished(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let ids: Vec<Id> = synctalk_db::sql(
-        "SELECT id FROM outbox WHERE position IS NULL AND topic = ANY($1) \
-         AND id > (SELECT floor FROM outbox_relay WHERE id = 1) ORDER BY id",
+        "SELECT o.id FROM outbox o WHERE o.topic = ANY($1) \
+         AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id) ORDER BY o.id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)
@@ -576,8 +580,9 @@ pub async fn unpublished_of(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let rows: Vec<Row> = synctalk_db::sql(
-        "SELECT id, topic FROM outbox WHERE position IS NULL AND topic = ANY($1) \
-         AND id > (SELECT floor FROM outbox_relay WHERE id = 1) ORDER BY id",
+        "SELECT o.id, o.topic FROM outbox o WHERE o.topic = ANY($1) \
+         AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
+         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id) ORDER BY o.id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)
@@ -601,8 +606,9 @@ pub async fn published(
         last: i64,
     }
     let state: State = synctalk_db::sql(
-        "SELECT coalesce(bool_and(position IS NOT NULL), true) AS done, \
-                coalesce(max(position), 0) AS last FROM outbox WHERE id = ANY($1)",
+        "SELECT coalesce(bool_and(p.id IS NOT NULL), true) AS done, \
+                coalesce(max(p.position), 0) AS last \
+         FROM outbox o LEFT JOIN outbox_published p ON p.id = o.id WHERE o.id = ANY($1)",
     )
     .bind::<Array<BigInt>, _>(ids)
     .get_result(conn)

@@ -3,8 +3,9 @@
 //!
 //! Mark, then publish: one statement numbers the oldest unpublished committed rows
 //! (in insertion order, which within a topic is commit order, see
-//! [`event::append`](crate::event::append)) right after the stored cursor and moves
-//! the cursor; only after that commits are they published. A row whose transaction
+//! [`event::append`](crate::event::append)) right after the stored cursor, writing
+//! each one's position into `outbox_published` (the outbox row itself is never
+//! updated), and moves the cursor; only after that commits are they published. A row whose transaction
 //! commits late is simply unpublished until then, so nothing is skipped; a row is
 //! numbered once, so nothing is published twice under two positions. A leader that
 //! dies between marking and publishing leaves a gap that every node fills from the
@@ -110,6 +111,7 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         id: stored_floor(&mut conn).await?,
         ..Floor::default()
     };
+    let mut scan = Scan::from(floor.id);
     let mut seen = AtomicU64::load(&APPENDS, Ordering::Acquire);
     let mut hot_until = Instant::now();
     // The floor the last numbering stored.
@@ -129,7 +131,7 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
             continue;
         }
         stored = Some(floor.id);
-        let marked = mark(&mut conn, floor.id).await?;
+        let marked = mark(&mut conn, &scan, floor.id).await?;
         floor.settle(last, marked.xid, marked.xmin);
         // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
         // under load one numbering (and one commit) covers many appends instead of
@@ -138,10 +140,11 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         // Many rows at once: appends come fast enough that waiting the poll batches
         // them (one numbering and one commit for all) at little cost in latency.
         let busy = marked.records.len() >= BUSY_ROWS;
-        floor.advance(
-            full.then(|| marked.records.iter().map(|r| r.id).max())
-                .flatten(),
-        );
+        let mut ids: Vec<i64> = marked.records.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        floor.advance(full.then(|| ids.last().copied()).flatten());
+        scan.passed(&ids, full, last);
+        scan.settle(floor.id);
         if !marked.records.is_empty() {
             // A bus that does not take them in time must not stop the numbering:
             // nodes read what they miss from the outbox.
@@ -291,6 +294,78 @@ impl Floor {
     }
 }
 
+/// Where the next numbering looks for unpublished rows: every id above `past`, and the
+/// `holes` at or below it, the ids above the floor that a numbering passed without
+/// numbering them (their transactions were still running, or rolled back, or they
+/// were numbered before). Rows published above the floor are not looked at again, so
+/// a transaction that holds the floor back for long (an old id not yet committed)
+/// does not make every numbering walk the rows published since.
+///
+/// The scan still checks each row it finds against `outbox_published`, so a hole that
+/// was published after all (by an earlier leader) is passed over. With too many holes
+/// (ids burnt by rolled-back transactions, or rows numbered elsewhere) it looks at
+/// every id above the lowest of them instead.
+#[derive(Debug, Default)]
+struct Scan {
+    past: i64,
+    holes: std::collections::BTreeSet<i64>,
+}
+
+/// The most holes a scan keeps before it looks at every id above the floor instead.
+const MAX_HOLES: usize = 1000;
+
+impl Scan {
+    /// A scan of every id above `floor`.
+    fn from(floor: i64) -> Self {
+        Self {
+            past: floor,
+            holes: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// The holes, for the numbering statement.
+    fn holes(&self) -> Vec<i64> {
+        self.holes.iter().copied().collect()
+    }
+
+    /// After a numbering of `numbered` (ascending ids): a full batch passed every id up
+    /// to its highest; any other passed every id up to `last` (how far the id sequence
+    /// had gone before the statement) and every id it numbered. The ids passed and not
+    /// numbered are holes.
+    fn passed(&mut self, numbered: &[i64], full: bool, last: i64) {
+        let highest = numbered.last().copied().unwrap_or(i64::MIN);
+        let reach = if full { highest } else { last.max(highest) };
+        for id in numbered {
+            self.holes.remove(id);
+        }
+        if reach <= self.past {
+            return;
+        }
+        let from = numbered.partition_point(|&id| id <= self.past);
+        let mut numbered = numbered[from..].iter().copied().peekable();
+        for id in self.past + 1..=reach {
+            if numbered.next_if_eq(&id).is_some() {
+                continue;
+            }
+            self.holes.insert(id);
+            if self.holes.len() > MAX_HOLES {
+                // Every unpublished id at or below `reach` is at or above the lowest
+                // hole: scan everything from there instead.
+                self.past = self.holes.iter().next().map_or(self.past, |&low| low - 1);
+                self.holes.clear();
+                return;
+            }
+        }
+        self.past = reach;
+    }
+
+    /// Forgets the holes at or below the floor: every such row is published, or gone.
+    fn settle(&mut self, floor: i64) {
+        self.holes = self.holes.split_off(&floor.saturating_add(1));
+        self.past = self.past.max(floor);
+    }
+}
+
 /// The floor the last leader reached (it stays valid: rows at or below it stay
 /// published).
 async fn stored_floor(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
@@ -316,10 +391,10 @@ struct Marked {
     xmin: i64,
 }
 
-/// Numbers the oldest unpublished committed rows above `floor` (see [`Floor`]) after
-/// the cursor.
-async fn mark(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Marked> {
-    use diesel::sql_types::{Nullable, Text};
+/// Numbers the oldest unpublished committed rows that `scan` looks at after the
+/// cursor, and stores `floor` (see [`Floor`]).
+async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::Result<Marked> {
+    use diesel::sql_types::{Array, Nullable, Text};
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = BigInt)]
@@ -341,34 +416,44 @@ async fn mark(conn: &mut AsyncPgConnection, floor: i64) -> anyhow::Result<Marked
         #[diesel(sql_type = Nullable<Text>)]
         payload: Option<String>,
     }
-    // The rows are looked up by id in an array, not joined: the planner sizes a join by
-    // the statistics of the index of unpublished rows, which an idle spell leaves
-    // near empty, and then joins a thousand rows as if one (seconds per batch). The
-    // cursor's row is written every time, so the statement always has a transaction
-    // id, and always returns a row (the records, or one row of nulls).
+    // The picked rows are looked up by id in an array, not joined: the planner sizes a
+    // join by statistics that an idle spell leaves near empty, and then joins a
+    // thousand rows as if one. Every picked row is visible to the statement, so their
+    // positions follow on from the cursor in id order, with no gap. The cursor's row is written
+    // every time, so the statement always has a transaction id, and always returns a
+    // row (the records, or one row of nulls).
     let rows: Vec<Row> = synctalk_db::sql(
         "WITH cursor AS MATERIALIZED (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
          picked AS MATERIALIZED ( \
            SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM ( \
-             SELECT id FROM outbox WHERE position IS NULL AND id > $2 \
-             ORDER BY id LIMIT $1 \
+             SELECT o.id FROM outbox o \
+             WHERE (o.id > $2 OR o.id = ANY ($3)) \
+               AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id) \
+             ORDER BY o.id LIMIT $1 \
            ) AS oldest \
          ), \
+         numbered AS MATERIALIZED ( \
+           SELECT o.id, (SELECT position FROM cursor) + row_number() OVER (ORDER BY o.id) AS position, \
+                  o.topic, o.kind, o.domain, o.name, o.payload \
+           FROM outbox o WHERE o.id = ANY ((SELECT ids FROM picked)::bigint[]) \
+         ), \
          marked AS ( \
-           UPDATE outbox o \
-           SET position = (SELECT position FROM cursor) + array_position((SELECT ids FROM picked), o.id) \
-           WHERE o.id = ANY ((SELECT ids FROM picked)::bigint[]) AND o.position IS NULL \
-           RETURNING o.id, o.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
+           INSERT INTO outbox_published (id, position, topic) \
+           SELECT id, position, topic FROM numbered RETURNING id \
          ), \
          moved AS ( \
            UPDATE outbox_relay SET position = position + (SELECT count(*) FROM marked), \
-                                   floor = greatest(floor, $2) WHERE id = 1 \
+                                   floor = greatest(floor, $4) WHERE id = 1 \
            RETURNING pg_current_xact_id()::text::bigint AS xid, \
                      pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin \
          ) \
-         SELECT v.xid, v.xmin, m.* FROM moved v LEFT JOIN marked m ON true ORDER BY m.position",
+         SELECT v.xid, v.xmin, n.id, n.position, n.topic, n.kind, n.domain, n.name, \
+                n.payload::text AS payload \
+         FROM moved v LEFT JOIN numbered n ON true ORDER BY n.position",
     )
     .bind::<BigInt, _>(BATCH)
+    .bind::<BigInt, _>(scan.past)
+    .bind::<Array<BigInt>, _>(scan.holes())
     .bind::<BigInt, _>(floor)
     .load(conn)
     .await?;
@@ -432,14 +517,17 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
     let mut total = 0;
     loop {
         let deleted = synctalk_db::sql(
-            "DELETE FROM outbox WHERE id IN ( \
-               SELECT o.id FROM outbox o \
-               WHERE o.position <= $1 \
-                 AND o.created_at < now() - make_interval(secs => $2) \
-                 AND (split_part(o.topic, ':', 1) NOT IN ('channel', 'guild') \
-                      OR EXISTS (SELECT 1 FROM outbox n WHERE n.topic = o.topic AND n.id > o.id)) \
-               ORDER BY o.position LIMIT $3 \
-             )",
+            "WITH gone AS ( \
+               DELETE FROM outbox_published WHERE id IN ( \
+                 SELECT p.id FROM outbox_published p JOIN outbox o ON o.id = p.id \
+                 WHERE p.position <= $1 \
+                   AND o.created_at < now() - make_interval(secs => $2) \
+                   AND (split_part(o.topic, ':', 1) NOT IN ('channel', 'guild') \
+                        OR EXISTS (SELECT 1 FROM outbox n WHERE n.topic = o.topic AND n.id > o.id)) \
+                 ORDER BY p.position LIMIT $3 \
+               ) RETURNING id \
+             ) \
+             DELETE FROM outbox WHERE id IN (SELECT id FROM gone)",
         )
         .bind::<BigInt, _>(safe)
         .bind::<Double, _>(retention.as_secs_f64())
@@ -457,7 +545,33 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
 
 #[cfg(test)]
 mod tests {
-    use super::Floor;
+    use super::{Floor, MAX_HOLES, Scan};
+
+    #[test]
+    fn a_scan_looks_again_only_at_the_ids_it_passed_without_numbering() {
+        let mut scan = Scan::from(10);
+        // Ids up to 20 handed out; 13 and 15 not visible yet.
+        scan.passed(&[11, 12, 14, 16, 17, 18, 19, 20], false, 20);
+        assert_eq!((scan.past, scan.holes()), (20, vec![13, 15]));
+        // 15 commits, and 21 and 22 come: the numbering finds them.
+        scan.passed(&[15, 21, 22], false, 22);
+        assert_eq!((scan.past, scan.holes()), (22, vec![13]));
+        // A row committed after the id sequence was read is numbered and passed; the
+        // ids between that it did not see are holes.
+        scan.passed(&[25], false, 23);
+        assert_eq!((scan.past, scan.holes()), (25, vec![13, 23, 24]));
+        // A full batch passes only up to its highest id.
+        scan.passed(&[13, 26, 27], true, 40);
+        assert_eq!((scan.past, scan.holes()), (27, vec![23, 24]));
+        // The floor passing a hole forgets it (rolled back, or numbered before).
+        scan.settle(23);
+        assert_eq!((scan.past, scan.holes()), (27, vec![24]));
+        scan.settle(30);
+        assert_eq!((scan.past, scan.holes()), (30, vec![]));
+        // Too many holes: everything from the lowest is looked at again.
+        scan.passed(&[], false, 30 + i64::try_from(MAX_HOLES).unwrap() + 5);
+        assert_eq!((scan.past, scan.holes()), (30, vec![]));
+    }
 
     #[test]
     fn the_floor_passes_ids_only_once_their_transactions_have_ended() {

@@ -111,7 +111,11 @@ async fn count(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
 }
 
 async fn count_unpublished(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
-    rows(conn, "position IS NULL").await
+    rows(
+        conn,
+        "NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = outbox.id)",
+    )
+    .await
 }
 
 /// Waits until `node` has read the outbox up to the relay's position, then records every
@@ -177,10 +181,14 @@ async fn pruning_keeps_what_resumable_sessions_and_live_nodes_need_in_bounded_ba
     ws.close().await;
     // A node that is behind holds the outbox at its position.
     diesel::sql_query(
-        "INSERT INTO outbox (position, topic, kind, domain, name, payload, created_at) \
-         SELECT (SELECT position FROM outbox_relay) + n, 'user:' || gen_random_uuid(), 'event', 'users', 'MARKER', \
-                '{}'::jsonb, now() - interval '1 hour' \
-         FROM generate_series(1, 12000) AS n",
+        "WITH written AS ( \
+           INSERT INTO outbox (topic, kind, domain, name, payload, created_at) \
+           SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'MARKER', '{}', now() - interval '1 hour' \
+           FROM generate_series(1, 12000) AS n RETURNING id, topic \
+         ) \
+         INSERT INTO outbox_published (id, position, topic) \
+         SELECT id, (SELECT position FROM outbox_relay) + row_number() OVER (ORDER BY id), topic \
+         FROM written",
     )
     .execute(&mut conn)
     .await
@@ -218,10 +226,14 @@ async fn pruning_keeps_each_channel_and_guild_topics_newest_row() {
         format!("user:{}", uuid::Uuid::now_v7()),
     ];
     diesel::sql_query(
-        "INSERT INTO outbox (position, topic, kind, domain, name, payload, created_at) \
-         SELECT (SELECT position FROM outbox_relay) + row_number() OVER (), t, 'event', \
-                'messaging', 'MARKER', '{}'::jsonb, now() - interval '1 hour' \
-         FROM generate_series(1, 3) AS n, unnest($1::text[]) AS t",
+        "WITH written AS ( \
+           INSERT INTO outbox (topic, kind, domain, name, payload, created_at) \
+           SELECT t, 'event', 'messaging', 'MARKER', '{}', now() - interval '1 hour' \
+           FROM generate_series(1, 3) AS n, unnest($1::text[]) AS t RETURNING id, topic \
+         ) \
+         INSERT INTO outbox_published (id, position, topic) \
+         SELECT id, (SELECT position FROM outbox_relay) + row_number() OVER (ORDER BY id), topic \
+         FROM written",
     )
     .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(topics.to_vec())
     .execute(&mut conn)

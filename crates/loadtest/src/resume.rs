@@ -218,7 +218,7 @@ pub(crate) async fn database(data_dir: &std::path::Path) -> anyhow::Result<tokio
 /// them) or published (numbered right after the cursor, which moves past them).
 async fn seed(db: &mut tokio_postgres::Client, rows: i64, published: bool) -> anyhow::Result<()> {
     const ROWS: &str = "SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
-                        jsonb_build_object('n', g, 'bio', 'away') \
+                        json_build_object('n', g, 'bio', 'away') \
                         FROM generate_series(1, $1::bigint) AS g";
     if !published {
         db.execute(
@@ -238,10 +238,14 @@ async fn seed(db: &mut tokio_postgres::Client, rows: i64, published: bool) -> an
         .await?
         .get(0);
     tx.execute(
-        "INSERT INTO outbox (position, topic, kind, domain, name, payload) \
-         SELECT $2::bigint + g, 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
-                jsonb_build_object('n', g, 'bio', 'away') \
-         FROM generate_series(1, $1::bigint) AS g",
+        "WITH written AS ( \
+           INSERT INTO outbox (topic, kind, domain, name, payload) \
+           SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
+                  json_build_object('n', g, 'bio', 'away') \
+           FROM generate_series(1, $1::bigint) AS g RETURNING id, topic \
+         ) \
+         INSERT INTO outbox_published (id, position, topic) \
+         SELECT id, $2::bigint + row_number() OVER (ORDER BY id), topic FROM written",
         &[&rows, &cursor],
     )
     .await?;
@@ -263,7 +267,9 @@ pub(crate) struct Progress {
 pub(crate) async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Progress> {
     let row = db
         .query_one(
-            "SELECT (SELECT count(*) FROM outbox WHERE position IS NULL), \
+            "SELECT (SELECT count(*) FROM outbox o \
+                     WHERE o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
+                       AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id)), \
                     (SELECT position FROM outbox_relay WHERE id = 1), \
                     (SELECT min(position) FROM gateway_nodes \
                       WHERE last_seen_at > now() - interval '30 seconds')",
