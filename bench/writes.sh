@@ -25,6 +25,7 @@
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: before each run wait, up to QUIET_WAIT s, until the machine is idle)
 #   PERF (1: profile the first server run with perf; bench/results/<name>-<date>-profile.txt)
+#   SLOW_PLANS (with STATEMENTS=1: log the plans of statements slower than this many ms)
 #   STATEMENTS (1: load pg_stat_statements, and write what PostgreSQL's statements cost in
 #     the first server run to bench/results/<name>-<date>-statements.txt; the module costs
 #     a little on every statement, so such a run's ratio is not comparable)
@@ -89,6 +90,12 @@ if [ "${STATEMENTS:-0}" = 1 ]; then
   kill "$server"; wait "$server" 2>/dev/null || true
   printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\npg_stat_statements.track_planning = on\n" \
     >>"$data/postgres/postgresql.conf"
+  if [ -n "${SLOW_PLANS:-}" ]; then
+    # And the plans (with actual rows and times) of statements slower than SLOW_PLANS ms,
+    # in PostgreSQL's log.
+    printf "shared_preload_libraries = 'pg_stat_statements,auto_explain'\nauto_explain.log_min_duration = %s\nauto_explain.log_analyze = on\nauto_explain.log_nested_statements = on\n" \
+      "$SLOW_PLANS" >>"$data/postgres/postgresql.conf"
+  fi
   start_server
 fi
 
@@ -198,10 +205,18 @@ db_snap() { sql "SELECT pg_stat_force_next_flush(); SELECT xact_commit + xact_ro
 # After a run: how far the relay is behind, then wait (bounded) until it has caught up,
 # so the next run does not pay for this one's publishing.
 drain() {
-  local name=$1 begun=$SECONDS left
-  sql "SELECT count(*) FROM outbox WHERE position IS NULL" >"$data/$name.unpublished"
+  local name=$1 begun=$SECONDS left unpublished
+  # Positions live in outbox_published since b6140a9, in the outbox rows before (a
+  # SERVER_BIN of an older commit).
+  if [ "$(sql "SELECT to_regclass('outbox_published') IS NOT NULL")" = t ]; then
+    unpublished="SELECT count(*) FROM outbox o WHERE o.id > (SELECT floor FROM outbox_relay WHERE id = 1)
+      AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL"
+  else
+    unpublished="SELECT count(*) FROM outbox WHERE position IS NULL"
+  fi
+  sql "$unpublished" >"$data/$name.unpublished"
   for _ in $(seq 1 1200); do
-    left=$(sql "SELECT count(*) FROM outbox WHERE position IS NULL")
+    left=$(sql "$unpublished")
     [ "$left" = 0 ] && break
     sleep 0.1
   done

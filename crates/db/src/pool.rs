@@ -195,9 +195,13 @@ impl Default for SessionLimits {
 }
 
 impl SessionLimits {
+    /// The limits, and `jit = off`: PostgreSQL compiles any statement whose estimate
+    /// passes `jit_above_cost` with LLVM, tens of milliseconds of CPU each time, which
+    /// a short statement never earns back (a relay statement estimated just past the
+    /// threshold took 28% of the core in the sends bench).
     fn sql(&self) -> String {
         format!(
-            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+            "SET jit = off; SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
             self.statement_timeout.as_millis().max(1),
             self.lock_timeout.as_millis().max(1),
             self.idle_in_transaction.as_millis().max(1),

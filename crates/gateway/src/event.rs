@@ -455,13 +455,16 @@ fn records(rows: Vec<Row>) -> Vec<Record> {
         .collect()
 }
 
-/// `SELECT` of the columns of a [`Record`] from published rows (`p`, joined to their
-/// outbox rows `o`), then `$rest`: one literal.
+/// `SELECT` of the columns of a [`Record`] from published rows (`p`, each with its
+/// outbox row `o`, looked up by id: never a join the planner could run as a scan of
+/// the whole outbox), then `$rest`: one literal.
 macro_rules! select_records {
     ($rest:literal) => {
         concat!(
             "SELECT o.id, p.position, o.topic, o.kind, o.domain, o.name, o.payload::text AS payload \
-             FROM outbox_published p JOIN outbox o ON o.id = p.id ",
+             FROM outbox_published p CROSS JOIN LATERAL ( \
+               SELECT o.id, o.topic, o.kind, o.domain, o.name, o.payload FROM outbox o \
+               WHERE o.id = p.id OFFSET 0) AS o ",
             $rest
         )
     };
@@ -526,12 +529,13 @@ pub async fn subscribed_since(
     }
     let topics: Vec<String> = topics.iter().map(Topic::to_string).collect();
     let rows: Vec<Subject> = diesel::sql_query(
-        "SELECT o.payload #>> '{}' AS value FROM outbox_published p JOIN outbox o ON o.id = p.id \
+        "SELECT o.payload #>> '{}' AS value FROM outbox_published p CROSS JOIN LATERAL ( \
+           SELECT o.kind, o.payload FROM outbox o WHERE o.id = p.id OFFSET 0) AS o \
          WHERE o.kind = 'subscribe' AND p.topic = ANY($1) AND p.position > $2 \
          UNION SELECT o.payload #>> '{}' FROM outbox o \
          WHERE o.kind = 'subscribe' AND o.topic = ANY($1) \
          AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
-         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id)",
+         AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL",
     )
     .bind::<Array<Text>, _>(&topics)
     .bind::<BigInt, _>(after)
@@ -557,7 +561,7 @@ pub async fn unpublished(
     let ids: Vec<Id> = synctalk_db::sql(
         "SELECT o.id FROM outbox o WHERE o.topic = ANY($1) \
          AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
-         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id) ORDER BY o.id",
+         AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL ORDER BY o.id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)
@@ -582,7 +586,7 @@ pub async fn unpublished_of(
     let rows: Vec<Row> = synctalk_db::sql(
         "SELECT o.id, o.topic FROM outbox o WHERE o.topic = ANY($1) \
          AND o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
-         AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id) ORDER BY o.id",
+         AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL ORDER BY o.id",
     )
     .bind::<Array<Text>, _>(&topics)
     .load(conn)
@@ -606,9 +610,10 @@ pub async fn published(
         last: i64,
     }
     let state: State = synctalk_db::sql(
-        "SELECT coalesce(bool_and(p.id IS NOT NULL), true) AS done, \
-                coalesce(max(p.position), 0) AS last \
-         FROM outbox o LEFT JOIN outbox_published p ON p.id = o.id WHERE o.id = ANY($1)",
+        "SELECT coalesce(bool_and(position IS NOT NULL), true) AS done, \
+                coalesce(max(position), 0) AS last \
+         FROM (SELECT (SELECT p.position FROM outbox_published p WHERE p.id = o.id) AS position \
+               FROM outbox o WHERE o.id = ANY($1)) AS rows",
     )
     .bind::<Array<BigInt>, _>(ids)
     .get_result(conn)

@@ -700,3 +700,20 @@ async fn a_socket_gets_three_failed_resumes_then_is_closed_4008() {
     let (_ws, ready) = node.identify(&alice).await;
     assert!(ready["session_id"].is_string());
 }
+
+#[actix_web::test]
+async fn pooled_connections_never_compile_statements_with_jit() {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        jit: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let node = Node::spawn().await;
+    let mut conn = synctalk_db::conn(&node.pool).await.unwrap();
+    let setting: Setting = diesel::sql_query("SHOW jit")
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(setting.jit, "off");
+}

@@ -269,7 +269,7 @@ pub(crate) async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Prog
         .query_one(
             "SELECT (SELECT count(*) FROM outbox o \
                      WHERE o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
-                       AND NOT EXISTS (SELECT 1 FROM outbox_published p WHERE p.id = o.id)), \
+                       AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL), \
                     (SELECT position FROM outbox_relay WHERE id = 1), \
                     (SELECT min(position) FROM gateway_nodes \
                       WHERE last_seen_at > now() - interval '30 seconds')",
@@ -407,7 +407,8 @@ pub(crate) async fn run(args: ResumeArgs) -> anyhow::Result<()> {
     for (i, session) in sessions.iter().enumerate() {
         if args.vacuum_after == Some(i) {
             let vacuuming = Instant::now();
-            db.batch_execute("VACUUM (ANALYZE) outbox").await?;
+            db.batch_execute("VACUUM (ANALYZE) outbox, outbox_published")
+                .await?;
             vacuum_seconds = Some(vacuuming.elapsed().as_secs_f64());
             eprintln!(
                 "vacuumed the outbox in {:.1} s",
