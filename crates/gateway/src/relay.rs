@@ -111,7 +111,11 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         id: stored_floor(&mut conn).await?,
         ..Floor::default()
     };
+    // Every id above the floor that is not published yet (the last leader may have
+    // published many above it).
     let mut scan = Scan::from(floor.id);
+    let last = last_id(&mut conn).await?;
+    scan.rebuild(&mut conn, floor.id, last).await?;
     let mut seen = AtomicU64::load(&APPENDS, Ordering::Acquire);
     let mut hot_until = Instant::now();
     // The floor the last numbering stored.
@@ -135,16 +139,19 @@ async fn lead(url: &str, bus: &Bus, config: RelayConfig) -> anyhow::Result<()> {
         floor.settle(last, marked.xid, marked.xmin);
         // A full batch: more is waiting, go on at once. Otherwise wait a poll, so that
         // under load one numbering (and one commit) covers many appends instead of
-        // the relay committing after every one or two.
-        let full = marked.records.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        // the relay committing after every one or two. Counted over every row the
+        // statement numbered, even one it could not read into a record.
+        let ids = &marked.numbered;
+        let full = ids.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
         // Many rows at once: appends come fast enough that waiting the poll batches
         // them (one numbering and one commit for all) at little cost in latency.
-        let busy = marked.records.len() >= BUSY_ROWS;
-        let mut ids: Vec<i64> = marked.records.iter().map(|r| r.id).collect();
-        ids.sort_unstable();
+        let busy = ids.len() >= BUSY_ROWS;
         floor.advance(full.then(|| ids.last().copied()).flatten());
-        scan.passed(&ids, full, last);
+        scan.passed(ids, full, last);
         scan.settle(floor.id);
+        if scan.overflowed() {
+            scan.rebuild(&mut conn, floor.id, scan.past).await?;
+        }
         if !marked.records.is_empty() {
             // A bus that does not take them in time must not stop the numbering:
             // nodes read what they miss from the outbox.
@@ -305,16 +312,21 @@ impl Floor {
 /// does not make every numbering walk the rows published since.
 ///
 /// The scan still checks each row it finds against `outbox_published`, so a hole that
-/// was published after all (by an earlier leader) is passed over. With too many holes
-/// (ids burnt by rolled-back transactions, or rows numbered elsewhere) it looks at
-/// every id above the lowest of them instead.
+/// was published after all is passed over. A new leader starts from the ids above the
+/// floor that are not published; a scan that passed more ids without numbering them
+/// than it expects (ids burnt by rolled-back transactions, rows numbered elsewhere)
+/// asks the database again which of them are unpublished ([`Scan::rebuild`]).
 #[derive(Debug, Default)]
 struct Scan {
     past: i64,
     holes: std::collections::BTreeSet<i64>,
+    /// How many holes make the scan ask again: at least [`MAX_HOLES`], and twice as
+    /// many as the last answer held (so true holes, say many rolled-back ids, do not
+    /// make it ask every poll).
+    limit: usize,
 }
 
-/// The most holes a scan keeps before it looks at every id above the floor instead.
+/// The fewest holes at which a scan asks again which ids are unpublished.
 const MAX_HOLES: usize = 1000;
 
 impl Scan {
@@ -323,7 +335,49 @@ impl Scan {
         Self {
             past: floor,
             holes: std::collections::BTreeSet::new(),
+            limit: MAX_HOLES,
         }
+    }
+
+    /// Whether the holes passed the limit: many of them may be published after all.
+    fn overflowed(&self) -> bool {
+        self.holes.len() > self.limit
+    }
+
+    /// Passes every id up to `to` (how far the id sequence had gone), with the ids
+    /// above `floor` that are not published as its holes (still uncommitted, rolled
+    /// back, or never used).
+    async fn rebuild(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        floor: i64,
+        to: i64,
+    ) -> diesel::QueryResult<()> {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        let to = to.max(self.past).max(floor);
+        let ids: Vec<Id> = synctalk_db::sql(
+            "SELECT g AS id FROM generate_series($1 + 1, $2) AS g \
+             WHERE (SELECT p.id FROM outbox_published p WHERE p.id = g) IS NULL",
+        )
+        .bind::<BigInt, _>(floor)
+        .bind::<BigInt, _>(to)
+        .load(conn)
+        .await?;
+        self.past = to;
+        self.holes = ids.into_iter().map(|i| i.id).collect();
+        self.limit = MAX_HOLES.max(self.holes.len().saturating_mul(2));
+        if self.holes.len() > MAX_HOLES {
+            tracing::info!(
+                holes = self.holes.len(),
+                floor,
+                "the outbox relay's scan has many unpublished ids below its reach"
+            );
+        }
+        Ok(())
     }
 
     /// The holes, for the numbering statement.
@@ -351,12 +405,10 @@ impl Scan {
                 continue;
             }
             self.holes.insert(id);
-            if self.holes.len() > MAX_HOLES {
-                // Every unpublished id at or below `reach` is at or above the lowest
-                // hole: scan everything from there instead.
-                self.past = self.holes.iter().next().map_or(self.past, |&low| low - 1);
-                self.holes.clear();
-                return;
+            if self.overflowed() {
+                // Too many to list: pass them all, and let [`Scan::rebuild`] ask
+                // which ids up to `reach` are unpublished.
+                break;
             }
         }
         self.past = reach;
@@ -390,6 +442,9 @@ async fn last_id(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
 struct Marked {
     prev: i64,
     records: Vec<Record>,
+    /// The ids of every row numbered, ascending (a row that could not be read into a
+    /// record is numbered all the same).
+    numbered: Vec<i64>,
     xid: i64,
     xmin: i64,
 }
@@ -471,6 +526,8 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
         .map(|r| (r.xid, r.xmin))
         .ok_or_else(|| anyhow::anyhow!("the relay's cursor row is missing"))?;
     let first = rows.iter().find_map(|r| r.position);
+    let mut numbered: Vec<i64> = rows.iter().filter_map(|r| r.id).collect();
+    numbered.sort_unstable();
     let records = rows
         .into_iter()
         .filter_map(|r| {
@@ -488,6 +545,7 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
     Ok(Marked {
         prev: first.map_or(0, |p| p - 1),
         records,
+        numbered,
         xid,
         xmin,
     })
@@ -580,9 +638,11 @@ mod tests {
         assert_eq!((scan.past, scan.holes()), (27, vec![24]));
         scan.settle(30);
         assert_eq!((scan.past, scan.holes()), (30, vec![]));
-        // Too many holes: everything from the lowest is looked at again.
-        scan.passed(&[], false, 30 + i64::try_from(MAX_HOLES).unwrap() + 5);
-        assert_eq!((scan.past, scan.holes()), (30, vec![]));
+        // Too many holes: every id is passed, and the scan asks which are unpublished.
+        let far = 30 + i64::try_from(MAX_HOLES).unwrap() + 5;
+        scan.passed(&[], false, far);
+        assert!(scan.overflowed());
+        assert_eq!(scan.past, far);
     }
 
     #[test]
