@@ -123,30 +123,52 @@ impl Bus {
 
     /// Subscribes to a subject and hands what arrives to this node's receivers.
     async fn forward(&self, subject: String) -> anyhow::Result<tokio::task::AbortHandle> {
+        let mut handles = self.forward_all(vec![subject]).await?;
+        handles
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no subscription"))
+    }
+
+    /// Subscribes to subjects, then waits once for the server to have them all (one
+    /// round trip however many), and hands what arrives to this node's receivers. A
+    /// failure leaves none of them subscribed.
+    async fn forward_all(
+        &self,
+        subjects: Vec<String>,
+    ) -> anyhow::Result<Vec<tokio::task::AbortHandle>> {
         let Some(nats) = &self.nats else {
             anyhow::bail!("not on NATS");
         };
-        let mut subscriber = nats
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
+        let mut subscribers = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            subscribers.push(
+                nats.client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?,
+            );
+        }
         nats.client
             .flush()
             .await
             .map_err(|e| anyhow::anyhow!("NATS flush: {e}"))?;
-        let forward = self.local.clone();
-        let task = tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                match serde_json::from_slice::<BusMessage>(&message.payload) {
-                    Ok(decoded) => {
-                        let _ = forward.send(Arc::new(decoded));
+        Ok(subscribers
+            .into_iter()
+            .map(|mut subscriber| {
+                let forward = self.local.clone();
+                tokio::spawn(async move {
+                    while let Some(message) = subscriber.next().await {
+                        match serde_json::from_slice::<BusMessage>(&message.payload) {
+                            Ok(decoded) => {
+                                let _ = forward.send(Arc::new(decoded));
+                            }
+                            Err(error) => tracing::warn!(%error, "undecodable bus message"),
+                        }
                     }
-                    Err(error) => tracing::warn!(%error, "undecodable bus message"),
-                }
-            }
-        });
-        Ok(task.abort_handle())
+                })
+                .abort_handle()
+            })
+            .collect())
     }
 
     /// Whether records are routed by shard (NATS), so a node must ask for the shards
@@ -155,31 +177,49 @@ impl Bus {
         self.nats.is_some()
     }
 
-    /// Starts receiving a shard's records; `true` when it was not received before
-    /// (once this returns, everything published to it from now on arrives).
-    pub async fn listen(&self, shard: u16) -> anyhow::Result<bool> {
+    /// Starts receiving shards' records (once this returns, everything published to
+    /// them from now on arrives): one round trip to NATS for all those not received
+    /// before.
+    pub async fn listen(&self, shards: &[u16]) -> anyhow::Result<()> {
         let Some(nats) = &self.nats else {
-            return Ok(false);
+            return Ok(());
         };
-        if nats
-            .shards
-            .lock()
-            .map(|s| s.contains_key(&shard))
-            .unwrap_or(false)
-        {
-            return Ok(false);
+        let new: Vec<u16> = {
+            let listened = nats
+                .shards
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let mut new: Vec<u16> = shards
+                .iter()
+                .copied()
+                .filter(|s| !listened.contains_key(s))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            new
+        };
+        if new.is_empty() {
+            return Ok(());
         }
-        let handle = self.forward(format!("{}.s.{shard}", nats.prefix)).await?;
-        let mut shards = nats
+        let subjects = new
+            .iter()
+            .map(|shard| format!("{}.s.{shard}", nats.prefix))
+            .collect();
+        let handles = self.forward_all(subjects).await?;
+        let mut listened = nats
             .shards
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        if shards.contains_key(&shard) {
-            handle.abort();
-            return Ok(false);
+        for (shard, handle) in new.into_iter().zip(handles) {
+            // Another registration may have subscribed it meanwhile: keep one.
+            match listened.entry(shard) {
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(handle);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => handle.abort(),
+            }
         }
-        shards.insert(shard, handle);
-        Ok(true)
+        Ok(())
     }
 
     /// Stops receiving a shard.

@@ -281,29 +281,39 @@ impl Hub {
         if !self.bus.is_routed() {
             return Ok(());
         }
-        let missing: HashSet<u16> = {
+        let missing: Vec<u16> = {
             let local = self.local();
             let listened = local.listened.as_ref();
-            topics
+            let mut missing: Vec<u16> = topics
                 .iter()
                 .map(crate::bus::shard)
                 .filter(|s| listened.is_none_or(|l| !l.contains_key(s)))
-                .collect()
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            missing
         };
-        for shard in missing {
-            self.bus.listen(shard).await?;
-            // Batches the relay marked before now may have gone out before this node
-            // listened: those come from the outbox.
-            let head = {
-                let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
-                event::head(&mut conn).await?
-            };
-            if let Ok(mut cold) = self.cold.lock() {
-                cold.insert(shard, (head, std::time::Instant::now()));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // All of them in one round trip to NATS, then one read of the head.
+        self.bus.listen(&missing).await?;
+        // Batches the relay marked before now may have gone out before this node
+        // listened: those come from the outbox.
+        let head = {
+            let mut conn = synctalk_db::conn(&self.pool).await.map_err(db)?;
+            event::head(&mut conn).await?
+        };
+        let now = std::time::Instant::now();
+        if let Ok(mut cold) = self.cold.lock() {
+            for shard in &missing {
+                cold.insert(*shard, (head, now));
             }
-            let mut local = self.local();
-            let position = local.position;
-            if let Some(listened) = local.listened.as_mut() {
+        }
+        let mut local = self.local();
+        let position = local.position;
+        if let Some(listened) = local.listened.as_mut() {
+            for shard in missing {
                 listened.entry(shard).or_insert(position);
             }
         }
