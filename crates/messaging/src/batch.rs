@@ -3,7 +3,8 @@
 //! waited go in one transaction, their statements pipelined over one connection: one
 //! `BEGIN`, one `COMMIT` (one WAL flush), one outbox append and four round trips for
 //! all of them instead of for each. A send that comes while a driver is free goes at
-//! once, alone.
+//! once, alone. A send into a channel a batch of this thread is writing waits for the
+//! next batch instead of starting one that would wait for the first one's lock.
 //!
 //! Each send is checked on its own first (`service::prepare`, no locks): a refusal
 //! (403, 404, 409) is that send's answer and writes nothing. Only then are the channels
@@ -52,6 +53,51 @@ struct Queue {
     pending: Vec<Pending>,
     /// Tasks of this thread writing batches.
     drivers: usize,
+    /// The channels of the batches in flight on this thread (how many each is in).
+    busy: HashMap<ChannelId, usize>,
+}
+
+impl Queue {
+    /// The next batch: the first `MAX` waiting sends into channels no batch of this
+    /// thread is writing, their channels then marked busy. A send into a busy channel
+    /// waits for that batch to end (its driver takes the queue again then): two
+    /// batches into one channel would only wait for each other's lock, and a hot
+    /// channel's sends go in fewer, larger transactions, one lock hold for all.
+    fn take(&mut self) -> Vec<Pending> {
+        let (mut batch, mut left) = (Vec::new(), Vec::new());
+        for pending in self.pending.drain(..) {
+            if batch.len() < MAX && !self.busy.contains_key(&pending.channel) {
+                batch.push(pending);
+            } else {
+                left.push(pending);
+            }
+        }
+        self.pending = left;
+        for pending in &batch {
+            *self.busy.entry(pending.channel).or_default() += 1;
+        }
+        batch
+    }
+
+    fn release(&mut self, channels: &[ChannelId]) {
+        for channel in channels {
+            if let Some(n) = self.busy.get_mut(channel) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy.remove(channel);
+                }
+            }
+        }
+    }
+}
+
+/// A batch's channels, marked busy on this thread until it ends, however it ends.
+struct Busy(Vec<ChannelId>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = QUEUE.try_with(|queue| queue.borrow_mut().release(&self.0));
+    }
 }
 
 thread_local! {
@@ -133,13 +179,11 @@ async fn drive(pool: Pool, driving: Driving) {
     loop {
         // Sends already under way on this thread join this batch.
         tokio::task::yield_now().await;
-        let batch: Vec<Pending> = QUEUE.with_borrow_mut(|queue| {
-            let n = queue.pending.len().min(MAX);
-            queue.pending.drain(..n).collect()
-        });
+        let batch: Vec<Pending> = QUEUE.with_borrow_mut(Queue::take);
         if batch.is_empty() {
             return;
         }
+        let _busy = Busy(batch.iter().map(|p| p.channel).collect());
         // A send whose client has gone is not made.
         let batch: Vec<Pending> = batch
             .into_iter()
@@ -369,4 +413,66 @@ async fn together(
         Ok((answers, events.into_iter().flat_map(|(_, e)| e).collect()))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(channel: ChannelId, content: &str) -> Pending {
+        Pending {
+            author: UserId(uuid::Uuid::nil()),
+            channel,
+            new: NewMessage {
+                content: content.to_owned(),
+                reply_to: None,
+                nonce: None,
+                attachment_ids: Vec::new(),
+            },
+            answer: oneshot::channel().0,
+        }
+    }
+
+    fn contents(batch: &[Pending]) -> Vec<&str> {
+        batch.iter().map(|p| p.new.content.as_str()).collect()
+    }
+
+    #[test]
+    fn a_batch_leaves_the_sends_into_channels_another_batch_writes_for_the_next() {
+        let (a, b, c) = (
+            ChannelId(uuid::Uuid::from_u128(1)),
+            ChannelId(uuid::Uuid::from_u128(2)),
+            ChannelId(uuid::Uuid::from_u128(3)),
+        );
+        let mut queue = Queue {
+            pending: vec![pending(a, "a1"), pending(b, "b1"), pending(a, "a2")],
+            ..Queue::default()
+        };
+        let first = queue.take();
+        assert_eq!(contents(&first), ["a1", "b1", "a2"]);
+        assert_eq!(queue.busy.get(&a), Some(&2));
+        queue.pending = vec![pending(a, "a3"), pending(c, "c1"), pending(b, "b2")];
+        let second = queue.take();
+        assert_eq!(contents(&second), ["c1"], "a and b are being written");
+        assert_eq!(contents(&queue.pending), ["a3", "b2"], "in their order");
+        let first_channels: Vec<ChannelId> = first.iter().map(|p| p.channel).collect();
+        queue.release(&first_channels);
+        assert!(!queue.busy.contains_key(&a) && !queue.busy.contains_key(&b));
+        let third = queue.take();
+        assert_eq!(contents(&third), ["a3", "b2"]);
+        queue.release(&[c, a, b]);
+        assert!(queue.busy.is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_sends() {
+        let a = ChannelId(uuid::Uuid::from_u128(1));
+        let mut queue = Queue {
+            pending: (0..MAX + 3).map(|i| pending(a, &i.to_string())).collect(),
+            ..Queue::default()
+        };
+        assert_eq!(queue.take().len(), MAX);
+        assert_eq!(queue.pending.len(), 3);
+        assert!(queue.take().is_empty(), "its channel is busy");
+    }
 }

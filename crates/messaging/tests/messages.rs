@@ -1386,13 +1386,22 @@ async fn gateway_commands_share_the_users_rest_rate_limit() {
 /// Holds `channel`'s topic lock from outside (as a long send would) until dropped
 /// through [`release`].
 async fn hold_channel(app: &TestApp, channel: &str) -> diesel_async::AsyncPgConnection {
+    hold_channels(app, &[channel]).await
+}
+
+/// [`hold_channel`] of several channels, on one connection. (A worker starts no
+/// second batch into a channel its first is writing: two sends that keep both of its
+/// send transactions waiting go to two held channels.)
+async fn hold_channels(app: &TestApp, channels: &[&str]) -> diesel_async::AsyncPgConnection {
     use diesel_async::RunQueryDsl;
     let mut conn = app.db.connect().await;
-    diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 7307))")
-        .bind::<diesel::sql_types::Text, _>(format!("channel:{channel}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for channel in channels {
+        diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 7307))")
+            .bind::<diesel::sql_types::Text, _>(format!("channel:{channel}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     conn
 }
 
@@ -1439,16 +1448,18 @@ async fn release(mut conn: diesel_async::AsyncPgConnection) {
 /// order.
 async fn behind_two(
     app: &TestApp,
-    path: &str,
+    [path, other]: [&str; 2],
     who: &TestUser,
     mut held: diesel_async::AsyncPgConnection,
     [first, second]: [&str; 2],
     rest: &[&str],
 ) -> Vec<u16> {
-    let post = |content: &str| app.post(path, Some(&who.access_token), json!({"content": content}));
+    let post_to =
+        |path, content: &str| app.post(path, Some(&who.access_token), json!({"content": content}));
+    let post = |content: &str| post_to(path, content);
     let (first, (second, rest)) = futures_util::future::join(post(first), async {
         wait_for_waiters(&mut held, 1).await;
-        futures_util::future::join(post(second), async {
+        futures_util::future::join(post_to(other, second), async {
             wait_for_waiters(&mut held, 2).await;
             let rest = futures_util::future::join_all(rest.iter().map(|c| post(c)));
             futures_util::future::join(rest, release(held)).await.0
@@ -1567,6 +1578,7 @@ async fn a_batch_answers_every_kind_of_send_as_a_send_alone_would() {
         channel("followed", "text").await,
     );
     let category = channel("cat", "category").await;
+    let side = channel("side", "text").await;
     let res = app
         .put(
             &format!("/api/v1/channels/{quiet}/permissions/{guild}"),
@@ -1627,16 +1639,16 @@ async fn a_batch_answers_every_kind_of_send_as_a_send_alone_would() {
             json!({"content": "second y", "nonce": "y"}),
         ),
     ];
-    // Two sends wait on `general` (the worker's two send transactions); the rest queue
-    // behind them and go as one batch.
-    let mut held = hold_channel(&app, &general).await;
+    // Two sends wait, on `general` and `side` (the worker's two send transactions);
+    // the rest queue behind them and go as one batch.
+    let mut held = hold_channels(&app, &[&general, &side]).await;
     let post = |(who, channel, body): &(&TestUser, &str, Value)| {
         let (path, token, body) = (messages(channel), who.access_token.clone(), body.clone());
         let app = &app;
         async move { app.post(&path, Some(&token), body).await }
     };
     let first = (&member, general.as_str(), json!({"content": "first"}));
-    let second = (&member, general.as_str(), json!({"content": "second"}));
+    let second = (&member, side.as_str(), json!({"content": "second"}));
     let (_, (_, answers)) = futures_util::future::join(post(&first), async {
         wait_for_waiters(&mut held, 1).await;
         futures_util::future::join(post(&second), async {
@@ -1714,7 +1726,7 @@ async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
     let member = app.register("member").await;
-    let (_, general) = app.guild_with(&owner, &[&member]).await;
+    let (guild, general) = app.guild_with(&owner, &[&member]).await;
     // A fault for one message only: the database refuses its row.
     let mut conn = app.db.connect().await;
     diesel::sql_query(
@@ -1731,14 +1743,22 @@ async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
     .execute(&mut conn)
     .await
     .unwrap();
+    let res = app
+        .post(
+            &format!("/api/v1/guilds/{guild}/channels"),
+            Some(&owner.access_token),
+            json!({"name": "side"}),
+        )
+        .await;
+    let side = res.body["id"].as_str().unwrap().to_owned();
     let (mut ws, _) = app.gateway("/gateway/messaging", &owner.access_token).await;
     let path = messages(&general);
-    let held = hold_channel(&app, &general).await;
+    let held = hold_channels(&app, &[&general, &side]).await;
     // "boom" goes in the batch behind the first two: its failure rolls the batch back
     // and the others are made alone.
     let statuses = behind_two(
         &app,
-        &path,
+        [&path, &messages(&side)],
         &member,
         held,
         ["a", "b"],
@@ -1755,7 +1775,7 @@ async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     stored.sort_unstable();
-    assert_eq!(stored, ["a", "b", "c", "d", "e"]);
+    assert_eq!(stored, ["a", "c", "d", "e"], "(and b in side)");
     let mut created = 0;
     while let Some(synctalk_testkit::Received::Frame(frame)) = ws.recv_within(QUIET).await {
         if frame["t"] == "MESSAGE_CREATE" {
@@ -1824,7 +1844,7 @@ async fn a_batch_waits_for_a_held_channel_only_so_long() {
     let owner = app.register("owner").await;
     let (guild, general) = app.guild_with(&owner, &[]).await;
     let mut made = Vec::new();
-    for name in ["blocked", "free"] {
+    for name in ["blocked", "free", "side"] {
         let res = app
             .post(
                 &format!("/api/v1/guilds/{guild}/channels"),
@@ -1834,21 +1854,21 @@ async fn a_batch_waits_for_a_held_channel_only_so_long() {
             .await;
         made.push(res.body["id"].as_str().unwrap().to_owned());
     }
-    let (blocked, free) = (&made[0], &made[1]);
+    let (blocked, free, side) = (&made[0], &made[1], &made[2]);
     let (client, token) = (&app, owner.access_token.as_str());
     let post = |channel: &str, content: &str| {
         let (path, body) = (messages(channel), json!({"content": content}));
         async move { client.post(&path, Some(token), body).await }
     };
-    // Two sends wait on `general` (the worker's two send transactions); behind them a
-    // send to `blocked`, which a slow transaction holds, and one to `free` queue as
-    // one batch.
-    let mut gate = hold_channel(&app, &general).await;
+    // Two sends wait, on `general` and `side` (the worker's two send transactions);
+    // behind them a send to `blocked`, which a slow transaction holds, and one to
+    // `free` queue as one batch.
+    let mut gate = hold_channels(&app, &[&general, side]).await;
     let mut slow = hold_channel(&app, blocked).await;
     let (first, (second, (to_blocked, to_free))) =
         futures_util::future::join(post(&general, "g1"), async {
             wait_for_waiters(&mut gate, 1).await;
-            futures_util::future::join(post(&general, "g2"), async {
+            futures_util::future::join(post(side, "g2"), async {
                 wait_for_waiters(&mut gate, 2).await;
                 let to_free = async {
                     // It is answered while `blocked` is still held: the batch gave up
@@ -2176,5 +2196,61 @@ async fn a_readers_access_is_remembered_only_while_their_guild_and_channel_are_u
         status(&owner).await,
         Status::OK,
         "the owner sees everything"
+    );
+}
+
+#[actix_web::test]
+async fn a_second_send_into_a_channel_a_batch_waits_for_waits_in_the_queue() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let (_, general) = app.guild_with(&owner, &[]).await;
+    let path = messages(&general);
+    let post = |content: &str| {
+        app.post(
+            &path,
+            Some(&owner.access_token),
+            json!({"content": content}),
+        )
+    };
+    let mut held = hold_channel(&app, &general).await;
+    let (first, (second, third)) = futures_util::future::join(post("one"), async {
+        wait_for_waiters(&mut held, 1).await;
+        let (second, third) = futures_util::future::join(
+            futures_util::future::join(post("two"), post("three")),
+            async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let waiting: N = diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_locks \
+                     WHERE locktype = 'advisory' AND NOT granted AND database = \
+                           (SELECT oid FROM pg_database WHERE datname = current_database())",
+                )
+                .get_result(&mut held)
+                .await
+                .unwrap();
+                assert_eq!(
+                    waiting.n, 1,
+                    "no second transaction waits for the channel the first waits for"
+                );
+                release(held).await;
+            },
+        )
+        .await
+        .0;
+        (second, third)
+    })
+    .await;
+    for answer in [&first, &second, &third] {
+        assert_eq!(answer.status, Status::CREATED, "{}", answer.text);
+    }
+    assert_eq!(
+        writers(&app, &general).await,
+        2,
+        "the two that waited in the queue shared a transaction"
     );
 }
