@@ -38,6 +38,9 @@ const MAX: usize = 64;
 const DRIVERS: usize = 2;
 /// How long a batch waits for its channels' locks (for the rest of its transaction).
 const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
+/// How long sends wait for a batch into their channel before they start one of their
+/// own anyway (a batch whose connection stopped answering holds no one for longer).
+const BUSY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(4);
 
 type Answer = AppResult<(Message, bool)>;
 
@@ -53,8 +56,9 @@ struct Queue {
     pending: Vec<Pending>,
     /// Tasks of this thread writing batches.
     drivers: usize,
-    /// The channels of the batches in flight on this thread (how many each is in).
-    busy: HashMap<ChannelId, usize>,
+    /// The channels of the batches in flight on this thread: how many each is in, and
+    /// since when.
+    busy: HashMap<ChannelId, (usize, std::time::Instant)>,
 }
 
 impl Queue {
@@ -62,11 +66,16 @@ impl Queue {
     /// thread is writing, their channels then marked busy. A send into a busy channel
     /// waits for that batch to end (its driver takes the queue again then): two
     /// batches into one channel would only wait for each other's lock, and a hot
-    /// channel's sends go in fewer, larger transactions, one lock hold for all.
+    /// channel's sends go in fewer, larger transactions, one lock hold for all. A
+    /// channel busy for longer than `BUSY_AT_MOST` holds back no send.
     fn take(&mut self) -> Vec<Pending> {
         let (mut batch, mut left) = (Vec::new(), Vec::new());
         for pending in self.pending.drain(..) {
-            if batch.len() < MAX && !self.busy.contains_key(&pending.channel) {
+            let held = self
+                .busy
+                .get(&pending.channel)
+                .is_some_and(|(_, since)| since.elapsed() < BUSY_AT_MOST);
+            if batch.len() < MAX && !held {
                 batch.push(pending);
             } else {
                 left.push(pending);
@@ -74,14 +83,17 @@ impl Queue {
         }
         self.pending = left;
         for pending in &batch {
-            *self.busy.entry(pending.channel).or_default() += 1;
+            self.busy
+                .entry(pending.channel)
+                .or_insert((0, std::time::Instant::now()))
+                .0 += 1;
         }
         batch
     }
 
     fn release(&mut self, channels: &[ChannelId]) {
         for channel in channels {
-            if let Some(n) = self.busy.get_mut(channel) {
+            if let Some((n, _)) = self.busy.get_mut(channel) {
                 *n -= 1;
                 if *n == 0 {
                     self.busy.remove(channel);
@@ -91,7 +103,8 @@ impl Queue {
     }
 }
 
-/// A batch's channels, marked busy on this thread until it ends, however it ends.
+/// A batch's channels, marked busy on this thread until its transaction ends, however
+/// it ends (the sends it hands on to run alone after it are not covered).
 struct Busy(Vec<ChannelId>);
 
 impl Drop for Busy {
@@ -450,7 +463,7 @@ mod tests {
         };
         let first = queue.take();
         assert_eq!(contents(&first), ["a1", "b1", "a2"]);
-        assert_eq!(queue.busy.get(&a), Some(&2));
+        assert_eq!(queue.busy.get(&a).map(|(n, _)| *n), Some(2));
         queue.pending = vec![pending(a, "a3"), pending(c, "c1"), pending(b, "b2")];
         let second = queue.take();
         assert_eq!(contents(&second), ["c1"], "a and b are being written");
@@ -474,5 +487,29 @@ mod tests {
         assert_eq!(queue.take().len(), MAX);
         assert_eq!(queue.pending.len(), 3);
         assert!(queue.take().is_empty(), "its channel is busy");
+    }
+
+    #[test]
+    fn a_channel_busy_for_too_long_holds_back_no_send() {
+        let a = ChannelId(uuid::Uuid::from_u128(1));
+        let Some(long_ago) =
+            std::time::Instant::now().checked_sub(BUSY_AT_MOST + std::time::Duration::from_secs(1))
+        else {
+            return; // (a machine up for less than that)
+        };
+        let mut queue = Queue {
+            pending: vec![pending(a, "a1")],
+            busy: HashMap::from([(a, (1, long_ago))]),
+            ..Queue::default()
+        };
+        assert_eq!(
+            contents(&queue.take()),
+            ["a1"],
+            "its batch hangs: not waited for"
+        );
+        assert_eq!(queue.busy.get(&a).map(|(n, _)| *n), Some(2));
+        queue.release(&[a]);
+        queue.release(&[a]);
+        assert!(queue.busy.is_empty());
     }
 }

@@ -1775,7 +1775,9 @@ async fn a_send_that_fails_in_a_shared_transaction_fails_alone() {
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     stored.sort_unstable();
-    assert_eq!(stored, ["a", "c", "d", "e"], "(and b in side)");
+    assert_eq!(stored, ["a", "c", "d", "e"]);
+    let list = app.get(&messages(&side), Some(&owner.access_token)).await;
+    assert_eq!(list.body[0]["content"], "b", "{}", list.text);
     let mut created = 0;
     while let Some(synctalk_testkit::Received::Frame(frame)) = ws.recv_within(QUIET).await {
         if frame["t"] == "MESSAGE_CREATE" {
