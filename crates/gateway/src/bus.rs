@@ -129,9 +129,11 @@ impl Bus {
             .ok_or_else(|| anyhow::anyhow!("no subscription"))
     }
 
-    /// Subscribes to subjects, then waits once for the server to have them all (one
-    /// round trip however many), and hands what arrives to this node's receivers. A
-    /// failure leaves none of them subscribed.
+    /// Subscribes to subjects, then flushes once however many, and hands what arrives
+    /// to this node's receivers. A failure leaves none of them subscribed. (async-nats'
+    /// flush writes the subscriptions out without waiting for the server to confirm
+    /// them: a slice published before the server takes one is missed, and the node
+    /// reads that batch from the outbox once its head has waited `SLICE_WAIT`.)
     async fn forward_all(
         &self,
         subjects: Vec<String>,
@@ -177,9 +179,8 @@ impl Bus {
         self.nats.is_some()
     }
 
-    /// Starts receiving shards' records (once this returns, everything published to
-    /// them from now on arrives): one round trip to NATS for all those not received
-    /// before.
+    /// Starts receiving shards' records, with one flush to NATS for all those not
+    /// received before (see `forward_all` for what may still be missed).
     pub async fn listen(&self, shards: &[u16]) -> anyhow::Result<()> {
         let Some(nats) = &self.nats else {
             return Ok(());
