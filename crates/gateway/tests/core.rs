@@ -513,34 +513,66 @@ async fn a_socket_gone_before_ready_leaves_no_session_marked_connected() {
             .await;
         drop(ws);
     }
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut conn = node.conn().await;
-    let mut connected = i64::MAX;
-    for _ in 0..100 {
-        let n: N = diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM gateway_sessions WHERE user_id = '{}' AND connected",
-            alice.id
-        ))
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-        connected = n.n;
-        if connected == 0 {
+    // Each IDENTIFY was sent before its socket went, so each makes a session; each is
+    // then marked dropped (kept for a resume). Waits for both: a count taken before the
+    // sessions exist proves nothing. Generous, for a loaded test machine.
+    let mut sessions = (-1, -1);
+    for _ in 0..400 {
+        sessions = sessions_of(&node, alice.id).await;
+        if sessions == (5, 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        connected, 0,
-        "every session whose socket went is marked dropped"
+        sessions,
+        (5, 0),
+        "every session whose socket went is marked dropped ({} sockets still held)",
+        node.hub.socket_count()
     );
     assert_eq!(node.hub.socket_count(), 0);
+}
+
+/// The sessions of `user` on `node`: (all, marked connected).
+async fn sessions_of(node: &Node, user: synctalk_kernel::UserId) -> (i64, i64) {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+        #[diesel(sql_type = BigInt)]
+        connected: i64,
+    }
+    let n: N = diesel::sql_query(format!(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE connected) AS connected \
+         FROM gateway_sessions WHERE user_id = '{user}'"
+    ))
+    .get_result(&mut node.conn().await)
+    .await
+    .unwrap();
+    (n.total, n.connected)
+}
+
+#[actix_web::test]
+async fn a_close_frame_followed_at_once_by_the_connection_closing_ends_the_session() {
+    let node = Node::spawn().await;
+    let alice = node.user("alice").await;
+    for _ in 0..5 {
+        let (ws, _) = node.identify(&alice).await;
+        ws.close_and_go().await;
+    }
+    // Each close (1000) came in with the end of its connection: each session ended
+    // (deleted), none is left resumable as if its socket had only dropped.
+    let mut sessions = (-1, -1);
+    for _ in 0..400 {
+        sessions = sessions_of(&node, alice.id).await;
+        if sessions == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sessions, (0, 0), "(sessions, connected) after clean closes");
 }
 
 #[actix_web::test]

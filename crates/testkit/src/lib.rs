@@ -968,15 +968,7 @@ impl WsClient {
 
     /// Closes cleanly (1000): the session ends.
     pub async fn close(mut self) {
-        use futures_util::SinkExt;
-        let reason = awc::ws::CloseReason {
-            code: awc::ws::CloseCode::Normal,
-            description: None,
-        };
-        let _ = self
-            .framed
-            .send(awc::ws::Message::Close(Some(reason)))
-            .await;
+        self.send_close().await;
         // Wait for the server's close so the session is ended before we go on.
         let _ = tokio::time::timeout(WAIT, async {
             loop {
@@ -986,6 +978,24 @@ impl WsClient {
             }
         })
         .await;
+    }
+
+    /// Sends a clean close (1000) and drops the connection at once, without waiting
+    /// for the server's close (as many clients do).
+    pub async fn close_and_go(mut self) {
+        self.send_close().await;
+    }
+
+    async fn send_close(&mut self) {
+        use futures_util::SinkExt;
+        let reason = awc::ws::CloseReason {
+            code: awc::ws::CloseCode::Normal,
+            description: None,
+        };
+        let _ = self
+            .framed
+            .send(awc::ws::Message::Close(Some(reason)))
+            .await;
     }
 
     /// The next frame or close, within [`WAIT`].

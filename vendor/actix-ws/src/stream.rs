@@ -123,6 +123,8 @@ pub struct MessageStream {
     buf: BytesMut,
     codec: Codec,
     closing: bool,
+    /// SyncTalk: the payload's error, held until the frames read before it are out.
+    failed: Option<io::Error>,
 }
 
 impl MessageStream {
@@ -134,6 +136,7 @@ impl MessageStream {
             buf: BytesMut::new(),
             codec: Codec::new(),
             closing: false,
+            failed: None,
         }
     }
 
@@ -326,8 +329,12 @@ impl Stream for MessageStream {
                         }
                     }
                     Poll::Ready(Some(Err(err))) => {
+                        // SyncTalk: the frames that came before the error still count
+                        // (a last frame, or a close, sent just before the peer's TCP
+                        // close); the error is returned once they are out.
                         this.closing = true;
-                        return Poll::Ready(Some(Err(ProtocolError::Io(io::Error::other(err)))));
+                        this.failed = Some(io::Error::other(err));
+                        break;
                     }
                     Poll::Ready(None) => {
                         this.closing = true;
@@ -361,6 +368,10 @@ impl Stream for MessageStream {
         // Return the first message in the queue
         if let Some(msg) = this.messages.pop_front() {
             return Poll::Ready(Some(Ok(msg)));
+        }
+
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Some(Err(ProtocolError::Io(err))));
         }
 
         // If we've exhausted our message queue and we're closing, close the stream
