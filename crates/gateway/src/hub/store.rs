@@ -456,6 +456,9 @@ impl Job for Disconnect {
         let mut all: Vec<Uuid> = requests.iter().map(|g| g.id).collect();
         all.sort_unstable();
         conn.transaction(async |conn| {
+            // A drop ends its epoch: a checkpoint that captured the socket before it
+            // went and writes after this commits finds no row at that epoch, so it
+            // cannot mark the session connected again.
             // Every row first, in id order, as every writer of these rows locks them:
             // two batches (or a batch and a checkpoint) never wait for each other in
             // a circle.
@@ -479,7 +482,7 @@ impl Job for Disconnect {
                 "WITH locked AS (SELECT g.id FROM gateway_sessions g \
                    JOIN unnest($1::uuid[], $2::int[]) AS v(id, epoch) ON v.id = g.id AND v.epoch = g.epoch \
                    ORDER BY g.id FOR UPDATE OF g) \
-                 UPDATE gateway_sessions g SET connected = false, last_seen_at = now() \
+                 UPDATE gateway_sessions g SET connected = false, epoch = g.epoch + 1, last_seen_at = now() \
                  FROM locked WHERE g.id = locked.id",
             )
             .bind::<Array<SqlUuid>, _>(&dropped_ids)
@@ -489,5 +492,90 @@ impl Job for Disconnect {
             Ok(vec![(); requests.len()])
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use synctalk_kernel::{SessionId, UserId};
+
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        connected: bool,
+    }
+
+    async fn connected(conn: &mut AsyncPgConnection, id: Uuid) -> bool {
+        synctalk_db::sql("SELECT connected FROM gateway_sessions WHERE id = $1")
+            .bind::<SqlUuid, _>(id)
+            .get_result::<Row>(conn)
+            .await
+            .unwrap()
+            .connected
+    }
+
+    /// A checkpoint captures a socket's base, the socket drops and its drop is written,
+    /// then the checkpoint writes the base: the session stays dropped (the checkpoint
+    /// must not mark it connected again, or presence and resume see a live socket
+    /// nobody holds until the next sweep).
+    #[tokio::test]
+    async fn a_checkpoint_written_after_a_drop_leaves_the_session_dropped() {
+        let db = synctalk_testkit::TestDb::migrated().await;
+        let mut conn = db.connect().await;
+        let auth = AuthUser {
+            user_id: UserId::new(),
+            session_id: SessionId::new(),
+        };
+        synctalk_db::sql(
+            "INSERT INTO users (id, username, email, password_hash) VALUES ($1, 'u' || md5($1::text), md5($1::text) || '@example.com', 'x')",
+        )
+        .bind::<SqlUuid, _>(auth.user_id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        synctalk_db::sql(
+            "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')",
+        )
+        .bind::<SqlUuid, _>(auth.session_id.0)
+        .bind::<SqlUuid, _>(auth.user_id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let node = Uuid::now_v7();
+        let id = Uuid::now_v7();
+        let base = Base {
+            seq: 3,
+            position: 10,
+            topics: Arc::from(Topic::pinned(auth.user_id, auth.session_id).to_vec()),
+        };
+        let session = NewSession {
+            id,
+            auth,
+            domains: [Domain::Messaging].into_iter().collect(),
+            base: base.clone(),
+            skip: Vec::new(),
+        };
+        insert(&mut conn, node, &[&session]).await.unwrap();
+        assert!(connected(&mut conn, id).await);
+        // The checkpoint captured (id, epoch 1) while the socket was held; the drop is
+        // written before the checkpoint's own write.
+        let gone = Gone {
+            id,
+            epoch: 1,
+            clean: false,
+        };
+        Disconnect.run(&mut conn, &[gone]).await.unwrap();
+        assert!(!connected(&mut conn, id).await);
+        let lost = write_bases(&mut conn, node, &[(id, 1, base)])
+            .await
+            .unwrap();
+        assert_eq!(lost, vec![id], "the node no longer holds the session");
+        assert!(
+            !connected(&mut conn, id).await,
+            "a late checkpoint marked a dropped session connected again"
+        );
     }
 }
