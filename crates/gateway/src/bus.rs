@@ -53,6 +53,25 @@ impl std::fmt::Debug for Bus {
 
 const CAPACITY: usize = 8192;
 
+/// How long a node waits for NATS to answer a round trip.
+const ROUND_TRIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the NATS server has taken every subscription this client sent before.
+/// async-nats' flush only writes them out; but the server handles a connection's
+/// operations in order, so a message to a fresh inbox of ours that comes back was
+/// handled after them.
+async fn round_trip(client: &async_nats::Client) -> anyhow::Result<()> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, "".into()).await?;
+    client.flush().await?;
+    match tokio::time::timeout(ROUND_TRIP_WAIT, echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!("the connection to NATS closed"),
+        Err(_) => anyhow::bail!("no answer from NATS within {ROUND_TRIP_WAIT:?}"),
+    }
+}
+
 fn cost(record: &Record) -> usize {
     record.payload.get().len() + record.name.len() + 160
 }
@@ -129,11 +148,10 @@ impl Bus {
             .ok_or_else(|| anyhow::anyhow!("no subscription"))
     }
 
-    /// Subscribes to subjects, then flushes once however many, and hands what arrives
-    /// to this node's receivers. A failure leaves none of them subscribed. (async-nats'
-    /// flush writes the subscriptions out without waiting for the server to confirm
-    /// them: a slice published before the server takes one is missed, and the node
-    /// reads that batch from the outbox once its head has waited `SLICE_WAIT`.)
+    /// Subscribes to subjects, then waits for one round trip to the NATS server however
+    /// many ([`round_trip`]), and hands what arrives to this node's receivers: what is
+    /// published once this returns reaches them. A failure leaves none of them
+    /// subscribed.
     async fn forward_all(
         &self,
         subjects: Vec<String>,
@@ -150,10 +168,12 @@ impl Bus {
                     .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?,
             );
         }
-        nats.client
-            .flush()
-            .await
-            .map_err(|e| anyhow::anyhow!("NATS flush: {e}"))?;
+        if let Err(error) = round_trip(&nats.client).await {
+            // Still subscribed, only not known to be yet: a slice missed meanwhile is
+            // read from the outbox once its head has waited `SLICE_WAIT` (an ephemeral
+            // event is not).
+            tracing::warn!(%error, "NATS did not confirm new subscriptions");
+        }
         Ok(subscribers
             .into_iter()
             .map(|mut subscriber| {
@@ -179,8 +199,8 @@ impl Bus {
         self.nats.is_some()
     }
 
-    /// Starts receiving shards' records, with one flush to NATS for all those not
-    /// received before (see `forward_all` for what may still be missed).
+    /// Starts receiving shards' records, with one round trip to NATS for all those not
+    /// received before.
     pub async fn listen(&self, shards: &[u16]) -> anyhow::Result<()> {
         let Some(nats) = &self.nats else {
             return Ok(());
