@@ -127,12 +127,14 @@ async fn expired_access_tokens_cannot_identify() {
 
 #[actix_web::test]
 async fn a_missed_heartbeat_closes_4009() {
-    let app = TestApp::spawn_with(|s| s.gateway_heartbeat_interval_ms = 300).await;
+    // An interval of 1 s allows 1.5 s: heartbeats every 0.4 s keep a wide margin on a
+    // loaded machine, and three of them outlast one allowance.
+    let app = TestApp::spawn_with(|s| s.gateway_heartbeat_interval_ms = 1000).await;
     let alice = app.register("alice").await;
     let (mut ws, _) = app.gateway("/gateway/users", &alice.access_token).await;
     // Heartbeats on time keep it open...
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         ws.heartbeat().await;
     }
     // ...and silence closes it.
@@ -267,7 +269,9 @@ async fn resume_outside_the_window_or_of_an_ended_session_is_invalid() {
     let (ws, ready) = app.gateway("/gateway/users", &alice.access_token).await;
     let session_id = ready["session_id"].as_str().unwrap().to_owned();
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // The window runs from when the server saw the drop.
+    app.until_offline(&alice).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let resume =
         json!({"op": 6, "d": {"token": alice.access_token, "session_id": session_id, "seq": 0}});
     let mut ws = app.ws("/gateway/users").await;
@@ -421,7 +425,8 @@ async fn a_socket_that_cannot_keep_up_is_closed_and_can_resume() {
     // 300 events of 64 KiB land at once while the client reads nothing: far more than
     // the socket buffers and the 4-frame queue hold.
     flood(&app, &alice, 300).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Until the server has closed it (reading before would let the writes through).
+    app.until_offline(&alice).await;
     let mut last = 0;
     let code = loop {
         match ws.recv().await {
@@ -462,7 +467,8 @@ fn unsent_on(port: u16) -> Vec<(u16, u64)> {
 async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume() {
     let app = TestApp::spawn_with(|s| {
         s.gateway_write_timeout_ms = 300;
-        s.tcp_user_timeout_ms = 1_500;
+        // Long enough to see the stuck state on a loaded test machine.
+        s.tcp_user_timeout_ms = 5_000;
     })
     .await;
     let alice = app.register("alice").await;
@@ -474,7 +480,7 @@ async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume
     flood(&app, &alice, 200).await;
     // The server's side of the socket holds far more than a frame waiting for an ACK.
     let mut stuck = None;
-    for _ in 0..100 {
+    for _ in 0..400 {
         stuck = unsent_on(app.port)
             .into_iter()
             .find(|&(_, unsent)| unsent > 256 * 1024);
@@ -488,7 +494,7 @@ async fn a_client_that_never_reads_again_is_dropped_by_the_kernel_and_can_resume
     // then the kernel gives the connection up, and what it held, within the user
     // timeout. Without it the connection would stay for as long as the client lives.
     let held = || unsent_on(app.port).iter().any(|&(port, _)| port == client);
-    for _ in 0..100 {
+    for _ in 0..300 {
         if !held() {
             break;
         }

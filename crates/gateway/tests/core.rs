@@ -399,7 +399,14 @@ async fn a_client_that_stops_reading_is_closed_and_still_loses_nothing() {
     .execute(&mut conn)
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Until the node has closed it (reading before would let the writes through).
+    for _ in 0..400 {
+        if node.hub.socket_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.hub.socket_count(), 0, "the socket was not closed");
     let mut last = 0;
     let code = loop {
         match ws.recv().await {
@@ -659,7 +666,7 @@ async fn sessions_resuming_all_at_once_each_get_their_events_and_a_double_resume
     let mut still = 0;
     for ws in &mut live {
         loop {
-            match ws.recv_within(Duration::from_secs(2)).await {
+            match ws.recv_within(synctalk_testkit::WAIT).await {
                 Some(Received::Frame(f)) if f["t"] == "MARKER" => {
                     assert_eq!(
                         (f["s"].as_i64(), f["d"]["label"].as_str()),

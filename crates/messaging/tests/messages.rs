@@ -1413,7 +1413,7 @@ async fn wait_for_waiters(conn: &mut diesel_async::AsyncPgConnection, n: i64) {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    for _ in 0..100 {
+    for _ in 0..400 {
         let waiting: N = diesel::sql_query(
             "SELECT count(*) AS n FROM pg_locks \
              WHERE locktype = 'advisory' AND NOT granted AND database = \

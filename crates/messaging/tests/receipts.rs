@@ -89,7 +89,7 @@ async fn group_dm_messages_are_delivered_to_sockets_and_read_by_acks() {
     let seq = created["s"].as_i64().unwrap();
     let session = b_ready["session_id"].as_str().unwrap().to_owned();
     drop(b_ws);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.until_offline(&b).await;
     let second = app.send_message(&a, &group, "are you there?").await;
     a_ws.none_of(&["MESSAGE_RECEIPT"], QUIET).await;
     let mut resumed = app.ws("/gateway/messaging").await;

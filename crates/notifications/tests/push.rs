@@ -220,10 +220,10 @@ async fn an_offline_user_gets_an_encrypted_signed_push_and_a_gone_endpoint_is_dr
         "no push while a socket is connected"
     );
     drop(ws);
+    app.until_offline(&b).await;
 
     // The push service says the subscription is gone: it is dropped.
     status.store(410, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     app.send_message(&a, &dm, "still there?").await;
     let mut gone = false;
     for _ in 0..50 {
@@ -281,10 +281,10 @@ async fn push_state(app: &TestApp, message: &str) -> PushState {
     .unwrap()
 }
 
-/// The push state of `message`'s notification once it is `state` (or after 5 s).
+/// The push state of `message`'s notification once it is `state` (or after 20 s).
 async fn settled(app: &TestApp, message: &str, state: &str) -> PushState {
     let mut now = push_state(app, message).await;
-    for _ in 0..50 {
+    for _ in 0..200 {
         if now.push_state == state {
             break;
         }

@@ -55,8 +55,10 @@ impl Model {
     }
 }
 
+/// Applies events until none came for a second (the events of what was just done
+/// come within that, even on a loaded test machine).
 async fn drain(ws: &mut WsClient, model: &mut Model) {
-    while let Some(received) = ws.recv_within(Duration::from_millis(300)).await {
+    while let Some(received) = ws.recv_within(Duration::from_millis(1000)).await {
         if let synctalk_testkit::Received::Frame(frame) = received {
             model.apply(&frame);
         }

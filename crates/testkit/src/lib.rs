@@ -517,6 +517,32 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// Waits (up to 20 s) until none of `who`'s gateway sessions is marked connected:
+    /// the server has seen every socket of theirs go, as a test that dropped one and
+    /// then counts on it being gone must know.
+    pub async fn until_offline(&self, who: &TestUser) {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.connect().await;
+        for _ in 0..400 {
+            let live: N = diesel::sql_query(
+                "SELECT count(*) AS n FROM gateway_sessions WHERE user_id = $1::uuid AND connected",
+            )
+            .bind::<diesel::sql_types::Text, _>(&who.id)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if live.n == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{} still has a connected socket after 20 s", who.username);
+    }
+
     /// A server with [`test_settings`].
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
