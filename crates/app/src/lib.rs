@@ -81,14 +81,12 @@ impl Application {
                 Ok(synctalk_guilds::read::guild_topics(&mut conn, &users).await?)
             })
         }));
+        // Sockets lost all at once (a node that died, or this one stopping): their
+        // users' presence once the grace is over (a node that stops waits for it).
         let lost = presences.clone();
         hub.on_sockets_lost(Arc::new(move |users| {
             let lost = lost.clone();
-            Box::pin(async move {
-                for user in users {
-                    lost.refresh(user);
-                }
-            })
+            Box::pin(async move { lost.settle(users).await })
         }));
         let relay_config = synctalk_gateway::relay::RelayConfig {
             poll: Duration::from_millis(settings.outbox_poll_ms.max(1)),
@@ -333,7 +331,9 @@ impl Application {
     }
 
     /// Graceful stop: every gateway socket gets RECONNECT (its session stays
-    /// resumable on another node), then in-flight requests finish.
+    /// resumable on another node); once presence's grace is over, its users who did
+    /// not come back on another node are announced offline; then in-flight requests
+    /// finish.
     pub async fn shutdown(hub: &Hub, handle: &ServerHandle) {
         hub.shutdown().await;
         handle.stop(true).await;

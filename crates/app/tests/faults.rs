@@ -70,6 +70,15 @@ impl Node {
         self.child.wait().unwrap();
     }
 
+    /// Asks it to stop as a deployment does (SIGTERM).
+    fn terminate(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -335,6 +344,48 @@ async fn kill_9_of_a_node_under_a_stream_of_events_loses_and_repeats_nothing() {
         .drain_until(acknowledged.last().unwrap(), &b.gateway())
         .await;
     receiver.assert_exactly(&acknowledged);
+}
+
+/// The next PRESENCE_UPDATE about `user`'s status.
+async fn presence_of(ws: &mut WsClient, user: &Account) -> String {
+    loop {
+        let frame = ws.dispatch("PRESENCE_UPDATE").await;
+        if frame["d"]["user_id"] == user.id.as_str() {
+            return frame["d"]["status"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_user_whose_node_was_stopped_and_who_did_not_come_back_goes_offline() {
+    let db = TestDb::migrated().await;
+    let nats = synctalk_testkit::nats_url().await;
+    let prefix = format!("faults_{}", uuid::Uuid::now_v7().simple());
+    let mut env = env_of(db.url(), Some(&nats), &prefix);
+    env.push(("PRESENCE_GRACE_MS", "2000".to_owned()));
+    let mut a = Node::start(&env).await;
+    let b = Node::start(&env).await;
+    let (alice, bob) = friends(&b.base()).await;
+    let mut bob_on_b = WsClient::connect(&b.gateway()).await;
+    bob_on_b.frame().await;
+    bob_on_b.identify(&bob.token).await;
+    let mut alice_on_a = WsClient::connect(&a.gateway()).await;
+    alice_on_a.frame().await;
+    alice_on_a.identify(&alice.token).await;
+    assert_eq!(presence_of(&mut bob_on_b, &alice).await, "online");
+    // Node a is stopped as a deployment stops it: its sockets are told to reconnect,
+    // and the process exits. Alice's client does not come back: once the grace is
+    // over she is offline, though the node that held her socket is gone.
+    a.terminate();
+    while alice_on_a.frame().await["op"] != 7 {} // RECONNECT
+    assert!(matches!(alice_on_a.recv().await, Received::Closed(_)));
+    drop(alice_on_a);
+    assert_eq!(presence_of(&mut bob_on_b, &alice).await, "offline");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.is_running() {
+        assert!(Instant::now() < deadline, "node a did not exit");
+        sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[actix_web::test]

@@ -41,19 +41,17 @@ async fn an_event_caused_on_one_node_reaches_sockets_on_the_other() {
     assert_eq!(next_update(&mut on_a).await, (2, "from b".to_owned()));
 }
 
-#[actix_web::test]
-async fn presence_crosses_nodes() {
-    let nodes = TestApp::cluster(2, |s| s.presence_grace_ms = 200).await;
-    let (a, b) = (&nodes[0], &nodes[1]);
-    let alice = a.register("alice").await;
-    let bob = a.register("bob").await;
-    a.post(
+/// Alice and bob, friends.
+async fn friends(app: &TestApp) -> (TestUser, TestUser) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.post(
         "/api/v1/users/@me/relationships",
         Some(&alice.access_token),
         json!({"username": "bob"}),
     )
     .await;
-    let res = a
+    let res = app
         .request(
             synctalk_testkit::Method::PUT,
             &format!("/api/v1/users/@me/relationships/{}", alice.id),
@@ -62,6 +60,14 @@ async fn presence_crosses_nodes() {
         )
         .await;
     assert_eq!(res.status, Status::NO_CONTENT);
+    (alice, bob)
+}
+
+#[actix_web::test]
+async fn presence_crosses_nodes() {
+    let nodes = TestApp::cluster(2, |s| s.presence_grace_ms = 200).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (alice, bob) = friends(a).await;
     let (mut bob_on_b, _) = b.gateway("/gateway/users", &bob.access_token).await;
     let (alice_on_a, _) = a.gateway("/gateway/users", &alice.access_token).await;
     assert_eq!(presence_of(&mut bob_on_b, &alice).await, "online");

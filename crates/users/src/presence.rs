@@ -128,6 +128,17 @@ impl Presences {
         });
     }
 
+    /// Recomputes the presence of users whose sockets went all at once (their node
+    /// stopped or died) once the grace is over, and returns when it is announced: a
+    /// node that is stopping waits for it, or nobody would (the others never hear of
+    /// sockets they did not hold).
+    pub async fn settle(&self, users: Vec<UserId>) {
+        tokio::time::sleep(self.grace + Duration::from_millis(50)).await;
+        for chunk in users.chunks(1000) {
+            self.update(chunk).await;
+        }
+    }
+
     async fn recompute(self, mut rx: mpsc::UnboundedReceiver<UserId>) {
         while let Some(first) = rx.recv().await {
             let mut users = vec![first];
@@ -137,33 +148,38 @@ impl Presences {
                     Err(_) => break,
                 }
             }
-            let changed = async {
-                let mut conn = synctalk_db::conn(&self.pool)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                compute(&mut conn, &users, self.grace).await
-            }
-            .await;
-            match changed {
-                Ok(changed) => {
-                    let audience = self.audience.read().ok().and_then(|a| a.clone());
-                    let mut more = HashMap::new();
-                    if let Some(audience) = audience
-                        && !changed.is_empty()
-                    {
-                        match audience(changed.iter().map(|(u, _)| *u).collect()).await {
-                            Ok(found) => more = found,
-                            Err(error) => tracing::warn!(%error, "presence audience unknown"),
-                        }
-                    }
-                    for (user, status) in changed {
-                        let mut topics = vec![Topic::Profile(user), Topic::User(user)];
-                        topics.extend(more.remove(&user).unwrap_or_default());
-                        self.announce(user, status, topics).await;
+            self.update(&users).await;
+        }
+    }
+
+    /// Recomputes `users`' presence and announces what changed.
+    async fn update(&self, users: &[UserId]) {
+        let changed = async {
+            let mut conn = synctalk_db::conn(&self.pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            compute(&mut conn, users, self.grace).await
+        }
+        .await;
+        match changed {
+            Ok(changed) => {
+                let audience = self.audience.read().ok().and_then(|a| a.clone());
+                let mut more = HashMap::new();
+                if let Some(audience) = audience
+                    && !changed.is_empty()
+                {
+                    match audience(changed.iter().map(|(u, _)| *u).collect()).await {
+                        Ok(found) => more = found,
+                        Err(error) => tracing::warn!(%error, "presence audience unknown"),
                     }
                 }
-                Err(error) => tracing::warn!(%error, users = users.len(), "presence update failed"),
+                for (user, status) in changed {
+                    let mut topics = vec![Topic::Profile(user), Topic::User(user)];
+                    topics.extend(more.remove(&user).unwrap_or_default());
+                    self.announce(user, status, topics).await;
+                }
             }
+            Err(error) => tracing::warn!(%error, users = users.len(), "presence update failed"),
         }
     }
 

@@ -31,7 +31,9 @@ pub(crate) async fn run(hub: Weak<Hub>, url: String) {
         match beat(&hub, c).await {
             Ok(lost) => {
                 if !lost.is_empty() {
-                    hub.sockets_lost(lost).await;
+                    // Not awaited: the hooks may wait (presence's grace), the beat not.
+                    let hub = hub.clone();
+                    tokio::spawn(async move { hub.sockets_lost(lost).await });
                 }
             }
             Err(error) => {

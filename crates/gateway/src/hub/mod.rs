@@ -897,7 +897,8 @@ impl Hub {
     }
 
     /// Tells every socket to reconnect (graceful shutdown) and refuses new sessions;
-    /// their sessions stay resumable on another node.
+    /// their sessions stay resumable on another node. Returns once the sockets-lost
+    /// hooks ran for their users (presence: after its grace).
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         {
@@ -908,18 +909,34 @@ impl Hub {
                 }
             }
         }
+        let mut users = Vec::new();
         if let Ok(mut conn) = synctalk_db::conn(&self.pool).await {
             use diesel_async::RunQueryDsl;
-            let _ = synctalk_db::sql(
-                "UPDATE gateway_sessions SET connected = false, last_seen_at = now() WHERE node_id = $1",
+            #[derive(diesel::QueryableByName)]
+            struct Held {
+                #[diesel(sql_type = diesel::sql_types::Uuid)]
+                user_id: Uuid,
+            }
+            let held: Vec<Held> = synctalk_db::sql(
+                "UPDATE gateway_sessions SET connected = false, last_seen_at = now() \
+                 WHERE node_id = $1 RETURNING user_id",
             )
             .bind::<diesel::sql_types::Uuid, _>(self.node_id)
-            .execute(&mut conn)
-            .await;
+            .load(&mut conn)
+            .await
+            .unwrap_or_default();
+            users = held.into_iter().map(|h| UserId(h.user_id)).collect();
+            users.sort_unstable();
+            users.dedup();
             let _ = synctalk_db::sql("DELETE FROM gateway_nodes WHERE id = $1")
                 .bind::<diesel::sql_types::Uuid, _>(self.node_id)
                 .execute(&mut conn)
                 .await;
+        }
+        // No other node hears that these sockets went (this one no longer beats, and
+        // is not declared dead): the hooks run here, before the process ends.
+        if !users.is_empty() {
+            self.sockets_lost(users).await;
         }
     }
 }
