@@ -28,16 +28,24 @@ pub async fn health() -> web::Json<Health> {
 /// Readiness
 ///
 /// 200 when the database answers within 2 seconds and the bus (NATS, when configured)
-/// is connected; 503 otherwise, so a load balancer stops sending requests here.
+/// is connected; 503 otherwise, and once the node is stopping, so a load balancer stops
+/// sending requests (and reconnecting sockets) here.
 #[utoipa::path(get, path = "/ready", tag = "app",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
-        (status = 503, description = "`service_unavailable`: the database or the bus does not answer", body = ErrorResponse),
+        (status = 503, description = "`service_unavailable`: the database or the bus does not answer, or the node is stopping", body = ErrorResponse),
     ))]
 pub async fn ready(
     pool: web::Data<Pool>,
     bus: web::Data<synctalk_gateway::Bus>,
+    gateway: web::Data<synctalk_gateway::Gateway>,
 ) -> Result<web::Json<Health>, AppError> {
+    if gateway.hub.is_shutting_down() {
+        return Err(AppError::new(
+            ErrorCode::ServiceUnavailable,
+            "this node is stopping",
+        ));
+    }
     if !bus.is_healthy() {
         return Err(AppError::new(
             ErrorCode::ServiceUnavailable,

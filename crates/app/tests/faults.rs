@@ -380,6 +380,9 @@ async fn a_user_whose_node_was_stopped_and_who_did_not_come_back_goes_offline() 
     while alice_on_a.frame().await["op"] != 7 {} // RECONNECT
     assert!(matches!(alice_on_a.recv().await, Received::Closed(_)));
     drop(alice_on_a);
+    // Meanwhile (the grace) it is up but not ready: a load balancer sends nobody here.
+    let (status, body) = call(&a.base(), "GET", "/ready", None, None).await;
+    assert_eq!(status, 503, "{body}");
     assert_eq!(presence_of(&mut bob_on_b, &alice).await, "offline");
     let deadline = Instant::now() + Duration::from_secs(30);
     while a.is_running() {

@@ -56,20 +56,26 @@ const CAPACITY: usize = 8192;
 /// How long a node waits for NATS to answer a round trip.
 const ROUND_TRIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Waits until the NATS server has taken every subscription this client sent before.
-/// async-nats' flush only writes them out; but the server handles a connection's
-/// operations in order, so a message to a fresh inbox of ours that comes back was
-/// handled after them.
+/// Waits (at most `ROUND_TRIP_WAIT`, also while async-nats reconnects) until the NATS
+/// server has taken every subscription this client sent before. async-nats' flush
+/// only writes them out; but the server handles a connection's operations in order,
+/// so a message to a fresh inbox of ours that comes back was handled after them. (On
+/// a cluster of NATS servers interest reaches the other servers a moment later: a
+/// publisher connected to another server may still miss the new subscription.)
 async fn round_trip(client: &async_nats::Client) -> anyhow::Result<()> {
-    let inbox = client.new_inbox();
-    let mut echo = client.subscribe(inbox.clone()).await?;
-    client.publish(inbox, "".into()).await?;
-    client.flush().await?;
-    match tokio::time::timeout(ROUND_TRIP_WAIT, echo.next()).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => anyhow::bail!("the connection to NATS closed"),
-        Err(_) => anyhow::bail!("no answer from NATS within {ROUND_TRIP_WAIT:?}"),
-    }
+    let trip = async {
+        let inbox = client.new_inbox();
+        let mut echo = client.subscribe(inbox.clone()).await?;
+        client.publish(inbox, "".into()).await?;
+        client.flush().await?;
+        match echo.next().await {
+            Some(_) => Ok(()),
+            None => anyhow::bail!("the connection to NATS closed"),
+        }
+    };
+    tokio::time::timeout(ROUND_TRIP_WAIT, trip)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from NATS within {ROUND_TRIP_WAIT:?}"))?
 }
 
 fn cost(record: &Record) -> usize {

@@ -79,6 +79,9 @@ pub type Audience = Arc<
         + Sync,
 >;
 
+/// How long settling lost sockets' presence may take, after the grace.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(10);
+
 /// Presence for one node. Recomputations are queued and done in batches (one query
 /// for every user whose sockets changed meanwhile), so a burst of connects costs a
 /// few queries, not one each.
@@ -134,8 +137,17 @@ impl Presences {
     /// sockets they did not hold).
     pub async fn settle(&self, users: Vec<UserId>) {
         tokio::time::sleep(self.grace + Duration::from_millis(50)).await;
-        for chunk in users.chunks(1000) {
-            self.update(chunk).await;
+        let all = async {
+            for chunk in users.chunks(1000) {
+                self.update(chunk).await;
+            }
+        };
+        // A node that is stopping does not wait on a slow database for long.
+        if tokio::time::timeout(SETTLE_AT_MOST, all).await.is_err() {
+            tracing::warn!(
+                users = users.len(),
+                "presence of lost sockets not settled in time"
+            );
         }
     }
 

@@ -917,21 +917,32 @@ impl Hub {
                 #[diesel(sql_type = diesel::sql_types::Uuid)]
                 user_id: Uuid,
             }
-            let held: Vec<Held> = synctalk_db::sql(
-                "UPDATE gateway_sessions SET connected = false, last_seen_at = now() \
-                 WHERE node_id = $1 RETURNING user_id",
+            // Rows locked in id order, as every writer of them locks them (sockets'
+            // drops and other nodes' resumes run meanwhile). No node: a checkpoint of
+            // this node's still on its way cannot mark them connected again.
+            let held: diesel::QueryResult<Vec<Held>> = synctalk_db::sql(
+                "WITH locked AS (SELECT id FROM gateway_sessions WHERE node_id = $1 \
+                                 ORDER BY id FOR UPDATE) \
+                 UPDATE gateway_sessions g SET connected = false, node_id = NULL, last_seen_at = now() \
+                 FROM locked WHERE g.id = locked.id RETURNING g.user_id",
             )
             .bind::<diesel::sql_types::Uuid, _>(self.node_id)
             .load(&mut conn)
-            .await
-            .unwrap_or_default();
-            users = held.into_iter().map(|h| UserId(h.user_id)).collect();
-            users.sort_unstable();
-            users.dedup();
-            let _ = synctalk_db::sql("DELETE FROM gateway_nodes WHERE id = $1")
-                .bind::<diesel::sql_types::Uuid, _>(self.node_id)
-                .execute(&mut conn)
-                .await;
+            .await;
+            match held {
+                Ok(held) => {
+                    users = held.into_iter().map(|h| UserId(h.user_id)).collect();
+                    users.sort_unstable();
+                    users.dedup();
+                    let _ = synctalk_db::sql("DELETE FROM gateway_nodes WHERE id = $1")
+                        .bind::<diesel::sql_types::Uuid, _>(self.node_id)
+                        .execute(&mut conn)
+                        .await;
+                }
+                // The node's row stays: once it stops beating, another node declares
+                // it dead and takes care of its sessions' users.
+                Err(error) => tracing::warn!(%error, "could not mark this node's sessions dropped"),
+            }
         }
         // No other node hears that these sockets went (this one no longer beats, and
         // is not declared dead): the hooks run here, before the process ends.
