@@ -67,17 +67,23 @@ pub async fn of(
         .into_iter()
         .map(|r| r.0)
         .collect();
+    // One range of the primary key per channel: (channel, after the last read). An
+    // unread channel starts after the nil id, below every message's. Written as `id >
+    // coalesce(..)`, not `last_read IS NULL OR id > last_read`, which the planner can
+    // only filter by: with few channels it then read the whole messages table twice
+    // per channel, at every READY (3.4 against 0.2-0.3 ms with 13,000 messages in 5
+    // channels, and growing with the table).
     let rows: Vec<StateRow> = diesel::sql_query(
-        "SELECT c.channel_id, r.last_read_id, \
-           (SELECT count(*) FROM messages m WHERE m.channel_id = c.channel_id \
-              AND m.deleted_at IS NULL AND m.author_id <> $2 \
-              AND (r.last_read_id IS NULL OR m.id > r.last_read_id)) AS unread, \
-           (SELECT count(*) FROM messages m WHERE m.channel_id = c.channel_id \
-              AND m.deleted_at IS NULL AND m.author_id <> $2 \
-              AND (r.last_read_id IS NULL OR m.id > r.last_read_id) \
-              AND ($2 = ANY (m.mentions) OR m.mention_everyone OR m.mention_roles && $3)) AS mentions \
+        "SELECT c.channel_id, r.last_read_id, s.unread, s.mentions \
          FROM unnest($1::uuid[]) WITH ORDINALITY AS c(channel_id, n) \
          LEFT JOIN read_states r ON r.user_id = $2 AND r.channel_id = c.channel_id \
+         CROSS JOIN LATERAL ( \
+           SELECT count(*) AS unread, \
+                  count(*) FILTER (WHERE $2 = ANY (m.mentions) OR m.mention_everyone \
+                                      OR m.mention_roles && $3) AS mentions \
+           FROM messages m WHERE m.channel_id = c.channel_id \
+             AND m.id > coalesce(r.last_read_id, '00000000-0000-0000-0000-000000000000'::uuid) \
+             AND m.deleted_at IS NULL AND m.author_id <> $2) s \
          ORDER BY c.n",
     )
     .bind::<Array<SqlUuid>, _>(channels.iter().map(|c| c.0).collect::<Vec<_>>())
