@@ -523,14 +523,7 @@ async fn a_socket_gone_before_ready_leaves_no_session_marked_connected() {
     // Each IDENTIFY was sent before its socket went, so each makes a session; each is
     // then marked dropped (kept for a resume). Waits for both: a count taken before the
     // sessions exist proves nothing. Generous, for a loaded test machine.
-    let mut sessions = (-1, -1);
-    for _ in 0..400 {
-        sessions = sessions_of(&node, alice.id).await;
-        if sessions == (5, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sessions = sessions_become(&node, alice.id, (5, 0)).await;
     assert_eq!(
         sessions,
         (5, 0),
@@ -561,6 +554,23 @@ async fn sessions_of(node: &Node, user: synctalk_kernel::UserId) -> (i64, i64) {
     (n.total, n.connected)
 }
 
+/// The sessions of `user` once they are `want` (or after 20 s: the last count).
+async fn sessions_become(
+    node: &Node,
+    user: synctalk_kernel::UserId,
+    want: (i64, i64),
+) -> (i64, i64) {
+    let mut sessions = sessions_of(node, user).await;
+    for _ in 0..400 {
+        if sessions == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sessions = sessions_of(node, user).await;
+    }
+    sessions
+}
+
 #[actix_web::test]
 async fn a_close_frame_followed_at_once_by_the_connection_closing_ends_the_session() {
     let node = Node::spawn().await;
@@ -571,14 +581,7 @@ async fn a_close_frame_followed_at_once_by_the_connection_closing_ends_the_sessi
     }
     // Each close (1000) came in with the end of its connection: each session ended
     // (deleted), none is left resumable as if its socket had only dropped.
-    let mut sessions = (-1, -1);
-    for _ in 0..400 {
-        sessions = sessions_of(&node, alice.id).await;
-        if sessions == (0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sessions = sessions_become(&node, alice.id, (0, 0)).await;
     assert_eq!(sessions, (0, 0), "(sessions, connected) after clean closes");
 }
 
