@@ -22,6 +22,7 @@
 #   BIG_MESSAGES (30) PHASES (small,fanout,big) NODES2 (1)
 #   SERVER_BIN (a server binary to use instead of building this tree's; SERVER_REV: its commit)
 #   QUIET (1: first wait, up to QUIET_WAIT s, until the machine is idle)
+#   PERF (1: profile the server's core during each SyncTalk fan-out phase; PERF_SECONDS)
 # Results: bench/results/messages-<date>-{synctalk,bare,synctalk2}.json and a line in
 # bench/results/summary.md. Only 127.0.0.1 is ever contacted.
 set -euo pipefail
@@ -74,12 +75,41 @@ start_node() {
   wait_up "http://127.0.0.1:$port/ready" || { tail -n 20 "$data/node$n.log"; exit 1; }
 }
 
+# PERF=1: `perf record -C $SERVER_CPU` (every process on the server's core) for the
+# first PERF_SECONDS (default STEP_SECONDS) of each SyncTalk fan-out phase, reported by
+# process, object and symbol in bench/results/messages-<date>-<name>-profile.txt. Run it
+# with one rate (FANOUT_RATES=100) to compare one node and two at the same load.
+profile_fanout() {
+  local name=$1 log=$2 out="$data/profile-$name"
+  for _ in $(seq 1 1200); do grep -q '^phase fanout' "$log" 2>/dev/null && break; sleep 0.1; done
+  grep -q '^phase fanout' "$log" 2>/dev/null || return 0
+  perf record -q -C "$SERVER_CPU" -F 1999 -o "$out.data" -- sleep "${PERF_SECONDS:-${STEP_SECONDS:-10}}" 2>/dev/null || return 0
+  # (Each report read whole into a file first: `head` closing a pipe would fail the run.)
+  perf report -i "$out.data" --no-children --sort comm,dso --stdio >"$out.dso" 2>/dev/null || true
+  perf report -i "$out.data" --no-children --sort comm,dso,sym --stdio >"$out.sym" 2>/dev/null || true
+  { echo "# perf record -C $SERVER_CPU during the fan-out phase of $name (rates ${FANOUT_RATES:-default}), at $server_rev"
+    echo "# self time by process and object"
+    grep -vE '^#|^$' "$out.dso" | sed -n 1,25p
+    echo "# self time by process, object and symbol"
+    grep -vE '^#|^$' "$out.sym" | sed -n 1,100p
+  } >"bench/results/messages-$stamp-$name-profile.txt"
+}
 load() {
   local name=$1; shift
+  local perf=""
   wait_quiet
+  if [ "${PERF:-0}" = 1 ] && [ "$name" != bare ]; then
+    : >"$data/load-$name.log"
+    profile_fanout "$name" "$data/load-$name.log" &
+    perf=$!
+  fi
   taskset -c "$LOAD_CPU" "$bin/synctalk-load" messages "$@" --out "bench/results/messages-$stamp-$name.json" \
     >/dev/null 2>"$data/load-$name.log" || { cat "$data/load-$name.log"; exit 1; }
   cat "$data/load-$name.log" >&2
+  if [ -n "$perf" ]; then
+    wait "$perf" || true
+    [ -e "bench/results/messages-$stamp-$name-profile.txt" ] && echo "profile: bench/results/messages-$stamp-$name-profile.txt" >&2
+  fi
 }
 
 # 1. SyncTalk, one node.

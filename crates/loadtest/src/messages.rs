@@ -17,8 +17,9 @@
 //! - `fanout`: a channel of `--fanout-members`, one step per rate of `--fanout-rates`
 //!   (`--step-seconds` each, then drained): deliveries per CPU-second of the server
 //!   processes (`--server-pid`), beside the CPU of `--side-pid` processes and their
-//!   children (PostgreSQL, NATS); the steps stop after the first whose per-delivery p99
-//!   exceeds `--fanout-p99-ms`.
+//!   children (PostgreSQL, NATS), and the time each set's threads waited, runnable, for
+//!   a CPU; the steps stop after the first whose per-delivery p99 exceeds
+//!   `--fanout-p99-ms`.
 //! - `big`: `--big-messages` messages, one at a time, into a channel of
 //!   `--big-members`: how long until the last member has each.
 //!
@@ -219,6 +220,37 @@ fn cpu_now(args: &MessagesArgs) -> (f64, f64) {
     (
         cpu_seconds(&args.server_pid, false),
         cpu_seconds(&with_children(&args.side_pid), true),
+    )
+}
+
+/// Seconds the threads of processes spent runnable but waiting for a CPU: the second
+/// field of `/proc/<pid>/task/<tid>/schedstat` summed over the threads alive now (a
+/// thread that ended takes its count with it). On one shared core this is the queueing
+/// the processes impose on each other, which CPU time does not show.
+fn runqueue_wait_seconds(pids: &[u32]) -> f64 {
+    let mut nanos: u64 = 0;
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            nanos += stat
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    nanos as f64 / 1e9
+}
+
+/// Run-queue waits of the server processes and of the side processes, read at once.
+fn wait_now(args: &MessagesArgs) -> (f64, f64) {
+    (
+        runqueue_wait_seconds(&args.server_pid),
+        runqueue_wait_seconds(&with_children(&args.side_pid)),
     )
 }
 
@@ -491,6 +523,7 @@ impl Run {
         self.responses.borrow_mut().reset();
         let errors_before = self.send_errors.get();
         let (cpu0, side0) = cpu_now(&self.args);
+        let (wait0, side_wait0) = wait_now(&self.args);
         let begun = Instant::now();
         let count = rate * seconds;
         let first = self.next_seq.get();
@@ -503,6 +536,7 @@ impl Run {
         self.drain(&seqs, members.up).await;
         let elapsed = begun.elapsed().as_secs_f64();
         let (cpu1, side1) = cpu_now(&self.args);
+        let (wait1, side_wait1) = wait_now(&self.args);
         let mut book = self.book.borrow_mut();
         let mut to_last = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
         let (mut deliveries, mut complete) = (0usize, 0u64);
@@ -530,6 +564,8 @@ impl Run {
             "seconds": elapsed,
             "server_cpu_seconds": cpu,
             "side_cpu_seconds": side,
+            "server_runqueue_wait_seconds": wait1 - wait0,
+            "side_runqueue_wait_seconds": side_wait1 - side_wait0,
             // No figure rather than a wrong one when no server CPU was read.
             "deliveries_per_server_cpu_second": (cpu > 0.0).then(|| deliveries as f64 / cpu),
             "deliveries_per_cpu_second_with_side": (cpu > 0.0).then(|| deliveries as f64 / (cpu + side)),
