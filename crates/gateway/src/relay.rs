@@ -311,30 +311,105 @@ impl Floor {
 /// a transaction that holds the floor back for long (an old id not yet committed)
 /// does not make every numbering walk the rows published since.
 ///
+/// Holes are kept as ranges of ids: a backlog (a new leader after a spell without
+/// one, or a transaction that wrote many rows) is one range however many rows it
+/// holds, and the numbering statement carries the ranges' bounds, not every id (a
+/// million ids in an array made each numbering take a second).
+///
 /// The scan still checks each row it finds against `outbox_published`, so a hole that
 /// was published after all is passed over. A new leader starts from the ids above the
-/// floor that are not published; a scan that passed more ids without numbering them
-/// than it expects (ids burnt by rolled-back transactions, rows numbered elsewhere)
-/// asks the database again which of them are unpublished ([`Scan::rebuild`]).
+/// floor that are not published; a scan that passed more ranges without numbering
+/// them than it expects (ids burnt by rolled-back transactions, rows numbered
+/// elsewhere) asks the database again which of them are unpublished
+/// ([`Scan::rebuild`]).
 #[derive(Debug, Default)]
 struct Scan {
     past: i64,
-    holes: std::collections::BTreeSet<i64>,
-    /// How many holes make the scan ask again: at least [`MAX_HOLES`], and twice as
-    /// many as the last answer held (so true holes, say many rolled-back ids, do not
-    /// make it ask every poll).
+    holes: Ranges,
+    /// How many hole ranges make the scan ask again: at least [`MAX_HOLES`], and
+    /// twice as many as the last answer held (so true holes, say many rolled-back
+    /// ids, do not make it ask every poll).
     limit: usize,
 }
 
-/// The fewest holes at which a scan asks again which ids are unpublished.
+/// The fewest hole ranges at which a scan asks again which ids are unpublished.
 const MAX_HOLES: usize = 1000;
+
+/// Ids as disjoint inclusive ranges, keyed by their first id; two ranges are never
+/// adjacent (they would be one).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Ranges(std::collections::BTreeMap<i64, i64>);
+
+impl Ranges {
+    /// How many ranges.
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// How many ids in all.
+    fn ids(&self) -> i64 {
+        self.0.iter().map(|(lo, hi)| hi - lo + 1).sum()
+    }
+
+    /// Adds `lo..=hi` (nothing if empty), merged with the ranges it overlaps or
+    /// touches.
+    fn insert(&mut self, lo: i64, hi: i64) {
+        if lo > hi {
+            return;
+        }
+        let (mut lo, mut hi) = (lo, hi);
+        if let Some((&a, &b)) = self.0.range(..=lo).next_back()
+            && b >= lo.saturating_sub(1)
+        {
+            lo = a;
+            hi = hi.max(b);
+            self.0.remove(&a);
+        }
+        while let Some((&a, &b)) = self.0.range(lo..=hi.saturating_add(1)).next() {
+            hi = hi.max(b);
+            self.0.remove(&a);
+        }
+        self.0.insert(lo, hi);
+    }
+
+    /// Takes `id` out (splitting its range).
+    fn remove(&mut self, id: i64) {
+        if let Some((&a, &b)) = self.0.range(..=id).next_back()
+            && b >= id
+        {
+            self.0.remove(&a);
+            if a < id {
+                self.0.insert(a, id - 1);
+            }
+            if id < b {
+                self.0.insert(id + 1, b);
+            }
+        }
+    }
+
+    /// Forgets every id at or below `floor`.
+    fn forget_through(&mut self, floor: i64) {
+        let above = self.0.split_off(&floor.saturating_add(1));
+        let below = std::mem::replace(&mut self.0, above);
+        if let Some((_, &hi)) = below.iter().next_back()
+            && hi > floor
+        {
+            self.0.insert(floor + 1, hi);
+        }
+    }
+
+    /// The first and the last id of each range, for the numbering statement.
+    fn bounds(&self) -> (Vec<i64>, Vec<i64>) {
+        self.0.iter().map(|(&lo, &hi)| (lo, hi)).unzip()
+    }
+}
 
 impl Scan {
     /// A scan of every id above `floor`.
     fn from(floor: i64) -> Self {
         Self {
             past: floor,
-            holes: std::collections::BTreeSet::new(),
+            holes: Ranges::default(),
             limit: MAX_HOLES,
         }
     }
@@ -346,7 +421,9 @@ impl Scan {
 
     /// Passes every id up to `to` (how far the id sequence had gone), with the ids
     /// above `floor` that are not published as its holes (still uncommitted, rolled
-    /// back, or never used).
+    /// back, or never used): the gaps between the published ids, read from
+    /// `outbox_published` alone (as many rows as were published above the floor,
+    /// whatever the backlog).
     async fn rebuild(
         &mut self,
         conn: &mut AsyncPgConnection,
@@ -354,35 +431,41 @@ impl Scan {
         to: i64,
     ) -> diesel::QueryResult<()> {
         #[derive(QueryableByName)]
-        struct Id {
+        struct Gap {
             #[diesel(sql_type = BigInt)]
-            id: i64,
+            lo: i64,
+            #[diesel(sql_type = BigInt)]
+            hi: i64,
         }
         let to = to.max(self.past).max(floor);
-        let ids: Vec<Id> = synctalk_db::sql(
-            "SELECT g AS id FROM generate_series($1 + 1, $2) AS g \
-             WHERE (SELECT p.id FROM outbox_published p WHERE p.id = g) IS NULL",
+        let gaps: Vec<Gap> = synctalk_db::sql(
+            "SELECT lo, hi FROM ( \
+               SELECT id + 1 AS lo, lead(id) OVER (ORDER BY id) - 1 AS hi FROM ( \
+                 SELECT $1::bigint AS id \
+                 UNION ALL SELECT p.id FROM outbox_published p WHERE p.id > $1 AND p.id <= $2 \
+                 UNION ALL SELECT $2::bigint + 1 \
+               ) AS edges \
+             ) AS gaps WHERE hi >= lo",
         )
         .bind::<BigInt, _>(floor)
         .bind::<BigInt, _>(to)
         .load(conn)
         .await?;
         self.past = to;
-        self.holes = ids.into_iter().map(|i| i.id).collect();
+        self.holes = Ranges::default();
+        for gap in gaps {
+            self.holes.insert(gap.lo, gap.hi);
+        }
         self.limit = MAX_HOLES.max(self.holes.len().saturating_mul(2));
         if self.holes.len() > MAX_HOLES {
             tracing::info!(
-                holes = self.holes.len(),
+                ranges = self.holes.len(),
+                ids = self.holes.ids(),
                 floor,
                 "the outbox relay's scan has many unpublished ids below its reach"
             );
         }
         Ok(())
-    }
-
-    /// The holes, for the numbering statement.
-    fn holes(&self) -> Vec<i64> {
-        self.holes.iter().copied().collect()
     }
 
     /// After a numbering of `numbered` (ascending ids): a full batch passed every id up
@@ -392,31 +475,25 @@ impl Scan {
     fn passed(&mut self, numbered: &[i64], full: bool, last: i64) {
         let highest = numbered.last().copied().unwrap_or(i64::MIN);
         let reach = if full { highest } else { last.max(highest) };
-        for id in numbered {
+        for &id in numbered {
             self.holes.remove(id);
         }
         if reach <= self.past {
             return;
         }
-        let from = numbered.partition_point(|&id| id <= self.past);
-        let mut numbered = numbered[from..].iter().copied().peekable();
-        for id in self.past + 1..=reach {
-            if numbered.next_if_eq(&id).is_some() {
-                continue;
-            }
-            self.holes.insert(id);
-            if self.overflowed() {
-                // Too many to list: pass them all, and let [`Scan::rebuild`] ask
-                // which ids up to `reach` are unpublished.
-                break;
-            }
+        // The gaps between the ids numbered above the old reach.
+        let mut next = self.past + 1;
+        for &id in numbered.iter().filter(|&&id| id > self.past && id <= reach) {
+            self.holes.insert(next, id - 1);
+            next = id + 1;
         }
+        self.holes.insert(next, reach);
         self.past = reach;
     }
 
     /// Forgets the holes at or below the floor: every such row is published, or gone.
     fn settle(&mut self, floor: i64) {
-        self.holes = self.holes.split_off(&floor.saturating_add(1));
+        self.holes.forget_through(floor);
         self.past = self.past.max(floor);
     }
 }
@@ -476,20 +553,24 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
     }
     // Whether a row is published is asked row by row (a scalar subquery, never turned
     // into a join): as an anti-join, the planner merged the whole outbox index with
-    // the whole published one for every batch (20 ms at 13,000 rows). The holes and the
-    // ids above the scan's reach are two index scans. The picked rows are looked up by
+    // the whole published one for every batch (20 ms at 13,000 rows). The holes (a range
+    // scan of the index each) and the ids above the scan's reach are index scans. The picked rows are looked up by
     // id in an array, not joined: the planner sizes a join by statistics that an idle
     // spell leaves near empty, and then joins a thousand rows as if one. Every picked row is visible to the statement, so their
     // positions follow on from the cursor in id order, with no gap. The cursor's row is written
     // every time, so the statement always has a transaction id, and always returns a
     // row (the records, or one row of nulls).
+    let (holes_lo, holes_hi) = scan.holes.bounds();
     let rows: Vec<Row> = synctalk_db::sql(
         "WITH cursor AS MATERIALIZED (SELECT position FROM outbox_relay WHERE id = 1 FOR UPDATE), \
          picked AS MATERIALIZED ( \
            SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM ( \
              SELECT id FROM ( \
-               SELECT o.id FROM outbox o WHERE o.id = ANY ($3) \
-                 AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
+               SELECT h.id FROM unnest($3::bigint[], $5::bigint[]) AS r(lo, hi) \
+               CROSS JOIN LATERAL ( \
+                 SELECT o.id FROM outbox o WHERE o.id >= r.lo AND o.id <= r.hi \
+                   AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
+                 ORDER BY o.id LIMIT $1) AS h \
                UNION ALL \
                (SELECT o.id FROM outbox o WHERE o.id > $2 \
                   AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
@@ -518,8 +599,9 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
     )
     .bind::<BigInt, _>(BATCH)
     .bind::<BigInt, _>(scan.past)
-    .bind::<Array<BigInt>, _>(scan.holes())
+    .bind::<Array<BigInt>, _>(&holes_lo)
     .bind::<BigInt, _>(floor)
+    .bind::<Array<BigInt>, _>(&holes_hi)
     .load(conn)
     .await?;
     let (xid, xmin) = <[Row]>::first(&rows)
@@ -615,34 +697,159 @@ pub async fn prune(conn: &mut AsyncPgConnection, retention: Duration) -> anyhow:
 
 #[cfg(test)]
 mod tests {
-    use super::{Floor, MAX_HOLES, Scan};
+    use super::{Floor, MAX_HOLES, Ranges, Scan, last_id, mark, stored_floor};
+
+    /// The ids of a scan's holes, one by one.
+    fn holes(scan: &Scan) -> Vec<i64> {
+        scan.holes.0.iter().flat_map(|(&lo, &hi)| lo..=hi).collect()
+    }
 
     #[test]
     fn a_scan_looks_again_only_at_the_ids_it_passed_without_numbering() {
         let mut scan = Scan::from(10);
         // Ids up to 20 handed out; 13 and 15 not visible yet.
         scan.passed(&[11, 12, 14, 16, 17, 18, 19, 20], false, 20);
-        assert_eq!((scan.past, scan.holes()), (20, vec![13, 15]));
+        assert_eq!((scan.past, holes(&scan)), (20, vec![13, 15]));
         // 15 commits, and 21 and 22 come: the numbering finds them.
         scan.passed(&[15, 21, 22], false, 22);
-        assert_eq!((scan.past, scan.holes()), (22, vec![13]));
+        assert_eq!((scan.past, holes(&scan)), (22, vec![13]));
         // A row committed after the id sequence was read is numbered and passed; the
         // ids between that it did not see are holes.
         scan.passed(&[25], false, 23);
-        assert_eq!((scan.past, scan.holes()), (25, vec![13, 23, 24]));
+        assert_eq!((scan.past, holes(&scan)), (25, vec![13, 23, 24]));
         // A full batch passes only up to its highest id.
         scan.passed(&[13, 26, 27], true, 40);
-        assert_eq!((scan.past, scan.holes()), (27, vec![23, 24]));
+        assert_eq!((scan.past, holes(&scan)), (27, vec![23, 24]));
         // The floor passing a hole forgets it (rolled back, or numbered before).
         scan.settle(23);
-        assert_eq!((scan.past, scan.holes()), (27, vec![24]));
+        assert_eq!((scan.past, holes(&scan)), (27, vec![24]));
         scan.settle(30);
-        assert_eq!((scan.past, scan.holes()), (30, vec![]));
-        // Too many holes: every id is passed, and the scan asks which are unpublished.
-        let far = 30 + i64::try_from(MAX_HOLES).unwrap() + 5;
-        scan.passed(&[], false, far);
+        assert_eq!((scan.past, holes(&scan)), (30, vec![]));
+        // Too many separate holes: the scan asks which are unpublished.
+        let far = 30 + 2 * i64::try_from(MAX_HOLES).unwrap() + 4;
+        let every_other: Vec<i64> = (31..=far).step_by(2).collect();
+        scan.passed(&every_other, false, far);
         assert!(scan.overflowed());
         assert_eq!(scan.past, far);
+    }
+
+    #[test]
+    fn a_backlog_passed_without_numbering_is_one_hole_however_long() {
+        // A transaction writing a million rows holds ids 101..=1_000_100 while the
+        // relay looks: it passes them all, as one range, and does not ask again.
+        let mut scan = Scan::from(100);
+        scan.passed(&[], false, 1_000_100);
+        assert_eq!(
+            scan.holes.0.iter().collect::<Vec<_>>(),
+            [(&101, &1_000_100)]
+        );
+        assert!(!scan.overflowed());
+        assert_eq!(scan.holes.bounds(), (vec![101], vec![1_000_100]));
+        // Once committed, each full batch takes the next thousand from the range's
+        // start, and the range shrinks from there.
+        let batch: Vec<i64> = (101..=1100).collect();
+        scan.passed(&batch, true, 1_000_200);
+        assert_eq!(scan.holes.bounds(), (vec![1101], vec![1_000_100]));
+        assert_eq!(
+            scan.past, 1_000_100,
+            "a full batch of holes reaches no further"
+        );
+        // One row numbered from the middle splits it; the floor trims it.
+        scan.passed(&[500_000], false, 1_000_100);
+        assert_eq!(
+            scan.holes.bounds(),
+            (vec![1101, 500_001], vec![499_999, 1_000_100])
+        );
+        scan.settle(600_000);
+        assert_eq!(scan.holes.bounds(), (vec![600_001], vec![1_000_100]));
+        assert_eq!(scan.holes.ids(), 400_100);
+    }
+
+    #[tokio::test]
+    async fn a_leader_over_a_backlog_numbers_it_in_id_order_from_two_hole_ranges() {
+        use diesel_async::RunQueryDsl;
+        let db = synctalk_testkit::TestDb::migrated().await;
+        let mut conn = db.connect().await;
+        // 3,000 rows waiting, ten of them in the middle published by an earlier leader.
+        diesel::sql_query(
+            "INSERT INTO outbox (topic, kind, domain, name, payload) \
+             SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
+                    json_build_object('n', n) \
+             FROM generate_series(1, 3000) AS n ORDER BY n",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let base = crate::event::bigint(&mut conn, "SELECT min(id) AS value FROM outbox")
+            .await
+            .unwrap();
+        diesel::sql_query(format!(
+            "INSERT INTO outbox_published (id, position, topic) \
+             SELECT id, 1000000 + id, topic FROM outbox WHERE id BETWEEN {} AND {}",
+            base + 1000,
+            base + 1009
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let floor = stored_floor(&mut conn).await.unwrap();
+        let last = last_id(&mut conn).await.unwrap();
+        assert_eq!(last, base + 2999);
+        let mut scan = Scan::from(floor);
+        scan.rebuild(&mut conn, floor, last).await.unwrap();
+        assert_eq!(
+            scan.holes.bounds(),
+            (vec![floor + 1, base + 1010], vec![base + 999, last]),
+            "the unpublished ids, as ranges"
+        );
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let marked = mark(&mut conn, &scan, floor).await.unwrap();
+            let full = marked.numbered.len() >= 1000;
+            scan.passed(&marked.numbered, full, last);
+            order.extend(marked.records.iter().map(|r| (r.id, r.position)));
+        }
+        let expected: Vec<i64> = (base..base + 1000).chain(base + 1010..=last).collect();
+        assert_eq!(
+            order.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+            expected,
+            "every unpublished row once, in id order"
+        );
+        assert!(
+            order
+                .iter()
+                .zip(1..)
+                .all(|(&(_, position), n)| position == n),
+            "positions follow on without a gap"
+        );
+        assert_eq!(scan.holes.len(), 0);
+    }
+
+    #[test]
+    fn ranges_merge_what_touches_and_split_what_is_taken_out() {
+        let mut ranges = Ranges::default();
+        ranges.insert(10, 12);
+        ranges.insert(20, 22);
+        ranges.insert(5, 4);
+        assert_eq!(ranges.bounds(), (vec![10, 20], vec![12, 22]));
+        ranges.insert(13, 19);
+        assert_eq!(ranges.bounds(), (vec![10], vec![22]));
+        ranges.insert(1, 9);
+        ranges.insert(23, 23);
+        ranges.insert(15, 30);
+        assert_eq!(ranges.bounds(), (vec![1], vec![30]));
+        ranges.remove(1);
+        ranges.remove(30);
+        ranges.remove(15);
+        ranges.remove(99);
+        assert_eq!(ranges.bounds(), (vec![2, 16], vec![14, 29]));
+        ranges.forget_through(14);
+        assert_eq!(ranges.bounds(), (vec![16], vec![29]));
+        ranges.forget_through(20);
+        assert_eq!(ranges.bounds(), (vec![21], vec![29]));
+        assert_eq!(ranges.ids(), 9);
+        ranges.forget_through(29);
+        assert_eq!(ranges.len(), 0);
     }
 
     #[test]

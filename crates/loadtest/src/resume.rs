@@ -267,9 +267,13 @@ pub(crate) struct Progress {
 pub(crate) async fn progress(db: &tokio_postgres::Client) -> anyhow::Result<Progress> {
     let row = db
         .query_one(
+            // Two counts of index ranges above the relay's floor (a row's published
+            // mark is a row of outbox_published with its id): asking row by row took a
+            // second over a million rows, on the core the relay numbers them on.
             "SELECT (SELECT count(*) FROM outbox o \
-                     WHERE o.id > (SELECT floor FROM outbox_relay WHERE id = 1) \
-                       AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL), \
+                     WHERE o.id > (SELECT floor FROM outbox_relay WHERE id = 1)) \
+                  - (SELECT count(*) FROM outbox_published p \
+                     WHERE p.id > (SELECT floor FROM outbox_relay WHERE id = 1)), \
                     (SELECT position FROM outbox_relay WHERE id = 1), \
                     (SELECT min(position) FROM gateway_nodes \
                       WHERE last_seen_at > now() - interval '30 seconds')",
