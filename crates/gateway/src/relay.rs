@@ -554,7 +554,11 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
     // Whether a row is published is asked row by row (a scalar subquery, never turned
     // into a join): as an anti-join, the planner merged the whole outbox index with
     // the whole published one for every batch (20 ms at 13,000 rows). The holes (a range
-    // scan of the index each) and the ids above the scan's reach are index scans. The picked rows are looked up by
+    // scan of the index each) and the ids above the scan's reach are index scans. The
+    // ranges go in ascending order, each scanned in id order, so the holes come out in
+    // id order and their `LIMIT` stops the walk at a batch (a backlog split into many
+    // ranges is not read whole at every numbering; were the order ever lost, the rows
+    // left out would only wait for a later batch). The picked rows are looked up by
     // id in an array, not joined: the planner sizes a join by statistics that an idle
     // spell leaves near empty, and then joins a thousand rows as if one. Every picked row is visible to the statement, so their
     // positions follow on from the cursor in id order, with no gap. The cursor's row is written
@@ -566,11 +570,12 @@ async fn mark(conn: &mut AsyncPgConnection, scan: &Scan, floor: i64) -> anyhow::
          picked AS MATERIALIZED ( \
            SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM ( \
              SELECT id FROM ( \
-               SELECT h.id FROM unnest($3::bigint[], $5::bigint[]) AS r(lo, hi) \
-               CROSS JOIN LATERAL ( \
-                 SELECT o.id FROM outbox o WHERE o.id >= r.lo AND o.id <= r.hi \
-                   AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
-                 ORDER BY o.id LIMIT $1) AS h \
+               (SELECT h.id FROM unnest($3::bigint[], $5::bigint[]) AS r(lo, hi) \
+                CROSS JOIN LATERAL ( \
+                  SELECT o.id FROM outbox o WHERE o.id >= r.lo AND o.id <= r.hi \
+                    AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
+                  ORDER BY o.id LIMIT $1) AS h \
+                LIMIT $1) \
                UNION ALL \
                (SELECT o.id FROM outbox o WHERE o.id > $2 \
                   AND (SELECT p.id FROM outbox_published p WHERE p.id = o.id) IS NULL \
@@ -822,6 +827,46 @@ mod tests {
                 .all(|(&(_, position), n)| position == n),
             "positions follow on without a gap"
         );
+        assert_eq!(scan.holes.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_backlog_in_many_hole_ranges_is_numbered_a_batch_at_a_time_in_id_order() {
+        use diesel_async::RunQueryDsl;
+        let db = synctalk_testkit::TestDb::migrated().await;
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "INSERT INTO outbox (topic, kind, domain, name, payload) \
+             SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
+                    json_build_object('n', n) \
+             FROM generate_series(1, 3000) AS n ORDER BY n",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let base = crate::event::bigint(&mut conn, "SELECT min(id) AS value FROM outbox")
+            .await
+            .unwrap();
+        // Every other row published already: 1,500 ranges of one unpublished id each.
+        diesel::sql_query(format!(
+            "INSERT INTO outbox_published (id, position, topic) \
+             SELECT id, 1000000 + id, topic FROM outbox WHERE (id - {base}) % 2 = 1"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let floor = base - 1;
+        let last = last_id(&mut conn).await.unwrap();
+        let mut scan = Scan::from(floor);
+        scan.rebuild(&mut conn, floor, last).await.unwrap();
+        assert_eq!(scan.holes.len(), 1500);
+        let unpublished: Vec<i64> = (base..=last).step_by(2).collect();
+        let marked = mark(&mut conn, &scan, floor).await.unwrap();
+        assert_eq!(marked.numbered, unpublished[..1000], "the thousand lowest");
+        scan.passed(&marked.numbered, true, last);
+        let marked = mark(&mut conn, &scan, floor).await.unwrap();
+        assert_eq!(marked.numbered, unpublished[1000..], "then the rest");
+        scan.passed(&marked.numbered, false, last);
         assert_eq!(scan.holes.len(), 0);
     }
 
