@@ -770,24 +770,30 @@ mod tests {
         assert_eq!(scan.holes.ids(), 400_100);
     }
 
-    #[tokio::test]
-    async fn a_leader_over_a_backlog_numbers_it_in_id_order_from_two_hole_ranges() {
+    /// Appends 3,000 unpublished rows; the first one's id.
+    async fn backlog(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
         use diesel_async::RunQueryDsl;
-        let db = synctalk_testkit::TestDb::migrated().await;
-        let mut conn = db.connect().await;
-        // 3,000 rows waiting, ten of them in the middle published by an earlier leader.
         diesel::sql_query(
             "INSERT INTO outbox (topic, kind, domain, name, payload) \
              SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
                     json_build_object('n', n) \
              FROM generate_series(1, 3000) AS n ORDER BY n",
         )
-        .execute(&mut conn)
+        .execute(conn)
         .await
         .unwrap();
-        let base = crate::event::bigint(&mut conn, "SELECT min(id) AS value FROM outbox")
+        crate::event::bigint(conn, "SELECT min(id) AS value FROM outbox")
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_leader_over_a_backlog_numbers_it_in_id_order_from_two_hole_ranges() {
+        use diesel_async::RunQueryDsl;
+        let db = synctalk_testkit::TestDb::migrated().await;
+        let mut conn = db.connect().await;
+        // 3,000 rows waiting, ten of them in the middle published by an earlier leader.
+        let base = backlog(&mut conn).await;
         diesel::sql_query(format!(
             "INSERT INTO outbox_published (id, position, topic) \
              SELECT id, 1000000 + id, topic FROM outbox WHERE id BETWEEN {} AND {}",
@@ -835,18 +841,7 @@ mod tests {
         use diesel_async::RunQueryDsl;
         let db = synctalk_testkit::TestDb::migrated().await;
         let mut conn = db.connect().await;
-        diesel::sql_query(
-            "INSERT INTO outbox (topic, kind, domain, name, payload) \
-             SELECT 'user:' || gen_random_uuid(), 'event', 'users', 'USER_UPDATE', \
-                    json_build_object('n', n) \
-             FROM generate_series(1, 3000) AS n ORDER BY n",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        let base = crate::event::bigint(&mut conn, "SELECT min(id) AS value FROM outbox")
-            .await
-            .unwrap();
+        let base = backlog(&mut conn).await;
         // Every other row published already: 1,500 ranges of one unpublished id each.
         diesel::sql_query(format!(
             "INSERT INTO outbox_published (id, position, topic) \
