@@ -48,3 +48,18 @@ while time.time() < deadline:
 print(f"  (the machine is still busy: {busy:.0%}; running anyway)", file=sys.stderr)
 PY
 }
+
+# perf_summary DATA OUT TITLE: self time by process and object, then by symbol, of the
+# `perf record` file DATA, written to OUT under the line TITLE.
+perf_summary() {
+  local data=$1 out=$2 title=$3
+  # (Each report read whole into a file first: `head` closing a pipe would fail the run.)
+  perf report -i "$data" --no-children --sort comm,dso --stdio >"$data.dso" 2>/dev/null || true
+  perf report -i "$data" --no-children --sort comm,dso,sym --stdio >"$data.sym" 2>/dev/null || true
+  { echo "# $title"
+    echo "# self time by process and object"
+    grep -vE '^#|^$' "$data.dso" | sed -n 1,25p
+    echo "# self time by process, object and symbol"
+    grep -vE '^#|^$' "$data.sym" | sed -n 1,100p
+  } >"$out"
+}

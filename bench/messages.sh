@@ -84,15 +84,8 @@ profile_fanout() {
   for _ in $(seq 1 1200); do grep -q '^phase fanout' "$log" 2>/dev/null && break; sleep 0.1; done
   grep -q '^phase fanout' "$log" 2>/dev/null || return 0
   perf record -q -C "$SERVER_CPU" -F 1999 -o "$out.data" -- sleep "${PERF_SECONDS:-${STEP_SECONDS:-10}}" 2>/dev/null || return 0
-  # (Each report read whole into a file first: `head` closing a pipe would fail the run.)
-  perf report -i "$out.data" --no-children --sort comm,dso --stdio >"$out.dso" 2>/dev/null || true
-  perf report -i "$out.data" --no-children --sort comm,dso,sym --stdio >"$out.sym" 2>/dev/null || true
-  { echo "# perf record -C $SERVER_CPU during the fan-out phase of $name (rates ${FANOUT_RATES:-default}), at $server_rev"
-    echo "# self time by process and object"
-    grep -vE '^#|^$' "$out.dso" | sed -n 1,25p
-    echo "# self time by process, object and symbol"
-    grep -vE '^#|^$' "$out.sym" | sed -n 1,100p
-  } >"bench/results/messages-$stamp-$name-profile.txt"
+  perf_summary "$out.data" "bench/results/messages-$stamp-$name-profile.txt" \
+    "perf record -C $SERVER_CPU during the fan-out phase of $name (rates ${FANOUT_RATES:-default}), at $server_rev"
 }
 load() {
   local name=$1; shift

@@ -251,15 +251,8 @@ run_server() {
   if [ -n "$perf" ]; then
     wait "$perf" || true
     profile="bench/results/$results_name-$stamp-profile.txt"
-    # (Each report read whole into a file first: `head` closing a pipe would fail the run.)
-    perf report -i "$data/profile.data" --no-children --sort comm,dso --stdio >"$data/profile.dso" 2>/dev/null || true
-    perf report -i "$data/profile.data" --no-children --sort comm,dso,sym --stdio >"$data/profile.sym" 2>/dev/null || true
-    { echo "# perf record -C $SERVER_CPU (server and PostgreSQL) during $name, $REQUEST requests at $server_rev"
-      echo "# self time by process and object"
-      grep -vE '^#|^$' "$data/profile.dso" | sed -n 1,20p
-      echo "# self time by process, object and symbol"
-      grep -vE '^#|^$' "$data/profile.sym" | sed -n 1,80p
-    } >"$profile"
+    perf_summary "$data/profile.data" "$profile" \
+      "perf record -C $SERVER_CPU (server and PostgreSQL) during $name, $REQUEST requests at $server_rev"
     echo "  profile: $profile"
   fi
   if [ -n "$statements" ]; then
